@@ -1,0 +1,266 @@
+import { ActorDiedError, ValidationError, type WireError } from '../sdk/errors.ts'
+import type { ActorState } from '../sdk/protocol.ts'
+import type { ActorRow } from '../sdk/state.ts'
+import type { NodeTable } from './gcs/nodes.ts'
+import type { TaskEvents } from './gcs/task-events.ts'
+import type { Session } from './session.ts'
+import type { TaskManager, TaskRecord } from './task-manager.ts'
+
+interface ActorRecord {
+  actorId: string
+  name: string | undefined
+  namespace: string
+  className: string
+  methods: string[]
+  jobId: string
+  detached: boolean
+  maxRestarts: number
+  maxTaskRetries: number
+  state: ActorState
+  nodeId: string | null
+  restarts: number
+  deathCause: string | null
+  /** The node holding this actor's resources (from dispatch of its creation until death or node loss). */
+  allocatedOn: string | null
+  creation: TaskRecord
+  /** Calls in submission order, not yet sent to the node (waiting for the actor or for their arguments). */
+  pending: TaskRecord[]
+  inflight: Map<string, TaskRecord>
+}
+
+/**
+ * The actor table and its lifecycle (Ray's GcsActorManager): actors are owned by the coordinator, placed by an
+ * ACTOR_CREATION_TASK, keep their resources while alive, restart on node death while `maxRestarts` allows, and
+ * receive their calls in submission order.
+ */
+export class ActorManager {
+  private actors = new Map<string, ActorRecord>()
+  /** `getIfExists` creations that found the name taken point at the existing actor. */
+  private aliases = new Map<string, string>()
+  private named = new Map<string, string>()
+
+  constructor(
+    private readonly tasks: TaskManager,
+    private readonly deps: { nodes: NodeTable; events: TaskEvents; nodeSession(nodeId: string): Session | undefined },
+  ) {}
+
+  /** A creation task arrived. Returns false if it was settled at once (name taken, or getIfExists found one). */
+  register(rec: TaskRecord): boolean {
+    const a = rec.spec.actor
+    const actorId = rec.spec.actorId
+    if (!a || !actorId) {
+      this.tasks.fail(rec, new ValidationError('actor creation without actor options').toWire())
+      return false
+    }
+    const key = `${a.namespace}\u0000${a.name}`
+    const existing = a.name ? this.actors.get(this.named.get(key) ?? '') : undefined
+    if (existing && existing.state !== 'DEAD') {
+      if (a.getIfExists) {
+        this.aliases.set(actorId, existing.actorId)
+        this.tasks.actorAliasReady(rec)
+        return false
+      }
+      this.tasks.fail(
+        rec,
+        new ValidationError(
+          `an actor named '${a.name}' already exists in namespace '${a.namespace}' (use getIfExists: true to reuse it)`,
+        ).toWire(),
+      )
+      return false
+    }
+    const actor: ActorRecord = {
+      actorId,
+      name: a.name,
+      namespace: a.namespace,
+      className: a.className,
+      methods: a.methods,
+      jobId: rec.jobId,
+      detached: a.detached,
+      maxRestarts: a.maxRestarts,
+      maxTaskRetries: a.maxTaskRetries,
+      state: 'DEPENDENCIES_UNREADY',
+      nodeId: null,
+      restarts: 0,
+      deathCause: null,
+      allocatedOn: null,
+      creation: rec,
+      pending: [],
+      inflight: new Map(),
+    }
+    this.actors.set(actorId, actor)
+    if (a.name) this.named.set(key, actorId)
+    return true
+  }
+
+  private resolve(actorId: string | undefined): ActorRecord | undefined {
+    if (!actorId) return undefined
+    return this.actors.get(this.aliases.get(actorId) ?? actorId)
+  }
+
+  creationQueued(rec: TaskRecord): void {
+    const actor = this.resolve(rec.spec.actorId)
+    if (actor && actor.state !== 'RESTARTING') actor.state = 'PENDING_CREATION'
+  }
+
+  creationDispatched(rec: TaskRecord, nodeId: string): void {
+    const actor = this.resolve(rec.spec.actorId)
+    if (!actor) return
+    actor.nodeId = nodeId
+    actor.allocatedOn = nodeId
+  }
+
+  created(rec: TaskRecord): void {
+    const actor = this.resolve(rec.spec.actorId)
+    if (!actor || actor.state === 'DEAD') return
+    actor.state = 'ALIVE'
+    this.pump(actor.actorId)
+  }
+
+  creationFailed(rec: TaskRecord, error: WireError): void {
+    const actor = this.resolve(rec.spec.actorId)
+    if (!actor || actor.state === 'DEAD') return
+    this.die(actor, `its constructor failed: ${error.message}`)
+  }
+
+  /** An actor call arrived: it takes its place in line now, whether or not its arguments are ready. */
+  enqueueCall(rec: TaskRecord): void {
+    const actor = this.resolve(rec.spec.actorId)
+    if (!actor) {
+      this.tasks.fail(rec, new ValidationError(`no actor ${rec.spec.actorId} exists on this coordinator`).toWire())
+      return
+    }
+    if (actor.state === 'DEAD') {
+      this.tasks.fail(rec, new ActorDiedError(actor.actorId, actor.deathCause ?? 'dead').toWire())
+      return
+    }
+    if (!actor.methods.includes(rec.spec.method ?? '')) {
+      this.tasks.fail(rec, new ValidationError(`${actor.className} has no method '${rec.spec.method}'`).toWire())
+      return
+    }
+    rec.resources = {}
+    actor.pending.push(rec)
+  }
+
+  requeueCall(rec: TaskRecord): void {
+    const actor = this.resolve(rec.spec.actorId)
+    if (!actor || actor.state === 'DEAD') return this.tasks.fail(rec, new ActorDiedError(rec.spec.actorId ?? '?', 'dead').toWire())
+    actor.inflight.delete(rec.spec.taskId)
+    actor.pending.unshift(rec)
+    this.pump(actor.actorId)
+  }
+
+  /** Sends calls whose turn has come: in order, stopping at the first whose arguments are not ready. */
+  pump(actorId: string): void {
+    const actor = this.resolve(actorId)
+    if (actor?.state !== 'ALIVE' || !actor.nodeId) return
+    const node = this.deps.nodes.get(actor.nodeId)
+    if (node?.state !== 'ALIVE') return
+    while (actor.pending.length) {
+      const head = actor.pending[0] as TaskRecord
+      if (head.phase === 'done') {
+        actor.pending.shift()
+        continue
+      }
+      if (head.missing > 0) break
+      actor.pending.shift()
+      actor.inflight.set(head.spec.taskId, head)
+      this.tasks.dispatch(head, node)
+    }
+  }
+
+  callDone(rec: TaskRecord): void {
+    this.resolve(rec.spec.actorId)?.inflight.delete(rec.spec.taskId)
+  }
+
+  lookup(name: string, namespace: string): { actorId: string; className: string; methods: string[] } {
+    const actor = this.actors.get(this.named.get(`${namespace}\u0000${name}`) ?? '')
+    if (!actor || actor.state === 'DEAD') throw new ValidationError(`no actor named '${name}' in namespace '${namespace}'`)
+    return { actorId: actor.actorId, className: actor.className, methods: actor.methods }
+  }
+
+  kill(actorId: string, reason = 'killed by mesh.kill()'): void {
+    const actor = this.resolve(actorId)
+    if (!actor) throw new ValidationError(`no actor ${actorId} exists on this coordinator`)
+    if (actor.state !== 'DEAD') this.die(actor, reason)
+  }
+
+  /** The node hosting actors died (or their worker crashed): restart them elsewhere or let them die. */
+  onNodeDead(nodeId: string): void {
+    for (const actor of this.actors.values()) {
+      if (actor.nodeId !== nodeId || actor.state === 'DEAD') continue
+      actor.allocatedOn = null // the resources died with the node
+      this.lost(actor, `node ${nodeId} died`)
+    }
+  }
+
+  workerDied(actorId: string, reason: string): void {
+    const actor = this.resolve(actorId)
+    if (!actor || actor.state === 'DEAD') return
+    this.releaseResources(actor)
+    this.lost(actor, reason)
+  }
+
+  private lost(actor: ActorRecord, reason: string): void {
+    const canRestart = actor.maxRestarts === -1 || actor.restarts < actor.maxRestarts
+    if (!canRestart) return this.die(actor, `${reason} (no restarts left)`)
+    actor.state = 'RESTARTING'
+    actor.restarts++
+    actor.nodeId = null
+    for (const call of [...actor.inflight.values()].reverse()) {
+      const left = actor.maxTaskRetries === -1 || call.attempt < actor.maxTaskRetries
+      actor.inflight.delete(call.spec.taskId)
+      call.phase = 'waiting-deps'
+      if (left) {
+        call.attempt++
+        actor.pending.unshift(call)
+      } else this.tasks.fail(call, new ActorDiedError(actor.actorId, `${reason} while this call ran`).toWire())
+    }
+    const creation = actor.creation
+    creation.attempt++
+    creation.phase = 'waiting-deps'
+    this.tasks.requeueCreation(creation)
+  }
+
+  private releaseResources(actor: ActorRecord): void {
+    const node = actor.allocatedOn ? this.deps.nodes.get(actor.allocatedOn) : undefined
+    actor.allocatedOn = null
+    if (node) this.tasks.scheduler.release(node, actor.creation.resources)
+  }
+
+  private die(actor: ActorRecord, cause: string): void {
+    actor.state = 'DEAD'
+    actor.deathCause = cause
+    if (actor.name) this.named.delete(`${actor.namespace}\u0000${actor.name}`)
+    this.releaseResources(actor)
+    const node = actor.nodeId ? this.deps.nodes.get(actor.nodeId) : undefined
+    if (node && node.state === 'ALIVE') this.deps.nodeSession(node.nodeId)?.send({ type: 'kill-actor', actorId: actor.actorId })
+    const err = new ActorDiedError(actor.actorId, cause).toWire()
+    // A creation still queued or running never completes now.
+    if (actor.creation.phase !== 'done') this.tasks.fail(actor.creation, err)
+    for (const call of [...actor.inflight.values(), ...actor.pending]) this.tasks.fail(call, err)
+    actor.inflight.clear()
+    actor.pending = []
+  }
+
+  /** A job ended: its non-detached actors die with it. */
+  onJobEnd(jobId: string): void {
+    for (const actor of this.actors.values()) {
+      if (actor.jobId === jobId && !actor.detached && actor.state !== 'DEAD') this.die(actor, 'its job ended (the driver disconnected)')
+    }
+  }
+
+  rows(): ActorRow[] {
+    return [...this.actors.values()].map((a) => ({
+      actorId: a.actorId,
+      name: a.name ?? null,
+      namespace: a.namespace,
+      className: a.className,
+      state: a.state,
+      nodeId: a.nodeId,
+      jobId: a.jobId,
+      restarts: a.restarts,
+      detached: a.detached,
+      deathCause: a.deathCause,
+    }))
+  }
+}

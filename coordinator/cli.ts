@@ -1,0 +1,217 @@
+import { Argument, Command, InvalidArgumentError, Option } from 'commander'
+import { connect } from '../sdk/index.ts'
+import { formatBytes } from '../sdk/size.ts'
+import { runDemo } from './demo.ts'
+import { startHeadlessNodes } from './headless-nodes.ts'
+import { type RunningCoordinator, startCoordinator } from './server.ts'
+
+const DEFAULT_ADDRESS = process.env.SHOAL_ADDRESS ?? 'http://127.0.0.1:8265'
+
+const positiveNumber = (what: string) => (v: string) => {
+  const n = Number(v)
+  if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError(`${what} must be a positive number`)
+  return n
+}
+const port = (v: string) => {
+  const n = Number(v)
+  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new InvalidArgumentError('must be a port number (0-65535)')
+  return n
+}
+
+function printUrls(url: string): void {
+  console.log(`\nShoal coordinator on ${url}`)
+  console.log(`  donate a node:  ${url}/node`)
+  console.log(`  dashboard:      ${url}/dashboard/`)
+  console.log(`  SDK for pages:  ${url}/sdk.js`)
+  console.log(`  state API:      ${url}/api/status`)
+}
+
+function keepRunning(stop: () => Promise<void>): void {
+  const bye = () => {
+    console.log('\nstopping…')
+    void stop().then(() => process.exit(0))
+  }
+  process.once('SIGINT', bye)
+  process.once('SIGTERM', bye)
+}
+
+async function withMesh<T>(
+  address: string,
+  token: string | undefined,
+  fn: (mesh: Awaited<ReturnType<typeof connect>>) => Promise<T>,
+): Promise<T> {
+  const mesh = await connect({ address, ...(token && { token }) })
+  try {
+    return await fn(mesh)
+  } finally {
+    await mesh.close()
+  }
+}
+
+/** A plain aligned table. */
+function table(rows: Record<string, unknown>[], cols: string[]): void {
+  if (!rows.length) return console.log('(none)')
+  const cell = (v: unknown) => (v === null || v === undefined ? '-' : typeof v === 'object' ? JSON.stringify(v) : String(v))
+  const widths = cols.map((c) => Math.min(60, Math.max(c.length, ...rows.map((r) => cell(r[c]).length))))
+  const line = (vals: string[]) => vals.map((v, i) => v.slice(0, widths[i]).padEnd(widths[i] as number)).join('  ')
+  console.log(line(cols))
+  for (const r of rows) console.log(line(cols.map((c) => cell(r[c]))))
+}
+
+const program = new Command('shoal').description("Ray Core's model on browser-tab nodes").showHelpAfterError()
+const addressOption = () => new Option('-a, --address <url>', 'coordinator address').default(DEFAULT_ADDRESS)
+const tokenOption = () => new Option('--token <token>', 'shared secret for drivers and nodes').env('SHOAL_TOKEN')
+
+program
+  .command('start')
+  .description('run the coordinator (Hono on one port: /node, /dashboard, /sdk.js, /api, /ws, /peerjs)')
+  .option('-p, --port <port>', 'port', port, 8265)
+  .option('--host <host>', 'interface to listen on', '127.0.0.1')
+  .addOption(tokenOption())
+  .action(async (o: { port: number; host: string; token?: string }) => {
+    const c = await startCoordinator({ port: o.port, host: o.host, ...(o.token && { token: o.token }) })
+    printUrls(c.url)
+    keepRunning(c.close)
+  })
+
+program
+  .command('node')
+  .description('start headless Chromium nodes (playwright-core + the system Chromium)')
+  .addOption(addressOption())
+  .option('-n, --nodes <n>', 'how many nodes', positiveNumber('--nodes'), 1)
+  .option('-c, --cpus <n>', 'CPUs (workers) per node', positiveNumber('--cpus'), 2)
+  .option('--object-store-memory <size>', 'object store per node, e.g. 96MiB')
+  .addOption(tokenOption())
+  .action(async (o: { address: string; nodes: number; cpus: number; token?: string; objectStoreMemory?: string }) => {
+    const h = await startHeadlessNodes({ ...o, onConsole: (i, type, text) => type === 'error' && console.error(`[node ${i}] ${text}`) })
+    for (const n of h.nodes) console.log(`node ${n.index}: ${n.nodeId} (${o.cpus} CPU)`)
+    keepRunning(h.close)
+  })
+
+program
+  .command('up')
+  .description('the quick start: coordinator + local headless nodes (+ the demo job), left running')
+  .option('-p, --port <port>', 'port', port, 8265)
+  .option('-n, --nodes <n>', 'headless nodes', positiveNumber('--nodes'), 3)
+  .option('-c, --cpus <n>', 'CPUs per node', positiveNumber('--cpus'), 4)
+  .option('--demo', "run the seed's 30 × 1 s tasks once the nodes are up")
+  .addOption(tokenOption())
+  .action(async (o: { port: number; nodes: number; cpus: number; demo?: boolean; token?: string }) => {
+    let coordinator: RunningCoordinator | undefined
+    try {
+      coordinator = await startCoordinator({ port: o.port, ...(o.token && { token: o.token }), log: () => {} })
+    } catch (e) {
+      throw new Error(`cannot listen on port ${o.port}: ${(e as Error).message} (is another coordinator running? use --port)`)
+    }
+    const c = coordinator
+    console.log(`coordinator up on ${c.url}; starting ${o.nodes} headless node(s)…`)
+    const h = await startHeadlessNodes({
+      address: c.url,
+      nodes: o.nodes,
+      cpus: o.cpus,
+      ...(o.token && { token: o.token }),
+      onConsole: (i, type, text) => type === 'error' && console.error(`[node ${i}] ${text}`),
+    })
+    console.log(`${h.nodes.length} node(s) registered`)
+    if (o.demo) await runDemo(c.url, { tasks: 30, seconds: 1, ...(o.token && { token: o.token }) })
+    printUrls(c.url)
+    console.log('\nPress Ctrl+C to stop.')
+    keepRunning(async () => {
+      await h.close()
+      await c.close()
+    })
+  })
+
+program
+  .command('demo')
+  .description("run the seed's parallel tasks against a running coordinator")
+  .addOption(addressOption())
+  .addOption(tokenOption())
+  .option('--tasks <n>', 'how many tasks', positiveNumber('--tasks'), 30)
+  .option('--seconds <s>', 'seconds per task', positiveNumber('--seconds'), 1)
+  .action(async (o: { address: string; tasks: number; seconds: number; token?: string }) => {
+    await runDemo(o.address, o)
+  })
+
+program
+  .command('status')
+  .description('cluster status: nodes, resources, pending and infeasible tasks')
+  .addOption(addressOption())
+  .addOption(tokenOption())
+  .action(async (o: { address: string; token?: string }) => {
+    const s = (await (await fetch(`${o.address}/api/status`)).json()) as {
+      nodes: { alive: number; dead: number }
+      resources: { total: Record<string, number>; used: Record<string, number> }
+      tasks: { pending: number; queued: number }
+      jobs: { running: number }
+      infeasible: { name: string; requiredResources: Record<string, number> }[]
+    }
+    console.log(`nodes: ${s.nodes.alive} alive, ${s.nodes.dead} dead`)
+    for (const [k, total] of Object.entries(s.resources.total)) console.log(`  ${s.resources.used[k] ?? 0}/${total} ${k}`)
+    console.log(`jobs running: ${s.jobs.running}; tasks pending: ${s.tasks.pending} (${s.tasks.queued} waiting for a node)`)
+    if (s.infeasible.length) {
+      console.log(`infeasible (no node can ever fit them; they wait for a bigger node):`)
+      for (const t of s.infeasible) console.log(`  ${t.name} needs ${JSON.stringify(t.requiredResources)}`)
+    }
+  })
+
+const LIST_COLUMNS: Record<string, string[]> = {
+  tasks: ['taskId', 'name', 'state', 'type', 'nodeId', 'workerId', 'jobId', 'attempt', 'errorType'],
+  nodes: ['nodeId', 'state', 'name', 'resources', 'availableResources', 'runningTasks'],
+  jobs: ['jobId', 'state', 'namespace', 'startTime', 'endTime'],
+  actors: ['actorId', 'className', 'name', 'state', 'nodeId', 'jobId', 'restarts'],
+  objects: ['objectId', 'size', 'refCount', 'locations', 'spilled'],
+}
+
+program
+  .command('list')
+  .description('list tasks | actors | nodes | objects | jobs (Ray: ray list …)')
+  .addArgument(new Argument('<resource>').choices(Object.keys(LIST_COLUMNS)))
+  .addOption(addressOption())
+  .option('-f, --filter <key=value...>', 'filters, e.g. state=RUNNING or name!=x')
+  .option('-l, --limit <n>', 'at most this many rows', positiveNumber('--limit'), 100)
+  .option('--json', 'print JSON')
+  .action(async (resource: string, o: { address: string; filter?: string[]; limit: number; json?: boolean }) => {
+    const q = new URLSearchParams({ limit: String(o.limit) })
+    for (const f of o.filter ?? []) q.append('filter', f)
+    const res = await fetch(`${o.address}/api/${resource}?${q}`)
+    const body = (await res.json()) as Record<string, unknown>[] | { error: { message: string } }
+    if (!Array.isArray(body)) throw new Error(body.error.message)
+    if (o.json) return console.log(JSON.stringify(body, null, 2))
+    const short = (v: unknown) => (typeof v === 'string' && /^[0-9a-f]{32,}$/.test(v) ? v.slice(0, 12) : v)
+    table(
+      body.map((r) => Object.fromEntries(Object.entries(r).map(([k, v]) => [k, k === 'size' ? formatBytes(v as number) : short(v)]))),
+      LIST_COLUMNS[resource] as string[],
+    )
+  })
+
+program
+  .command('summary')
+  .description('summary tasks: counts per function and state')
+  .argument('<what>', 'tasks')
+  .addOption(addressOption())
+  .addOption(tokenOption())
+  .action(async (what: string, o: { address: string; token?: string }) => {
+    if (what !== 'tasks') throw new InvalidArgumentError('only `summary tasks` exists')
+    const s = await withMesh(o.address, o.token, (m) => m.state.summarizeTasks())
+    table(
+      Object.values(s.summary).map((r) => ({ func: r.funcOrClassName, type: r.type, ...r.stateCounts })),
+      ['func', 'type', 'PENDING_ARGS_AVAIL', 'PENDING_NODE_ASSIGNMENT', 'SUBMITTED_TO_WORKER', 'RUNNING', 'FINISHED', 'FAILED'],
+    )
+    console.log(`total: ${s.totalTasks}${s.infeasible.length ? `; ${s.infeasible.length} infeasible` : ''}`)
+  })
+
+program
+  .command('bench')
+  .description('benchmarks, each beside its baseline measured in the same run; writes bench/results/*.json')
+  .argument('[parts...]', 'which: tasks (default: all)')
+  .action(async (parts: string[]) => {
+    const { runBench } = await import('../bench/run.ts')
+    await runBench(parts)
+    process.exit(0)
+  })
+
+program.parseAsync().catch((e: Error & { code?: string }) => {
+  console.error(`shoal: ${e.message}`)
+  process.exit(1)
+})

@@ -1,0 +1,99 @@
+import { type NodeId, newNodeId } from '../../sdk/ids.ts'
+import type { Resources } from '../../sdk/protocol.ts'
+import type { NodeRow } from '../../sdk/state.ts'
+
+/** A node as the coordinator tracks it. `available` is what the scheduler may still hand out. */
+export interface NodeRecord {
+  nodeId: NodeId
+  state: 'ALIVE' | 'DEAD'
+  total: Resources
+  available: Resources
+  objectStoreMemory: number
+  objectStoreUsed: number
+  name: string | null
+  startTime: number
+  endTime: number | null
+  deathReason: string | null
+  lastHeartbeat: number
+  runningTasks: number
+  workers: number
+}
+
+/** The node table (Ray's GcsNodeManager): registration, heartbeats, death. */
+export class NodeTable {
+  private nodes = new Map<NodeId, NodeRecord>()
+
+  add(info: { resources: Resources; objectStoreMemory: number; name?: string }): NodeRecord {
+    const now = Date.now()
+    const rec: NodeRecord = {
+      nodeId: newNodeId(),
+      state: 'ALIVE',
+      total: { ...info.resources },
+      available: { ...info.resources },
+      objectStoreMemory: info.objectStoreMemory,
+      objectStoreUsed: 0,
+      name: info.name ?? null,
+      startTime: now,
+      endTime: null,
+      deathReason: null,
+      lastHeartbeat: now,
+      runningTasks: 0,
+      workers: 0,
+    }
+    this.nodes.set(rec.nodeId, rec)
+    return rec
+  }
+
+  get(id: string): NodeRecord | undefined {
+    return this.nodes.get(id as NodeId)
+  }
+
+  /** Alive nodes in registration order: packing walks them in this order, so it is stable. */
+  alive(): NodeRecord[] {
+    const out: NodeRecord[] = []
+    for (const n of this.nodes.values()) if (n.state === 'ALIVE') out.push(n)
+    return out
+  }
+
+  heartbeat(id: string, running: number, workers: number): void {
+    const n = this.nodes.get(id as NodeId)
+    if (n?.state !== 'ALIVE') return
+    n.lastHeartbeat = Date.now()
+    n.runningTasks = running
+    n.workers = workers
+  }
+
+  /** Marks a node dead; returns false if it already was. */
+  markDead(id: string, reason: string): boolean {
+    const n = this.nodes.get(id as NodeId)
+    if (!n || n.state === 'DEAD') return false
+    n.state = 'DEAD'
+    n.endTime = Date.now()
+    n.deathReason = reason
+    n.available = {}
+    return true
+  }
+
+  /** Alive nodes whose last heartbeat is older than `timeoutMs`. */
+  silentSince(timeoutMs: number): NodeRecord[] {
+    const limit = Date.now() - timeoutMs
+    return this.alive().filter((n) => n.lastHeartbeat < limit)
+  }
+
+  rows(): NodeRow[] {
+    return [...this.nodes.values()].map((n) => ({
+      nodeId: n.nodeId,
+      state: n.state,
+      resources: n.total,
+      availableResources: n.available,
+      objectStoreMemory: n.objectStoreMemory,
+      objectStoreUsed: n.objectStoreUsed,
+      name: n.name,
+      startTime: n.startTime,
+      endTime: n.endTime,
+      deathReason: n.deathReason,
+      runningTasks: n.runningTasks,
+      workers: n.workers,
+    }))
+  }
+}

@@ -1,0 +1,313 @@
+import * as v from 'valibot'
+import { encodeValue } from '../sdk/codec.ts'
+import { NodeDiedError, TaskCancelledError, ValidationError, type WireError } from '../sdk/errors.ts'
+import { jobIdOfTask, type ObjectId, objectIdOf, type TaskId, taskIdOfObject } from '../sdk/ids.ts'
+import { type Assignment, type TaskResult, type TaskSpec, TaskSpecSchema } from '../sdk/protocol.ts'
+import type { ActorManager } from './actor-manager.ts'
+import type { FunctionTable } from './gcs/functions.ts'
+import type { NodeRecord, NodeTable } from './gcs/nodes.ts'
+import type { ObjectDirectory } from './gcs/object-directory.ts'
+import type { TaskEvents } from './gcs/task-events.ts'
+import { Scheduler } from './scheduler/scheduler.ts'
+import type { Session } from './session.ts'
+
+/** A task the coordinator is responsible for, from submit until its result is stored. */
+export interface TaskRecord {
+  spec: TaskSpec
+  jobId: string
+  owner: Session
+  attempt: number
+  phase: 'waiting-deps' | 'queued' | 'assigned' | 'done'
+  /** Ref arguments (top-level and nested) not yet ready. */
+  missing: number
+  nodeId?: string
+  /** Everything pinned for this task: released when it is done. */
+  pinned: ObjectId[]
+  resources: TaskSpec['resources']
+  strategy: TaskSpec['strategy']
+  shapeKey?: string
+}
+
+const NULL_VALUE = encodeValue(null, 'null')
+
+/** Ray's task lifecycle on the coordinator: submit → args ready → placed → result, with retries and cancellation. */
+export class TaskManager {
+  readonly scheduler: Scheduler<TaskRecord>
+  private tasks = new Map<string, TaskRecord>()
+  private byNode = new Map<string, Set<TaskRecord>>()
+  actors!: ActorManager
+
+  constructor(
+    private readonly deps: {
+      nodes: NodeTable
+      functions: FunctionTable
+      objects: ObjectDirectory
+      events: TaskEvents
+      nodeSession(nodeId: string): Session | undefined
+    },
+  ) {
+    this.scheduler = new Scheduler<TaskRecord>({
+      nodes: () => deps.nodes.alive(),
+      dispatch: (t, n) => this.dispatch(t, n),
+      fail: (t, reason) => this.fail(t, new ValidationError(`task ${t.spec.name} cannot run: ${reason}`).toWire()),
+      infeasible: (t, yes) => deps.events.setInfeasible(t.spec.taskId, yes),
+    })
+  }
+
+  get(taskId: string): TaskRecord | undefined {
+    return this.tasks.get(taskId)
+  }
+
+  get pending(): number {
+    return this.tasks.size
+  }
+
+  /** Accepts one task spec from a driver. A bad spec fails its own returns and nothing else. */
+  submit(owner: Session, raw: unknown): void {
+    const parsed = v.safeParse(TaskSpecSchema, raw)
+    if (!parsed.success) {
+      const issue = parsed.issues[0]
+      const where = issue.path?.map((p) => String(p.key)).join('.') ?? ''
+      this.rejectRaw(owner, raw, `malformed task spec${where ? ` at '${where}'` : ''}: ${issue.message}`)
+      return
+    }
+    const spec = parsed.output
+    const { objects, events, functions } = this.deps
+    if (jobIdOfTask(spec.taskId as TaskId) !== owner.jobId) return this.rejectRaw(owner, raw, 'the task id does not belong to this job')
+    if (this.tasks.has(spec.taskId) || events.get(spec.taskId)) return // a duplicate submit: the first one stands
+    const rec: TaskRecord = {
+      spec,
+      jobId: owner.jobId as string,
+      owner,
+      attempt: 0,
+      phase: 'waiting-deps',
+      missing: 0,
+      pinned: [],
+      resources: spec.resources,
+      strategy: spec.strategy,
+    }
+    this.tasks.set(spec.taskId, rec)
+    for (let i = 1; i <= spec.numReturns; i++) objects.create(objectIdOf(spec.taskId as TaskId, i), rec.jobId, owner)
+    events.created(spec, rec.jobId)
+
+    if (spec.type !== 'ACTOR_TASK' && !functions.get(spec.functionId))
+      return this.fail(rec, new ValidationError(`unknown function ${spec.functionId}: it was never registered`).toWire())
+    const refs = [...spec.args.flatMap((a) => ('ref' in a ? [a.ref as ObjectId] : [])), ...((spec.nestedRefs ?? []) as ObjectId[])]
+    for (const id of refs) {
+      if (!objects.has(id))
+        return this.fail(
+          rec,
+          new ValidationError(`argument ObjectRef(${id}) is unknown to this coordinator (freed, forged, or from another cluster)`).toWire(),
+        )
+    }
+    for (const id of refs) {
+      objects.pin(id)
+      rec.pinned.push(id)
+    }
+    if (spec.type === 'ACTOR_CREATION_TASK' && !this.actors.register(rec)) return
+    if (spec.type === 'ACTOR_TASK') this.actors.enqueueCall(rec)
+    for (const id of refs) {
+      if (objects.isReady(id)) continue
+      rec.missing++
+      objects.onReady(id, () => {
+        if (--rec.missing === 0 && rec.phase === 'waiting-deps') this.argsReady(rec)
+      })
+    }
+    if (rec.missing === 0) this.argsReady(rec)
+  }
+
+  private argsReady(rec: TaskRecord): void {
+    // A task whose argument failed fails with the same error, as in Ray.
+    for (const a of rec.spec.args) {
+      if (!('ref' in a)) continue
+      const err = this.deps.objects.read(a.ref as ObjectId)?.error
+      if (err) return this.fail(rec, err)
+    }
+    if (rec.spec.type === 'ACTOR_TASK') return this.actors.pump(rec.spec.actorId as string)
+    this.queue(rec)
+  }
+
+  /** Puts a task in line for a node (first attempt or retry). */
+  queue(rec: TaskRecord, front = false): void {
+    rec.phase = 'queued'
+    rec.nodeId = undefined
+    this.deps.events.state(rec.spec.taskId, 'PENDING_NODE_ASSIGNMENT', { attempt: rec.attempt })
+    if (rec.spec.type === 'ACTOR_CREATION_TASK') this.actors.creationQueued(rec)
+    if (front) this.scheduler.requeueFront(rec)
+    else this.scheduler.enqueue(rec)
+  }
+
+  /** Sends a task attempt to a node. Used by the scheduler, and by the actor manager for actor calls. */
+  dispatch(rec: TaskRecord, node: NodeRecord): void {
+    const session = this.deps.nodeSession(node.nodeId)
+    if (!session) {
+      // The node's socket is gone but its death is not processed yet: put the task back.
+      this.scheduler.release(node, rec.resources)
+      return this.queue(rec, true)
+    }
+    rec.phase = 'assigned'
+    rec.nodeId = node.nodeId
+    let set = this.byNode.get(node.nodeId)
+    if (!set) this.byNode.set(node.nodeId, (set = new Set()))
+    set.add(rec)
+    node.runningTasks++
+    const s = rec.spec
+    const a: Assignment = {
+      taskId: s.taskId,
+      attempt: rec.attempt,
+      jobId: rec.jobId,
+      type: s.type,
+      functionId: s.functionId,
+      name: s.name,
+      funcName: s.funcName,
+      args: s.args.map((x) => ('v' in x ? x.v : (this.deps.objects.read(x.ref as ObjectId)?.data as Uint8Array))),
+      numReturns: s.numReturns,
+    }
+    if (s.actorId) a.actorId = s.actorId
+    if (s.method) a.method = s.method
+    if (s.type === 'ACTOR_CREATION_TASK') {
+      a.actor = { className: s.actor?.className ?? '?', maxConcurrency: s.actor?.maxConcurrency ?? 1 }
+      this.actors.creationDispatched(rec, node.nodeId)
+    }
+    this.deps.events.state(s.taskId, 'SUBMITTED_TO_WORKER', { attempt: rec.attempt, nodeId: node.nodeId })
+    session.pushAssignment(a, s.type === 'ACTOR_TASK' ? undefined : this.deps.functions.get(s.functionId))
+  }
+
+  /** getIfExists found a live actor of that name: the creation is settled as ready without running. */
+  actorAliasReady(rec: TaskRecord): void {
+    this.deps.objects.resolve(objectIdOf(rec.spec.taskId as TaskId, 1), { data: NULL_VALUE })
+    this.deps.events.state(rec.spec.taskId, 'FINISHED', { attempt: rec.attempt })
+    this.done(rec)
+  }
+
+  /** An actor restarts: its creation task runs again (it was done, so it is tracked again). */
+  requeueCreation(rec: TaskRecord): void {
+    this.tasks.set(rec.spec.taskId, rec)
+    this.queue(rec, true)
+  }
+
+  /** A node reports results. Anything not from the current attempt on the node it was sent to is ignored. */
+  onResults(from: Session, results: TaskResult[]): void {
+    for (const r of results) {
+      const rec = this.tasks.get(r.taskId)
+      if (rec?.phase !== 'assigned' || rec.attempt !== r.attempt || rec.nodeId !== from.nodeId) continue
+      this.unassign(rec)
+      if (r.ok) this.succeed(rec, r.returns)
+      else if (this.shouldRetry(rec, r.error, r.userError)) this.retry(rec)
+      else this.fail(rec, r.error)
+    }
+  }
+
+  /** Takes a task off its node and gives back its resources. Leaves it unassigned, so this happens once. */
+  private unassign(rec: TaskRecord): void {
+    const node = rec.nodeId ? this.deps.nodes.get(rec.nodeId) : undefined
+    if (rec.nodeId) this.byNode.get(rec.nodeId)?.delete(rec)
+    rec.phase = 'waiting-deps'
+    rec.nodeId = undefined
+    if (!node) return
+    node.runningTasks = Math.max(0, node.runningTasks - 1)
+    // An actor keeps its creation resources for its whole life; the actor manager releases them.
+    if (rec.spec.type === 'NORMAL_TASK') this.scheduler.release(node, rec.resources)
+  }
+
+  private succeed(rec: TaskRecord, returns: Uint8Array[]): void {
+    const s = rec.spec
+    if (returns.length !== s.numReturns) {
+      return this.fail(
+        rec,
+        new ValidationError(`task ${s.name} returned ${returns.length} value(s) but numReturns is ${s.numReturns}`).toWire(),
+      )
+    }
+    if (s.type === 'ACTOR_CREATION_TASK') this.actors.created(rec)
+    for (let i = 0; i < returns.length; i++) {
+      this.deps.objects.resolve(objectIdOf(s.taskId as TaskId, i + 1), { data: returns[i] ?? NULL_VALUE })
+    }
+    this.deps.events.state(s.taskId, 'FINISHED', { attempt: rec.attempt })
+    this.done(rec)
+    if (s.type === 'ACTOR_TASK') this.actors.callDone(rec)
+  }
+
+  private shouldRetry(rec: TaskRecord, error: WireError, userError: boolean): boolean {
+    const { maxRetries, retryExceptions } = rec.spec
+    const left = maxRetries === -1 || rec.attempt < maxRetries
+    if (!left) return false
+    if (!userError) return true
+    const name = (error.data?.remoteName as string | undefined) ?? error.name
+    return retryExceptions === true || (Array.isArray(retryExceptions) && retryExceptions.includes(name))
+  }
+
+  retry(rec: TaskRecord): void {
+    rec.attempt++
+    if (rec.spec.type === 'ACTOR_TASK') {
+      rec.phase = 'waiting-deps'
+      this.deps.events.state(rec.spec.taskId, 'PENDING_NODE_ASSIGNMENT', { attempt: rec.attempt })
+      return this.actors.requeueCall(rec)
+    }
+    this.queue(rec, true)
+  }
+
+  /** Fails a task: its returns hold the error, which `get` rethrows. */
+  fail(rec: TaskRecord, error: WireError): void {
+    if (rec.phase === 'done') return
+    if (rec.phase === 'assigned') this.unassign(rec)
+    else if (rec.phase === 'queued') this.scheduler.remove(rec)
+    const s = rec.spec
+    for (let i = 1; i <= s.numReturns; i++) this.deps.objects.resolve(objectIdOf(s.taskId as TaskId, i), { error })
+    this.deps.events.failed(s.taskId, rec.attempt, error)
+    this.done(rec)
+    if (s.type === 'ACTOR_CREATION_TASK') this.actors.creationFailed(rec, error)
+    if (s.type === 'ACTOR_TASK') this.actors.callDone(rec)
+  }
+
+  private done(rec: TaskRecord): void {
+    rec.phase = 'done'
+    this.tasks.delete(rec.spec.taskId)
+    for (const id of rec.pinned) this.deps.objects.unpin(id)
+    rec.pinned = []
+  }
+
+  /** A node died: its tasks run again elsewhere while they have retries; its actors restart or die. */
+  onNodeDead(nodeId: string): void {
+    const set = this.byNode.get(nodeId)
+    this.byNode.delete(nodeId)
+    for (const rec of set ?? []) {
+      if (rec.phase !== 'assigned') continue
+      // The resources died with the node: nothing to give back.
+      rec.phase = 'waiting-deps'
+      rec.nodeId = undefined
+      if (rec.spec.type === 'ACTOR_CREATION_TASK' || rec.spec.type === 'ACTOR_TASK') continue // the actor manager decides
+      const left = rec.spec.maxRetries === -1 || rec.attempt < rec.spec.maxRetries
+      if (left) this.retry(rec)
+      else this.fail(rec, new NodeDiedError(nodeId, rec.spec.taskId, rec.attempt + 1).toWire())
+    }
+    this.actors.onNodeDead(nodeId)
+    this.scheduler.requestPass()
+  }
+
+  /** `mesh.cancel(ref)`: a queued task never runs; a running one has its worker stopped. */
+  cancel(objectId: ObjectId, force: boolean, reason = 'cancelled'): void {
+    const rec = this.tasks.get(taskIdOfObject(objectId))
+    if (!rec) return // already finished: nothing to cancel, as in Ray
+    if (rec.spec.type === 'ACTOR_CREATION_TASK') throw new ValidationError('cancel: use kill() for actors')
+    if (rec.phase === 'assigned' && rec.nodeId)
+      this.deps.nodeSession(rec.nodeId)?.send({ type: 'cancel-task', taskId: rec.spec.taskId, force })
+    this.fail(rec, new TaskCancelledError(rec.spec.taskId, reason).toWire())
+  }
+
+  /** The job's driver left: its tasks are cancelled. */
+  onJobEnd(jobId: string): void {
+    for (const rec of [...this.tasks.values()]) {
+      if (rec.jobId !== jobId || rec.spec.type === 'ACTOR_CREATION_TASK' || rec.spec.type === 'ACTOR_TASK') continue
+      this.cancel(objectIdOf(rec.spec.taskId as TaskId, 1), true, 'cancelled because its job ended')
+    }
+  }
+
+  private rejectRaw(owner: Session, raw: unknown, why: string): void {
+    const r = raw as { taskId?: unknown; numReturns?: unknown; name?: unknown }
+    const error = new ValidationError(`task ${typeof r?.name === 'string' ? r.name : ''} rejected: ${why}`.replace('  ', ' ')).toWire()
+    if (typeof r?.taskId === 'string' && /^[0-9a-f]{48}$/.test(r.taskId) && jobIdOfTask(r.taskId as TaskId) === owner.jobId) {
+      const n = typeof r.numReturns === 'number' && r.numReturns >= 1 && r.numReturns <= 1000 ? r.numReturns : 1
+      for (let i = 1; i <= n; i++) owner.pushObject({ objectId: objectIdOf(r.taskId as TaskId, i), error })
+    } else owner.send({ type: 'error', error })
+  }
+}

@@ -1,0 +1,103 @@
+import { decodeFrame, encodeValue } from '../sdk/codec.ts'
+import { functionIdOf, type JobId, newTaskId, objectIdOf, type TaskId } from '../sdk/ids.ts'
+import type { Assignment, ClientMessage, ObjectUpdate, ServerMessage, TaskSpec } from '../sdk/protocol.ts'
+import { PROTOCOL_VERSION } from '../sdk/protocol.ts'
+import type { Cluster } from './cluster.ts'
+import { Session } from './session.ts'
+
+/**
+ * Drives a Cluster with in-memory sessions: no sockets, no browser. For unit tests of the coordinator's rules.
+ * Messages are flushed per microtask, so tests `await tick()` after acting.
+ */
+export class FakeConn {
+  readonly received: ServerMessage[] = []
+  readonly session: Session
+  closed: { code: number; reason: string } | undefined
+  constructor(readonly cluster: Cluster) {
+    this.session = new Session(
+      (b) => this.received.push(decodeFrame(b) as ServerMessage),
+      (code, reason) => {
+        this.closed = { code, reason }
+        cluster.disconnected(this.session)
+      },
+    )
+  }
+  send(msg: ClientMessage): void {
+    this.cluster.handle(this.session, msg)
+  }
+  of<T extends ServerMessage['type']>(type: T): Extract<ServerMessage, { type: T }>[] {
+    return this.received.filter((m) => m.type === type) as Extract<ServerMessage, { type: T }>[]
+  }
+  objects(): ObjectUpdate[] {
+    return this.of('objects').flatMap((m) => m.objects)
+  }
+  assignments(): Assignment[] {
+    return this.of('assign').flatMap((m) => m.tasks)
+  }
+  disconnect(): void {
+    this.cluster.disconnected(this.session)
+  }
+}
+
+export const tick = () => new Promise((r) => setTimeout(r, 0))
+
+export async function driver(
+  cluster: Cluster,
+  extra: Partial<Extract<ClientMessage, { type: 'hello' }>> = {},
+): Promise<FakeConn & { jobId: JobId }> {
+  const c = new FakeConn(cluster)
+  c.send({ type: 'hello', reqId: 1, protocol: PROTOCOL_VERSION, role: 'driver', ...extra })
+  await tick()
+  const w = c.of('welcome')[0]
+  return Object.assign(c, { jobId: w?.jobId as JobId })
+}
+
+export async function node(cluster: Cluster, cpus: number, resources: Record<string, number> = {}): Promise<FakeConn & { nodeId: string }> {
+  const c = new FakeConn(cluster)
+  c.send({
+    type: 'hello',
+    reqId: 1,
+    protocol: PROTOCOL_VERSION,
+    role: 'node',
+    node: { resources: { CPU: cpus, ...resources }, objectStoreMemory: 1e6 },
+  })
+  await tick()
+  return Object.assign(c, { nodeId: c.of('welcome')[0]?.nodeId as string })
+}
+
+const SOURCE = 'function f(x) { return x }'
+/** A task spec for `f`, registering `f` on first use. */
+export function task(d: FakeConn & { jobId: JobId }, over: Partial<TaskSpec> = {}): TaskSpec & { returnId: string } {
+  const functionId = functionIdOf(SOURCE)
+  d.send({ type: 'register-functions', functions: [{ functionId, name: 'f', kind: 'function', source: SOURCE }] })
+  const taskId = newTaskId(d.jobId)
+  const spec: TaskSpec = {
+    taskId,
+    type: 'NORMAL_TASK',
+    functionId,
+    name: 'f',
+    funcName: 'f',
+    args: [{ v: encodeValue(1, 'x') }],
+    numReturns: 1,
+    resources: { CPU: 1 },
+    maxRetries: 3,
+    retryExceptions: false,
+    strategy: 'DEFAULT',
+    ...over,
+  }
+  return Object.assign(spec, { returnId: objectIdOf(taskId as TaskId, 1) })
+}
+
+export const ok = (a: Assignment) => ({ taskId: a.taskId, attempt: a.attempt, ok: true as const, returns: [encodeValue(a.attempt, 'r')] })
+export const userError = (a: Assignment, name = 'Error') => ({
+  taskId: a.taskId,
+  attempt: a.attempt,
+  ok: false as const,
+  error: { name: 'TaskError', code: 'TASK_ERROR', message: 'boom', data: { remoteName: name } },
+  userError: true,
+})
+
+/** Submits specs made by `task` (without their test-only `returnId`). */
+export function submit(d: FakeConn, tasks: (TaskSpec & { returnId: string })[]): void {
+  d.send({ type: 'submit', tasks: tasks.map(({ returnId: _, ...spec }) => spec) })
+}

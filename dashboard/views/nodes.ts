@@ -1,0 +1,69 @@
+import type { NodeRow } from '../../sdk/state.ts'
+import { type SectionParts, sectionParts, showCount, showError } from './dom.ts'
+import { formatBytes, formatDuration, formatNumber, formatResources, shortId } from './format.ts'
+import { type Column, KeyedTable } from './table.ts'
+
+export class NodesView {
+  private readonly parts: SectionParts
+  private readonly table: KeyedTable<NodeRow>
+  private now = Date.now()
+
+  constructor() {
+    this.parts = sectionParts('nodes')
+    const columns: Column<NodeRow>[] = [
+      {
+        id: 'node',
+        header: 'Node',
+        className: 'mono',
+        cell: (n) => ({ text: n.name ? `${shortId(n.nodeId)} ${n.name}` : shortId(n.nodeId), title: n.nodeId }),
+      },
+      { id: 'state', header: 'State', cell: (n) => ({ text: n.state, badge: true }) },
+      {
+        id: 'cpu',
+        header: 'CPU used / total',
+        cell: (n) => {
+          const total = n.resources.CPU ?? 0
+          const used = total - (n.availableResources.CPU ?? total)
+          return {
+            text: `${formatNumber(used)} / ${formatNumber(total)}`,
+            bar: total > 0 ? used / total : 0,
+            title: `total ${formatResources(n.resources)}\navailable ${formatResources(n.availableResources)}`,
+          }
+        },
+      },
+      { id: 'running', header: 'Running tasks', className: 'num', cell: (n) => ({ text: String(n.runningTasks) }) },
+      { id: 'workers', header: 'Workers', className: 'num', cell: (n) => ({ text: String(n.workers) }) },
+      {
+        id: 'store',
+        header: 'Object store used / total',
+        cell: (n) => ({
+          text: `${formatBytes(n.objectStoreUsed)} / ${formatBytes(n.objectStoreMemory)}`,
+          bar: n.objectStoreMemory > 0 ? n.objectStoreUsed / n.objectStoreMemory : 0,
+        }),
+      },
+      { id: 'uptime', header: 'Uptime / death reason', cell: (n) => this.lifeCell(n) },
+    ]
+    this.table = new KeyedTable(this.parts.table, columns, (n) => n.nodeId, 'data-node-id')
+  }
+
+  render(rows: readonly NodeRow[]): void {
+    this.now = Date.now()
+    // Alive nodes first, oldest first within each group: the list stays put while nodes come and go.
+    const sorted = [...rows].sort((a, b) => (a.state === b.state ? a.startTime - b.startTime : a.state === 'ALIVE' ? -1 : 1))
+    this.table.update(sorted)
+    const alive = rows.filter((n) => n.state === 'ALIVE').length
+    showCount(this.parts, rows.length, rows.length === alive ? String(alive) : `${alive} alive, ${rows.length - alive} dead`)
+    showError(this.parts, null)
+  }
+
+  fail(message: string): void {
+    showError(this.parts, message)
+  }
+
+  private lifeCell(n: NodeRow) {
+    if (n.state === 'ALIVE') return { text: `up ${formatDuration(this.now - n.startTime)}` }
+    const lived = n.endTime != null ? ` after ${formatDuration(n.endTime - n.startTime)}` : ''
+    const reason = n.deathReason ?? 'unknown reason'
+    return { text: `${reason}${lived}`, title: reason, muted: true }
+  }
+}

@@ -1,0 +1,52 @@
+import { describe, expect, it } from 'vitest'
+import { decodeFrame, decodeValue, encodeFrame, encodeValue } from './codec.ts'
+import type { ObjectId } from './ids.ts'
+import { ObjectRef } from './object-ref.ts'
+
+const roundTrip = <T>(v: T): T => decodeValue(encodeValue(v, 'v'))
+
+describe('value codec', () => {
+  it('round-trips typed arrays, Map, Set, Date, BigInt, nested and cyclic values exactly', () => {
+    const v = {
+      f64: new Float64Array([1.5, -0]),
+      i32: new Int32Array([-1, 2]),
+      u8: new Uint8Array([255]),
+      m: new Map<unknown, unknown>([
+        [1, 'a'],
+        [{ k: 1 }, new Set([2])],
+      ]),
+      d: new Date(86_400_000),
+      big: -(2n ** 90n),
+      small: 5n,
+      n: 2 ** 53 - 1,
+      plain: { a: [1, 'two', null, undefined, true] },
+    }
+    expect(roundTrip(v)).toEqual(v)
+    const cyc: { self?: unknown } = {}
+    cyc.self = cyc
+    const back = roundTrip(cyc)
+    expect(back.self).toBe(back)
+  })
+
+  it('keeps ObjectRefs nested in values as refs, and reports them', () => {
+    const id = 'ab'.repeat(28) as ObjectId
+    const refs: ObjectId[] = []
+    const back = decodeValue<{ list: ObjectRef[] }>(encodeValue({ list: [new ObjectRef(id)] }, 'v', refs))
+    expect(back.list[0]).toBeInstanceOf(ObjectRef)
+    expect(back.list[0]?.id).toBe(id)
+    expect(refs).toEqual([id])
+  })
+
+  it('names the part of a value that cannot be serialized instead of silently dropping it', () => {
+    expect(() => encodeValue({ a: [1, { cb: () => 1 }] }, 'argument 0 of f')).toThrow(/argument 0 of f\.a\[1\]\.cb is a function/)
+    expect(() => encodeValue(Symbol('s'), 'x')).toThrow(/symbol/)
+    expect(() => encodeValue(new Map([['k', Promise.resolve(1)]]), 'x')).toThrow(/x\.get\(k\) is a Promise/)
+    expect(() => encodeValue(new WeakMap(), 'x')).toThrow(/WeakMap/)
+  })
+
+  it('frames carry user bytes opaquely', () => {
+    const data = encodeValue([1, 2], 'v')
+    const frame = decodeFrame(encodeFrame({ type: 'put', reqId: 1, objectId: 'x', data })) as { data: Uint8Array }
+    expect(decodeValue(frame.data)).toEqual([1, 2])
+  })
+})

@@ -1,0 +1,226 @@
+/**
+ * Shoal's errors. Each has a stable `code` and a `name` equal to its class name; across a worker, socket or data
+ * channel they travel as a {@link WireError} and are rebuilt by `code` (never by `instanceof` across realms).
+ */
+export type ErrorCode =
+  | 'TASK_ERROR'
+  | 'GET_TIMEOUT'
+  | 'OBJECT_LOST'
+  | 'ACTOR_DIED'
+  | 'TASK_CANCELLED'
+  | 'CONNECTION'
+  | 'VALIDATION'
+  | 'OBJECT_STORE_FULL'
+  | 'NODE_DIED'
+  | 'PROTOCOL'
+
+/** An error as it crosses a boundary. `data` holds the class's own fields. */
+export interface WireError {
+  name: string
+  code: ErrorCode | string
+  message: string
+  stack?: string
+  data?: Record<string, unknown>
+}
+
+/** Base class of every Shoal error. */
+export class ShoalError extends Error {
+  readonly code: ErrorCode
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options)
+    this.code = code
+  }
+  override name = 'ShoalError'
+  /** Fields beyond name/code/message that must survive the wire. */
+  protected wireData(): Record<string, unknown> | undefined {
+    return undefined
+  }
+  toWire(): WireError {
+    const data = this.wireData()
+    return { name: this.name, code: this.code, message: this.message, stack: this.stack, ...(data && { data }) }
+  }
+}
+
+/** A task or actor method threw. Carries the remote error's name, message and stack. */
+export class TaskError extends ShoalError {
+  override readonly name = 'TaskError'
+  constructor(
+    readonly taskName: string,
+    readonly taskId: string,
+    readonly remoteName: string,
+    readonly remoteMessage: string,
+    readonly remoteStack: string | undefined,
+  ) {
+    super('TASK_ERROR', `Task '${taskName}' (${taskId}) failed: ${remoteName}: ${remoteMessage}`)
+    if (remoteStack) this.stack = `${this.name}: ${this.message}\n--- remote stack ---\n${remoteStack}`
+  }
+  protected override wireData() {
+    const { taskName, taskId, remoteName, remoteMessage, remoteStack } = this
+    return { taskName, taskId, remoteName, remoteMessage, remoteStack }
+  }
+}
+
+/** `get` did not see the value within its timeout. The task keeps running. */
+export class GetTimeoutError extends ShoalError {
+  override readonly name = 'GetTimeoutError'
+  constructor(
+    readonly timeoutMs: number,
+    readonly pending: number,
+  ) {
+    super('GET_TIMEOUT', `get timed out after ${timeoutMs} ms with ${pending} object(s) not ready`)
+  }
+  protected override wireData() {
+    return { timeoutMs: this.timeoutMs, pending: this.pending }
+  }
+}
+
+/** Every copy of an object is gone and it cannot be rebuilt. */
+export class ObjectLostError extends ShoalError {
+  override readonly name = 'ObjectLostError'
+  constructor(
+    readonly objectId: string,
+    reason: string,
+  ) {
+    super('OBJECT_LOST', `Object ${objectId} is lost: ${reason}`)
+  }
+  protected override wireData() {
+    return { objectId: this.objectId }
+  }
+}
+
+/** The actor is dead (killed, its job ended, or its node died with no restarts left). */
+export class ActorDiedError extends ShoalError {
+  override readonly name = 'ActorDiedError'
+  constructor(
+    readonly actorId: string,
+    reason: string,
+  ) {
+    super('ACTOR_DIED', `Actor ${actorId} died: ${reason}`)
+  }
+  protected override wireData() {
+    return { actorId: this.actorId }
+  }
+}
+
+/** The task was cancelled with `cancel` or because its job ended. */
+export class TaskCancelledError extends ShoalError {
+  override readonly name = 'TaskCancelledError'
+  constructor(
+    readonly taskId: string,
+    reason = 'cancelled',
+  ) {
+    super('TASK_CANCELLED', `Task ${taskId} was ${reason}`)
+  }
+  protected override wireData() {
+    return { taskId: this.taskId }
+  }
+}
+
+/** The node running a task died and the task has no retries left. Names the lost node. */
+export class NodeDiedError extends ShoalError {
+  override readonly name = 'NodeDiedError'
+  constructor(
+    readonly nodeId: string,
+    readonly taskId: string,
+    attempts: number,
+  ) {
+    super('NODE_DIED', `Task ${taskId} failed: node ${nodeId} died (after ${attempts} attempt(s); no retries left)`)
+  }
+  protected override wireData() {
+    return { nodeId: this.nodeId, taskId: this.taskId }
+  }
+}
+
+/** No coordinator answered, the token was refused, or the connection dropped. */
+export class ConnectionError extends ShoalError {
+  override readonly name = 'ConnectionError'
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('CONNECTION', message, options)
+  }
+}
+
+/** A bad option, argument or message. Names what is wrong; nothing changed. */
+export class ValidationError extends ShoalError {
+  override readonly name = 'ValidationError'
+  constructor(message: string) {
+    super('VALIDATION', message)
+  }
+}
+
+/** The object store and its spill space are both full. */
+export class ObjectStoreFullError extends ShoalError {
+  override readonly name = 'ObjectStoreFullError'
+  constructor(message: string) {
+    super('OBJECT_STORE_FULL', message)
+  }
+}
+
+/** The peer broke the wire protocol (malformed or oversized frame). */
+export class ProtocolError extends ShoalError {
+  override readonly name = 'ProtocolError'
+  constructor(message: string) {
+    super('PROTOCOL', message)
+  }
+}
+
+/** Turns any thrown value into a WireError, keeping a user error's own name and stack. */
+export function toWireError(err: unknown): WireError {
+  if (err instanceof ShoalError) return err.toWire()
+  if (err instanceof Error) return { name: err.name, code: 'TASK_ERROR', message: err.message, stack: err.stack }
+  return { name: 'Error', code: 'TASK_ERROR', message: typeof err === 'string' ? err : safeString(err) }
+}
+
+function safeString(v: unknown): string {
+  try {
+    return JSON.stringify(v) ?? String(v)
+  } catch {
+    return String(v)
+  }
+}
+
+/** Rebuilds a Shoal error from the wire by its code. */
+export function fromWireError(w: WireError): ShoalError {
+  const d = (w.data ?? {}) as Record<string, never>
+  let err: ShoalError
+  switch (w.code) {
+    case 'TASK_ERROR':
+      err = new TaskError(
+        d.taskName ?? '?',
+        d.taskId ?? '?',
+        d.remoteName ?? w.name,
+        d.remoteMessage ?? w.message,
+        d.remoteStack ?? w.stack,
+      )
+      return err
+    case 'GET_TIMEOUT':
+      err = new GetTimeoutError(d.timeoutMs ?? 0, d.pending ?? 0)
+      break
+    case 'OBJECT_LOST':
+      err = new ObjectLostError(d.objectId ?? '?', '')
+      break
+    case 'ACTOR_DIED':
+      err = new ActorDiedError(d.actorId ?? '?', '')
+      break
+    case 'TASK_CANCELLED':
+      err = new TaskCancelledError(d.taskId ?? '?')
+      break
+    case 'NODE_DIED':
+      err = new NodeDiedError(d.nodeId ?? '?', d.taskId ?? '?', 0)
+      break
+    case 'CONNECTION':
+      err = new ConnectionError(w.message)
+      break
+    case 'OBJECT_STORE_FULL':
+      err = new ObjectStoreFullError(w.message)
+      break
+    case 'PROTOCOL':
+      err = new ProtocolError(w.message)
+      break
+    default:
+      err = new ValidationError(w.message)
+  }
+  // The message was composed where the error happened; keep it verbatim.
+  err.message = w.message
+  if (w.stack) err.stack = w.stack
+  return err
+}

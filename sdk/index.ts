@@ -1,0 +1,31 @@
+/**
+ * Shoal's SDK: Ray Core's API for a mesh of browser tabs. This list is the public surface (DESIGN.md §6).
+ * @example
+ * import { connect } from 'shoal'
+ * const mesh = await connect()
+ * const double = mesh.remote(function double(x: number) { return x * 2 })
+ * await mesh.get(double.remote(21)) // 42
+ */
+
+export type { ActorHandle, ActorMethods } from './actor-handle.ts'
+export { ActorClass, ActorHandleBase } from './actor-handle.ts'
+export { connect, Mesh } from './connect.ts'
+export {
+  ActorDiedError,
+  ConnectionError,
+  GetTimeoutError,
+  NodeDiedError,
+  ObjectLostError,
+  ObjectStoreFullError,
+  ShoalError,
+  TaskCancelledError,
+  TaskError,
+  ValidationError,
+} from './errors.ts'
+export { ObjectRef } from './object-ref.ts'
+export type { ActorOptions, ConnectOptions, TaskOptions } from './options.ts'
+export type { ActorState, SchedulingStrategy, TaskState, TaskType } from './protocol.ts'
+export { RemoteFunction } from './remote-function.ts'
+export { parseSize } from './size.ts'
+export type { ActorRow, JobRow, ListOptions, NodeRow, ObjectRow, TaskRow, TaskSummary } from './state.ts'
+export { StateApi } from './state.ts'

@@ -1,0 +1,81 @@
+/**
+ * Validation of the options users pass (`.options({...})`, `connect({...})`, `get(…, {timeout})`). Every mistake
+ * becomes a ValidationError naming the option, what it expected and what it got; an unknown option suggests the
+ * closest known name (Ray users type `num_cpus` or `numCPUs`).
+ */
+import * as v from 'valibot'
+import { ValidationError } from './errors.ts'
+import { ResourcesSchema, SchedulingStrategySchema } from './protocol.ts'
+
+const nonNegInt = v.pipe(v.number(), v.integer('must be a whole number'), v.minValue(0))
+const retries = v.pipe(v.number(), v.integer('must be a whole number'), v.minValue(-1, 'must be -1 (forever) or more'))
+const nonNegNum = v.pipe(v.number(), v.finite(), v.minValue(0))
+
+export const TaskOptionsSchema = v.strictObject({
+  name: v.optional(v.pipe(v.string(), v.minLength(1))),
+  numCpus: v.optional(nonNegNum),
+  numGpus: v.optional(nonNegNum),
+  resources: v.optional(ResourcesSchema),
+  maxRetries: v.optional(retries),
+  retryExceptions: v.optional(v.union([v.boolean(), v.array(v.string())])),
+  numReturns: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(1000))),
+  schedulingStrategy: v.optional(SchedulingStrategySchema),
+})
+export type TaskOptions = v.InferOutput<typeof TaskOptionsSchema>
+
+export const ActorOptionsSchema = v.strictObject({
+  name: v.optional(v.pipe(v.string(), v.minLength(1))),
+  namespace: v.optional(v.string()),
+  getIfExists: v.optional(v.boolean()),
+  lifetime: v.optional(v.picklist(['detached', 'non_detached'])),
+  maxConcurrency: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1))),
+  numCpus: v.optional(nonNegNum),
+  numGpus: v.optional(nonNegNum),
+  resources: v.optional(ResourcesSchema),
+  maxRestarts: v.optional(retries),
+  maxTaskRetries: v.optional(retries),
+  schedulingStrategy: v.optional(SchedulingStrategySchema),
+})
+export type ActorOptions = v.InferOutput<typeof ActorOptionsSchema>
+
+export const ConnectOptionsSchema = v.strictObject({
+  address: v.optional(v.pipe(v.string(), v.url('must be a URL like http://127.0.0.1:8265'))),
+  token: v.optional(v.string()),
+  namespace: v.optional(v.string()),
+  timeout: v.optional(nonNegInt),
+  /** Internal: a connection opened inside a task joins that task's job. */
+  attachJob: v.optional(v.string()),
+})
+export type ConnectOptions = v.InferOutput<typeof ConnectOptionsSchema>
+
+export const GetOptionsSchema = v.strictObject({ timeout: v.optional(v.nullable(nonNegNum)) })
+export const WaitOptionsSchema = v.strictObject({
+  numReturns: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1))),
+  timeout: v.optional(v.nullable(nonNegNum)),
+  fetchLocal: v.optional(v.boolean()),
+})
+export const CancelOptionsSchema = v.strictObject({ force: v.optional(v.boolean()), recursive: v.optional(v.boolean()) })
+
+/** Parses `input` against `schema`, or throws a ValidationError that reads like a sentence. */
+export function parseOptions<S extends v.GenericSchema>(schema: S, input: unknown, where: string): v.InferOutput<S> {
+  if (input === undefined) input = {}
+  const result = v.safeParse(schema, input)
+  if (result.success) return result.output
+  const issue = result.issues[0]
+  const path = issue.path?.map((p) => String(p.key)).join('.') ?? ''
+  const key = issue.path?.[0]?.key
+  if (issue.type === 'strict_object' && typeof key === 'string' && 'entries' in schema) {
+    const known = Object.keys((schema as unknown as v.StrictObjectSchema<v.ObjectEntries, undefined>).entries)
+    const hint = closest(key, known)
+    throw new ValidationError(
+      `${where}: unknown option '${key}'${hint ? ` (did you mean '${hint}'?)` : ''}; known options: ${known.join(', ')}`,
+    )
+  }
+  if (!path) throw new ValidationError(`${where}: ${issue.message}`)
+  throw new ValidationError(`${where}: invalid option '${path}': ${issue.message}`)
+}
+
+function closest(key: string, known: string[]): string | undefined {
+  const norm = (s: string) => s.toLowerCase().replace(/[_-]/g, '')
+  return known.find((k) => norm(k) === norm(key))
+}

@@ -1,0 +1,212 @@
+/**
+ * The wire: every message any participant sends, in one place.
+ *
+ * Messages TO the coordinator cross a trust boundary, so they are valibot schemas (validated once at the edge) and
+ * their types are inferred from them. Messages FROM the coordinator are trusted and are plain types.
+ * Frames are msgpackr-encoded binary WebSocket messages (see codec.ts). User values inside are opaque `Uint8Array`s
+ * the coordinator never decodes: it never runs or even parses user data.
+ */
+import * as v from 'valibot'
+import type { WireError } from './errors.ts'
+
+export const PROTOCOL_VERSION = 1
+/** Largest control frame the coordinator accepts. Larger objects move through the data plane. */
+export const MAX_FRAME_BYTES = 64 * 1024 * 1024
+/** Ray's max_direct_call_object_size: values up to this travel inline in control messages. */
+export const INLINE_OBJECT_MAX_BYTES = 100 * 1024
+
+export const TASK_STATES = [
+  'PENDING_ARGS_AVAIL',
+  'PENDING_NODE_ASSIGNMENT',
+  'SUBMITTED_TO_WORKER',
+  'RUNNING',
+  'FINISHED',
+  'FAILED',
+] as const
+export type TaskState = (typeof TASK_STATES)[number]
+export const TASK_TYPES = ['NORMAL_TASK', 'ACTOR_CREATION_TASK', 'ACTOR_TASK'] as const
+export type TaskType = (typeof TASK_TYPES)[number]
+export const ACTOR_STATES = ['DEPENDENCIES_UNREADY', 'PENDING_CREATION', 'ALIVE', 'RESTARTING', 'DEAD'] as const
+export type ActorState = (typeof ACTOR_STATES)[number]
+
+const hex = (len: number) => v.pipe(v.string(), v.regex(new RegExp(`^[0-9a-f]{${len}}$`), `must be ${len} hex digits`))
+const bytes = v.custom<Uint8Array>((x) => x instanceof Uint8Array, 'must be bytes')
+const count = v.pipe(v.number(), v.integer(), v.minValue(-1))
+
+export const ResourcesSchema = v.record(v.string(), v.pipe(v.number(), v.finite(), v.minValue(0)))
+export type Resources = v.InferOutput<typeof ResourcesSchema>
+
+export const SchedulingStrategySchema = v.union([
+  v.picklist(['DEFAULT', 'SPREAD']),
+  v.strictObject({ nodeId: hex(56), soft: v.optional(v.boolean(), false) }),
+])
+export type SchedulingStrategy = v.InferOutput<typeof SchedulingStrategySchema>
+
+/** A top-level task argument: an inline encoded value, or a ref the coordinator resolves before the task runs. */
+export const TaskArgSchema = v.union([v.strictObject({ v: bytes }), v.strictObject({ ref: hex(56) })])
+export type TaskArg = v.InferOutput<typeof TaskArgSchema>
+
+export const ActorCreationSchema = v.strictObject({
+  className: v.string(),
+  methods: v.array(v.string()),
+  name: v.optional(v.string()),
+  namespace: v.string(),
+  getIfExists: v.boolean(),
+  detached: v.boolean(),
+  maxConcurrency: v.pipe(v.number(), v.integer(), v.minValue(1)),
+  maxRestarts: count,
+  maxTaskRetries: count,
+})
+export type ActorCreation = v.InferOutput<typeof ActorCreationSchema>
+
+export const TaskSpecSchema = v.strictObject({
+  taskId: hex(48),
+  type: v.picklist(TASK_TYPES),
+  functionId: v.string(),
+  /** The name shown in the state API: `options.name`, else funcName. */
+  name: v.string(),
+  /** Ray's func_or_class_name (`Counter.inc` for an actor task). */
+  funcName: v.string(),
+  args: v.array(TaskArgSchema),
+  numReturns: v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(1000)),
+  resources: ResourcesSchema,
+  maxRetries: count,
+  retryExceptions: v.union([v.boolean(), v.array(v.string())]),
+  strategy: SchedulingStrategySchema,
+  /** Object ids nested inside inline args: they must stay alive while the task is pending. */
+  nestedRefs: v.optional(v.array(hex(56))),
+  actorId: v.optional(hex(32)),
+  method: v.optional(v.string()),
+  actor: v.optional(ActorCreationSchema),
+})
+export type TaskSpec = v.InferOutput<typeof TaskSpecSchema>
+
+export const FunctionDefSchema = v.strictObject({
+  functionId: v.string(),
+  name: v.string(),
+  kind: v.picklist(['function', 'class']),
+  source: v.string(),
+})
+export type FunctionDef = v.InferOutput<typeof FunctionDefSchema>
+
+export const StateFilterSchema = v.tuple([v.string(), v.picklist(['=', '!=']), v.union([v.string(), v.number(), v.boolean()])])
+export type StateFilter = v.InferOutput<typeof StateFilterSchema>
+export const StateQuerySchema = v.strictObject({
+  resource: v.picklist(['tasks', 'nodes', 'jobs', 'actors', 'objects', 'summary-tasks', 'status']),
+  filters: v.optional(v.array(StateFilterSchema)),
+  limit: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1))),
+})
+export type StateQuery = v.InferOutput<typeof StateQuerySchema>
+
+const NodeInfoSchema = v.strictObject({
+  resources: ResourcesSchema,
+  objectStoreMemory: v.pipe(v.number(), v.minValue(0)),
+  name: v.optional(v.string()),
+  userAgent: v.optional(v.string()),
+})
+
+const TaskEventSchema = v.strictObject({
+  taskId: hex(48),
+  attempt: v.number(),
+  state: v.picklist(TASK_STATES),
+  workerId: v.optional(hex(56)),
+  time: v.number(),
+})
+
+const TaskResultSchema = v.variant('ok', [
+  v.strictObject({ taskId: hex(48), attempt: v.number(), ok: v.literal(true), returns: v.array(bytes) }),
+  v.strictObject({
+    taskId: hex(48),
+    attempt: v.number(),
+    ok: v.literal(false),
+    error: v.object({
+      name: v.string(),
+      code: v.string(),
+      message: v.string(),
+      stack: v.optional(v.string()),
+      data: v.optional(v.record(v.string(), v.unknown())),
+    }),
+    /** true when user code threw (retried only with retryExceptions); false for a system failure (always retried). */
+    userError: v.boolean(),
+  }),
+])
+export type TaskResult = v.InferOutput<typeof TaskResultSchema>
+
+const reqId = v.pipe(v.number(), v.integer())
+
+/** Every message a driver or node sends to the coordinator. */
+export const ClientMessageSchema = v.variant('type', [
+  v.strictObject({
+    type: v.literal('hello'),
+    reqId,
+    protocol: v.number(),
+    role: v.picklist(['driver', 'node']),
+    token: v.optional(v.string()),
+    namespace: v.optional(v.string()),
+    /** A connection opened inside a task joins the job of that task instead of starting one. */
+    attachJob: v.optional(hex(8)),
+    node: v.optional(NodeInfoSchema),
+  }),
+  v.strictObject({ type: v.literal('register-functions'), functions: v.array(FunctionDefSchema) }),
+  v.strictObject({ type: v.literal('submit'), tasks: v.array(v.unknown()) }),
+  v.strictObject({ type: v.literal('put'), reqId, objectId: hex(56), data: bytes, nestedRefs: v.optional(v.array(hex(56))) }),
+  v.strictObject({ type: v.literal('subscribe'), objectIds: v.array(hex(56)) }),
+  v.strictObject({ type: v.literal('release'), objectIds: v.array(hex(56)) }),
+  v.strictObject({ type: v.literal('cancel'), reqId, objectId: hex(56), force: v.boolean() }),
+  v.strictObject({ type: v.literal('state'), reqId, query: StateQuerySchema }),
+  v.strictObject({ type: v.literal('get-actor'), reqId, name: v.string(), namespace: v.string() }),
+  v.strictObject({ type: v.literal('kill-actor'), reqId, actorId: hex(32), noRestart: v.boolean() }),
+  v.strictObject({ type: v.literal('heartbeat'), running: v.number(), workers: v.number() }),
+  v.strictObject({ type: v.literal('task-events'), events: v.array(TaskEventSchema) }),
+  v.strictObject({ type: v.literal('task-results'), results: v.array(TaskResultSchema) }),
+  v.strictObject({ type: v.literal('actor-died'), actorId: hex(32), reason: v.string() }),
+])
+export type ClientMessage = v.InferOutput<typeof ClientMessageSchema>
+export type ClientMessageOf<T extends ClientMessage['type']> = Extract<ClientMessage, { type: T }>
+
+/** What a node receives to run one task attempt. Ref args are already resolved to inline values. */
+export interface Assignment {
+  taskId: string
+  attempt: number
+  jobId: string
+  type: TaskType
+  functionId: string
+  name: string
+  funcName: string
+  args: Uint8Array[]
+  numReturns: number
+  actorId?: string
+  method?: string
+  actor?: { className: string; maxConcurrency: number }
+}
+
+export interface ObjectUpdate {
+  objectId: string
+  data?: Uint8Array
+  error?: WireError
+}
+
+/** Every message the coordinator sends. */
+export type ServerMessage =
+  | {
+      type: 'welcome'
+      reqId: number
+      jobId?: string
+      nodeId?: string
+      namespace: string
+      peerjsPath: string
+      iceServers: RTCIceServerLike[]
+    }
+  | { type: 'reply'; reqId: number; ok: true; value: unknown }
+  | { type: 'reply'; reqId: number; ok: false; error: WireError }
+  | { type: 'objects'; objects: ObjectUpdate[] }
+  | { type: 'error'; error: WireError }
+  | { type: 'assign'; tasks: Assignment[]; functions: FunctionDef[] }
+  | { type: 'cancel-task'; taskId: string; force: boolean }
+  | { type: 'kill-actor'; actorId: string }
+
+export interface RTCIceServerLike {
+  urls: string | string[]
+  username?: string
+  credential?: string
+}

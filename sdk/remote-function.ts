@@ -1,0 +1,90 @@
+import { encodeValue } from './codec.ts'
+import { ValidationError } from './errors.ts'
+import type { ObjectId } from './ids.ts'
+import { ObjectRef } from './object-ref.ts'
+import { parseOptions, type TaskOptions, TaskOptionsSchema } from './options.ts'
+import type { Resources, SchedulingStrategy, TaskArg } from './protocol.ts'
+
+/** Turns numCpus/numGpus/resources into one resource map, refusing the reserved names inside `resources` (as Ray). */
+export function resourcesOf(
+  o: { numCpus?: number; numGpus?: number; resources?: Resources },
+  defaultCpus: number,
+  where: string,
+): Resources {
+  for (const reserved of ['CPU', 'GPU']) {
+    if (o.resources && reserved in o.resources)
+      throw new ValidationError(`${where}: use num${reserved === 'CPU' ? 'Cpus' : 'Gpus'} instead of resources.${reserved}`)
+  }
+  const r: Resources = { CPU: o.numCpus ?? defaultCpus, ...o.resources }
+  if (o.numGpus) r.GPU = o.numGpus
+  return r
+}
+
+/** Encodes top-level arguments: refs stay refs (resolved before the task runs), values are encoded inline. */
+export function encodeArgs(args: unknown[], what: string, nestedRefs: ObjectId[]): TaskArg[] {
+  return args.map((a, i) => (a instanceof ObjectRef ? { ref: a.id } : { v: encodeValue(a, `argument ${i} of ${what}`, nestedRefs) }))
+}
+
+/** What a RemoteFunction needs from its connection. */
+export interface TaskSubmitter {
+  submitTask(
+    fn: { source: string; name: string; kind: 'function' },
+    args: unknown[],
+    spec: {
+      name: string
+      resources: Resources
+      maxRetries: number
+      retryExceptions: boolean | string[]
+      numReturns: number
+      strategy: SchedulingStrategy
+    },
+  ): ObjectRef[]
+}
+
+type Fn = (...args: never[]) => unknown
+/** An argument may be given as its value or as an ObjectRef to it. */
+export type RemoteArgs<P extends readonly unknown[]> = { [K in keyof P]: P[K] | ObjectRef<P[K]> }
+
+/**
+ * A function that runs as tasks on the mesh. Made by `mesh.remote(fn)`.
+ * @example
+ * const double = mesh.remote(function double(x: number) { return x * 2 })
+ * const ref = double.remote(21)
+ * const named = double.options({ name: 'dbl', numCpus: 0.5 }).remote(1)
+ */
+export class RemoteFunction<F extends Fn> {
+  readonly name: string
+  private readonly source: string
+
+  constructor(
+    private readonly submitter: TaskSubmitter,
+    fn: F,
+    private readonly opts: TaskOptions = {},
+  ) {
+    this.source = Function.prototype.toString.call(fn)
+    this.name = fn.name || 'anonymous'
+  }
+
+  /** Submits one task; returns the ref of its result at once (or one ref per return with `numReturns` > 1). */
+  remote(...args: RemoteArgs<Parameters<F>>): ObjectRef<Awaited<ReturnType<F>>> {
+    const o = this.opts
+    const refs = this.submitter.submitTask({ source: this.source, name: this.name, kind: 'function' }, args as unknown[], {
+      name: o.name ?? this.name,
+      resources: resourcesOf(o, 1, `${this.name}.options`),
+      maxRetries: o.maxRetries ?? 3,
+      retryExceptions: o.retryExceptions ?? false,
+      numReturns: o.numReturns ?? 1,
+      strategy: o.schedulingStrategy ?? 'DEFAULT',
+    })
+    return ((o.numReturns ?? 1) === 1 ? refs[0] : refs) as ObjectRef<Awaited<ReturnType<F>>>
+  }
+
+  /** A copy with these options changed (Ray's `.options()`). Bad options throw ValidationError at once. */
+  options(opts: TaskOptions): RemoteFunction<F> {
+    const parsed = parseOptions(TaskOptionsSchema, opts, `${this.name}.options`)
+    resourcesOf(parsed, 1, `${this.name}.options`)
+    const copy = Object.create(RemoteFunction.prototype) as RemoteFunction<F>
+    Object.assign(copy, this, { opts: { ...this.opts, ...parsed } })
+    return copy
+  }
+}

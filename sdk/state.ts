@@ -1,0 +1,117 @@
+import * as v from 'valibot'
+import { parseOptions } from './options.ts'
+import type { ActorState, Resources, StateFilter, StateQuery, TaskState, TaskType } from './protocol.ts'
+import { StateFilterSchema } from './protocol.ts'
+
+/** A row of `listTasks` (Ray's fields in camelCase). Times are ms since the epoch. */
+export interface TaskRow {
+  taskId: string
+  name: string
+  state: TaskState
+  type: TaskType
+  funcOrClassName: string
+  jobId: string
+  nodeId: string | null
+  workerId: string | null
+  actorId: string | null
+  attempt: number
+  creationTime: number
+  startTime: number | null
+  endTime: number | null
+  errorType: string | null
+  errorMessage: string | null
+  /** Every state this task passed through, with when. */
+  events: { state: TaskState; time: number; attempt: number; nodeId?: string }[]
+  /** True while no alive or future node could ever fit the task's resources. */
+  infeasible: boolean
+  requiredResources: Resources
+}
+export interface NodeRow {
+  nodeId: string
+  state: 'ALIVE' | 'DEAD'
+  resources: Resources
+  availableResources: Resources
+  objectStoreMemory: number
+  objectStoreUsed: number
+  name: string | null
+  startTime: number
+  endTime: number | null
+  deathReason: string | null
+  runningTasks: number
+  workers: number
+}
+export interface JobRow {
+  jobId: string
+  state: 'RUNNING' | 'FINISHED' | 'FAILED'
+  startTime: number
+  endTime: number | null
+  namespace: string
+}
+export interface ActorRow {
+  actorId: string
+  name: string | null
+  namespace: string
+  className: string
+  state: ActorState
+  nodeId: string | null
+  jobId: string
+  restarts: number
+  detached: boolean
+  deathCause: string | null
+}
+export interface ObjectRow {
+  objectId: string
+  size: number
+  locations: string[]
+  refCount: number
+  spilled: boolean
+}
+export interface TaskSummary {
+  /** Per funcOrClassName: its type and how many tasks are in each state. */
+  summary: Record<string, { funcOrClassName: string; type: TaskType; stateCounts: Partial<Record<TaskState, number>> }>
+  totalTasks: number
+  /** Tasks waiting because no node could ever fit them (Ray's infeasible demand). */
+  infeasible: { taskId: string; name: string; requiredResources: Resources }[]
+}
+
+export interface ListOptions {
+  /** Ray's filter triples, e.g. `[['name', '=', 'x'], ['state', '!=', 'FINISHED']]`. */
+  filters?: StateFilter[]
+  limit?: number
+}
+const ListOptionsSchema = v.strictObject({
+  filters: v.optional(v.array(StateFilterSchema)),
+  limit: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1))),
+})
+
+/**
+ * The state API: a snapshot of cluster state, as Ray's `ray.util.state`.
+ * @example
+ * const running = await mesh.state.listTasks({ filters: [['state', '=', 'RUNNING']] })
+ */
+export class StateApi {
+  constructor(private query: (q: StateQuery) => Promise<unknown>) {}
+
+  private list<T>(resource: StateQuery['resource'], opts: ListOptions | undefined, where: string): Promise<T> {
+    const o = parseOptions(ListOptionsSchema, opts, where)
+    return this.query({ resource, ...o }) as Promise<T>
+  }
+  listTasks(opts?: ListOptions): Promise<TaskRow[]> {
+    return this.list('tasks', opts, 'listTasks')
+  }
+  listNodes(opts?: ListOptions): Promise<NodeRow[]> {
+    return this.list('nodes', opts, 'listNodes')
+  }
+  listJobs(opts?: ListOptions): Promise<JobRow[]> {
+    return this.list('jobs', opts, 'listJobs')
+  }
+  listActors(opts?: ListOptions): Promise<ActorRow[]> {
+    return this.list('actors', opts, 'listActors')
+  }
+  listObjects(opts?: ListOptions): Promise<ObjectRow[]> {
+    return this.list('objects', opts, 'listObjects')
+  }
+  summarizeTasks(): Promise<TaskSummary> {
+    return this.query({ resource: 'summary-tasks' }) as Promise<TaskSummary>
+  }
+}

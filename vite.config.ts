@@ -1,0 +1,56 @@
+import { fileURLToPath } from 'node:url'
+import { defineConfig } from 'vite'
+
+const here = (p: string) => fileURLToPath(new URL(p, import.meta.url))
+
+/**
+ * Two builds:
+ * - default: the pages the coordinator hosts (`/node`, `/dashboard`) with their workers, into dist/;
+ * - `--mode sdk`: the SDK as one ES module, served as `/sdk.js` and used by Node through package.json `exports`.
+ * Tests are Vitest projects: `unit` (Node, beside the code) and `e2e` (real Chromium via playwright-core).
+ */
+export default defineConfig(({ mode }) => {
+  if (mode === 'sdk') {
+    return {
+      build: {
+        outDir: here('dist/sdk'),
+        emptyOutDir: true,
+        target: 'es2022',
+        sourcemap: true,
+        lib: { entry: here('sdk/index.ts'), formats: ['es'], fileName: () => 'sdk.js' },
+        rollupOptions: { external: ['ws'] },
+      },
+    }
+  }
+  return {
+    root: here('.'),
+    build: {
+      outDir: here('dist'),
+      emptyOutDir: false,
+      target: 'es2022',
+      sourcemap: true,
+      rollupOptions: { input: { node: here('worker-page/index.html'), dashboard: here('dashboard/index.html') } },
+    },
+    worker: { format: 'es' },
+    test: {
+      projects: [
+        {
+          extends: true,
+          test: { name: 'unit', include: ['{sdk,coordinator,worker-page}/**/*.test.ts'], environment: 'node' },
+        },
+        {
+          extends: true,
+          test: {
+            name: 'e2e',
+            include: ['e2e/**/*.spec.ts'],
+            environment: 'node',
+            testTimeout: 120_000,
+            hookTimeout: 120_000,
+            fileParallelism: false,
+            globalSetup: ['e2e/fixtures/global-setup.ts'],
+          },
+        },
+      ],
+    },
+  }
+})

@@ -1,0 +1,84 @@
+import { parseSize } from '../sdk/size.ts'
+import { type NodeActivity, NodeAgent } from './node.ts'
+import { PeerMesh } from './peers.ts'
+
+/** The node page: reads its settings from the URL, registers, shows what it does, and rejoins if dropped. */
+const params = new URLSearchParams(location.search)
+const address = params.get('address') ?? location.origin
+const cpus = Number(params.get('cpus') ?? navigator.hardwareConcurrency ?? 2)
+const token = params.get('token') ?? undefined
+const name = params.get('name') ?? undefined
+const memoryHint = ((navigator as { deviceMemory?: number }).deviceMemory ?? 4) * 1024 ** 3
+const objectStoreMemory = params.has('objectStoreMemory')
+  ? parseSize(params.get('objectStoreMemory') as string, 'objectStoreMemory')
+  : Math.floor(memoryHint * 0.3)
+
+const $ = (id: string) => document.getElementById(id) as HTMLElement
+const log = $('log')
+function activity(a: NodeActivity | { kind: string; text: string }): void {
+  const li = document.createElement('li')
+  const t = document.createElement('time')
+  t.textContent = new Date().toLocaleTimeString()
+  li.append(t, a.text)
+  log.prepend(li)
+  while (log.childElementCount > 200) log.lastElementChild?.remove()
+}
+
+if (!Number.isFinite(cpus) || cpus <= 0) {
+  document.body.dataset.state = 'disconnected'
+  $('state').textContent = 'bad ?cpus'
+  throw new Error(`?cpus must be a positive number; got ${params.get('cpus')}`)
+}
+
+$('address').textContent = address
+$('cpus').textContent = String(cpus)
+
+interface ShoalNodeGlobal {
+  agent?: NodeAgent
+  peers?: PeerMesh
+  nodeId?: string
+}
+const global: ShoalNodeGlobal = {}
+;(window as unknown as { shoalNode: ShoalNodeGlobal }).shoalNode = global
+
+async function join(attempt = 0): Promise<void> {
+  const agent = new NodeAgent({ address, cpus, objectStoreMemory, ...(token && { token }), ...(name && { name }) })
+  agent.onActivity = activity
+  agent.onClose = (reason) => {
+    document.body.dataset.state = 'disconnected'
+    $('state').textContent = 'disconnected'
+    global.peers?.stop()
+    // A dropped node rejoins as a new node: the coordinator already retried its tasks elsewhere.
+    if (!reason.includes('closed by client')) setTimeout(() => void join(1), 1000)
+  }
+  try {
+    const nodeId = await agent.start()
+    global.agent = agent
+    global.nodeId = nodeId
+    $('node-id').textContent = nodeId
+    document.body.dataset.nodeId = nodeId
+    document.body.dataset.state = 'registered'
+    $('state').textContent = 'registered'
+    const peers = new PeerMesh(nodeId, address, agent.peerjsPath, agent.iceServers)
+    global.peers = peers
+    peers.start().then(
+      () => ($('peer').textContent = `joined as ${nodeId.slice(0, 8)}`),
+      (e: Error) => ($('peer').textContent = `unavailable: ${e.message}`),
+    )
+  } catch (e) {
+    document.body.dataset.state = 'disconnected'
+    $('state').textContent = 'cannot register'
+    activity({ kind: 'disconnected', text: `cannot register: ${(e as Error).message}` })
+    setTimeout(() => void join(attempt + 1), Math.min(10_000, 1000 * 2 ** attempt))
+  }
+}
+
+setInterval(() => {
+  const a = global.agent
+  if (!a) return
+  $('workers').textContent = String(a.workers)
+  $('running').textContent = String(a.stats.running)
+  $('done').textContent = `${a.stats.finished} / ${a.stats.failed}`
+}, 250)
+
+void join()

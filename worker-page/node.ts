@@ -1,0 +1,292 @@
+import { ConnectionError, fromWireError, type WireError } from '../sdk/errors.ts'
+import {
+  type Assignment,
+  type ClientMessage,
+  type FunctionDef,
+  PROTOCOL_VERSION,
+  type ServerMessage,
+  type TaskResult,
+} from '../sdk/protocol.ts'
+import { ControlSocket } from '../sdk/transport/websocket.ts'
+import { type ExecResult, type PooledWorker, WorkerPool } from './worker-pool.ts'
+
+export interface NodeConfig {
+  address: string
+  cpus: number
+  token?: string
+  name?: string
+  objectStoreMemory: number
+  resources?: Record<string, number>
+}
+
+export interface NodeActivity {
+  kind: 'registered' | 'task-start' | 'task-end' | 'disconnected' | 'actor'
+  text: string
+}
+
+/** An actor this node hosts: its worker and the calls waiting for a concurrency slot. */
+interface HostedActor {
+  worker: PooledWorker
+  maxConcurrency: number
+  running: number
+  queue: Assignment[]
+}
+
+/**
+ * The node (Ray's raylet): registers with the coordinator, heartbeats, receives task assignments and runs them in
+ * its worker pool, hosts actors, and reports state changes and results in batches.
+ */
+export class NodeAgent {
+  nodeId: string | undefined
+  iceServers: { urls: string | string[]; username?: string; credential?: string }[] = []
+  peerjsPath = '/peerjs'
+  readonly stats = { running: 0, finished: 0, failed: 0 }
+  onActivity: (a: NodeActivity) => void = () => {}
+  onClose: (reason: string) => void = () => {}
+
+  private socket: ControlSocket | undefined
+  private pool: WorkerPool | undefined
+  private functions = new Map<string, FunctionDef>()
+  private actors = new Map<string, HostedActor>()
+  /** Normal tasks running now, so a crashed worker's task can be reported (and retried) instead of hanging. */
+  private runningTasks = new Map<string, Assignment>()
+  private events: Extract<ClientMessage, { type: 'task-events' }>['events'] = []
+  private results: TaskResult[] = []
+  private flushScheduled = false
+  private heartbeat: ReturnType<typeof setInterval> | undefined
+
+  constructor(readonly config: NodeConfig) {}
+
+  async start(): Promise<string> {
+    const { address, cpus, token, name, objectStoreMemory, resources } = this.config
+    const socket = await ControlSocket.open(`${address.replace(/^http/, 'ws')}/ws`, 10_000)
+    const welcome = await new Promise<Extract<ServerMessage, { type: 'welcome' }>>((resolve, reject) => {
+      socket.onMessage = (m) => {
+        if (m.type === 'welcome') resolve(m)
+        else if ((m.type === 'reply' && !m.ok) || m.type === 'error') reject(fromWireError(m.error))
+      }
+      socket.onClose = (reason) => reject(new ConnectionError(`the coordinator closed the connection: ${reason}`))
+      socket.send({
+        type: 'hello',
+        reqId: 0,
+        protocol: PROTOCOL_VERSION,
+        role: 'node',
+        ...(token && { token }),
+        node: { resources: { CPU: cpus, ...resources }, objectStoreMemory, ...(name && { name }), userAgent: navigator.userAgent },
+      })
+    })
+    this.socket = socket
+    this.nodeId = welcome.nodeId as string
+    this.iceServers = welcome.iceServers
+    this.peerjsPath = welcome.peerjsPath
+    this.pool = new WorkerPool({ nodeId: this.nodeId, address, ...(token && { token }) }, Math.max(1, Math.ceil(cpus)))
+    this.pool.onCrash = (w, reason) => this.workerCrashed(w, reason)
+    socket.onMessage = (m) => this.onMessage(m)
+    socket.onClose = (reason) => this.stop(reason)
+    this.heartbeat = setInterval(() => this.send({ type: 'heartbeat', running: this.stats.running, workers: this.pool?.size ?? 0 }), 1000)
+    this.onActivity({ kind: 'registered', text: `registered as ${this.nodeId.slice(0, 8)} with ${cpus} CPU` })
+    return this.nodeId
+  }
+
+  get workers(): number {
+    return this.pool?.size ?? 0
+  }
+
+  /** Leaves the cluster: workers stop and the coordinator retries their tasks elsewhere. */
+  stop(reason = 'stopped'): void {
+    if (this.heartbeat) clearInterval(this.heartbeat)
+    this.heartbeat = undefined
+    this.pool?.terminateAll()
+    this.actors.clear()
+    if (this.socket?.isOpen) this.socket.close()
+    this.socket = undefined
+    this.onActivity({ kind: 'disconnected', text: `disconnected: ${reason}` })
+    this.onClose(reason)
+  }
+
+  private send(msg: ClientMessage): void {
+    if (this.socket?.isOpen) this.socket.send(msg)
+  }
+
+  private onMessage(msg: ServerMessage): void {
+    switch (msg.type) {
+      case 'assign':
+        for (const f of msg.functions) this.functions.set(f.functionId, f)
+        for (const t of msg.tasks) this.accept(t)
+        return
+      case 'cancel-task': {
+        const w = this.pool?.byTask(msg.taskId)
+        if (w && this.runningTasks.delete(msg.taskId)) {
+          this.pool?.terminate(w)
+          this.stats.running--
+        }
+        return
+      }
+      case 'kill-actor': {
+        const a = this.actors.get(msg.actorId)
+        if (!a) return
+        this.actors.delete(msg.actorId)
+        this.stats.running -= a.running
+        this.pool?.terminate(a.worker)
+        this.onActivity({ kind: 'actor', text: `actor ${msg.actorId.slice(0, 8)} killed` })
+        return
+      }
+      case 'error':
+        console.warn(`[shoal node] coordinator: ${msg.error.message}`)
+        return
+      case 'welcome':
+      case 'reply':
+      case 'objects':
+        return
+      default:
+        msg satisfies never
+    }
+  }
+
+  private accept(t: Assignment): void {
+    if (t.type === 'ACTOR_TASK') {
+      const a = this.actors.get(t.actorId as string)
+      if (!a)
+        return this.report(t, {
+          ok: false,
+          error: {
+            name: 'ActorDiedError',
+            code: 'ACTOR_DIED',
+            message: `actor ${t.actorId} is not on this node`,
+            data: { actorId: t.actorId },
+          },
+          userError: false,
+        })
+      a.queue.push(t)
+      return this.pumpActor(a)
+    }
+    const fn = this.functions.get(t.functionId)
+    if (!fn)
+      return this.report(t, {
+        ok: false,
+        error: { name: 'ValidationError', code: 'VALIDATION', message: `node has no function ${t.functionId}` },
+        userError: false,
+      })
+    const pool = this.pool as WorkerPool
+    // Copy args out of the frame: a view would drag the whole frame's buffer into the worker.
+    const args = t.args.map((a) => a.slice())
+    if (t.type === 'ACTOR_CREATION_TASK') {
+      const w = pool.spawnForActor(t.actorId as string, t.jobId)
+      this.actors.set(t.actorId as string, { worker: w, maxConcurrency: t.actor?.maxConcurrency ?? 1, running: 0, queue: [] })
+      this.started(t, w)
+      void w.api.createActor({ ...this.execTask(t, args), source: fn.source, className: fn.name }).then((r) => {
+        this.finished(t, r)
+        if (!r.ok) {
+          this.actors.delete(t.actorId as string)
+          pool.terminate(w)
+        } else this.onActivity({ kind: 'actor', text: `actor ${fn.name} ${String(t.actorId).slice(0, 8)} is alive` })
+      })
+      return
+    }
+    const w = pool.acquire(t.jobId, t.taskId)
+    this.runningTasks.set(t.taskId, t)
+    this.started(t, w)
+    void w.api.run({ ...this.execTask(t, args), source: fn.source, funcName: fn.name }).then((r) => {
+      pool.release(w)
+      this.runningTasks.delete(t.taskId)
+      this.finished(t, r)
+    })
+  }
+
+  private pumpActor(a: HostedActor): void {
+    while (a.running < a.maxConcurrency && a.queue.length) {
+      const t = a.queue.shift() as Assignment
+      a.running++
+      this.started(t, a.worker)
+      void a.worker.api
+        .callActor({
+          ...this.execTask(
+            t,
+            t.args.map((x) => x.slice()),
+          ),
+          method: t.method as string,
+        })
+        .then((r) => {
+          a.running--
+          this.finished(t, r)
+          this.pumpActor(a)
+        })
+    }
+  }
+
+  private execTask(t: Assignment, args: Uint8Array[]) {
+    return {
+      taskId: t.taskId,
+      attempt: t.attempt,
+      jobId: t.jobId,
+      name: t.name,
+      args,
+      numReturns: t.numReturns,
+      ...(t.actorId && { actorId: t.actorId }),
+    }
+  }
+
+  private started(t: Assignment, w: PooledWorker): void {
+    this.stats.running++
+    this.events.push({ taskId: t.taskId, attempt: t.attempt, state: 'RUNNING', workerId: w.id, time: Date.now() })
+    this.scheduleFlush()
+    this.onActivity({ kind: 'task-start', text: `${t.name} started on worker ${w.id.slice(0, 8)}` })
+  }
+
+  private finished(t: Assignment, r: ExecResult): void {
+    this.stats.running--
+    if (r.ok) this.stats.finished++
+    else this.stats.failed++
+    this.report(t, r)
+    this.onActivity({ kind: 'task-end', text: `${t.name} ${r.ok ? 'finished' : `failed: ${r.error.message}`}` })
+  }
+
+  private report(t: Assignment, r: ExecResult): void {
+    if (r.ok) this.results.push({ taskId: t.taskId, attempt: t.attempt, ok: true, returns: r.returns })
+    else {
+      const error: WireError = r.userError
+        ? {
+            name: 'TaskError',
+            code: 'TASK_ERROR',
+            message: `Task '${t.name}' (${t.taskId}) failed: ${r.error.name}: ${r.error.message}`,
+            ...(r.error.stack && { stack: r.error.stack }),
+            data: {
+              taskName: t.name,
+              taskId: t.taskId,
+              remoteName: r.error.name,
+              remoteMessage: r.error.message,
+              remoteStack: r.error.stack,
+            },
+          }
+        : r.error
+      this.results.push({ taskId: t.taskId, attempt: t.attempt, ok: false, error, userError: r.userError })
+    }
+    this.scheduleFlush()
+  }
+
+  private workerCrashed(w: PooledWorker, reason: string): void {
+    const t = w.taskId ? this.runningTasks.get(w.taskId) : undefined
+    if (t) {
+      this.runningTasks.delete(t.taskId)
+      this.finished(t, { ok: false, error: { name: 'WorkerCrashedError', code: 'WORKER_CRASHED', message: reason }, userError: false })
+    }
+    if (w.actorId) {
+      const a = this.actors.get(w.actorId)
+      this.actors.delete(w.actorId)
+      if (a) this.stats.running -= a.running
+      this.send({ type: 'actor-died', actorId: w.actorId as never, reason })
+    }
+  }
+
+  private scheduleFlush(): void {
+    if (this.flushScheduled) return
+    this.flushScheduled = true
+    queueMicrotask(() => {
+      this.flushScheduled = false
+      if (this.events.length) this.send({ type: 'task-events', events: this.events })
+      if (this.results.length) this.send({ type: 'task-results', results: this.results })
+      this.events = []
+      this.results = []
+    })
+  }
+}
