@@ -29,7 +29,13 @@ export default defineConfig(({ mode }) => {
       emptyOutDir: false,
       target: 'es2022',
       sourcemap: true,
-      rollupOptions: { input: { node: here('worker-page/index.html'), dashboard: here('dashboard/index.html') } },
+      rollupOptions: {
+        input: {
+          node: here('worker-page/index.html'),
+          dashboard: here('dashboard/index.html'),
+          baseline: here('bench/baseline.html'),
+        },
+      },
     },
     worker: { format: 'es' },
     test: {

@@ -224,7 +224,7 @@ export class ActorManager {
   private releaseResources(actor: ActorRecord): void {
     const node = actor.allocatedOn ? this.deps.nodes.get(actor.allocatedOn) : undefined
     actor.allocatedOn = null
-    if (node) this.tasks.scheduler.release(node, actor.creation.resources)
+    if (node) this.tasks.releaseOn(node, actor.creation.resources)
   }
 
   private die(actor: ActorRecord, cause: string): void {

@@ -169,3 +169,51 @@ describe('task manager', () => {
     expect(good.jobId).toMatch(/^[0-9a-f]{8}$/)
   })
 })
+
+describe('pipelining of short tasks', () => {
+  it('queues short tasks at a busy node, promotes them in order, and never over-commits', async () => {
+    cluster = new Cluster({ log: () => {} })
+    const n = await node(cluster, 2)
+    const d = await driver(cluster)
+    // Teach the coordinator that `f` is short: one quick task.
+    submit(d, [task(d)])
+    await tick()
+    n.send({ type: 'task-results', results: [ok(n.assignments()[0]!)] })
+    await tick()
+
+    const specs = Array.from({ length: 10 }, () => task(d))
+    submit(d, specs)
+    await tick()
+    const sent = n.assignments().slice(1)
+    // 2 with resources, then up to 2 per CPU waiting in the node's queue; the rest wait at the coordinator.
+    expect(sent.map((a) => !!a.queued)).toEqual([false, false, true, true, true, true])
+    expect(cpuFree(cluster, n.nodeId)).toBe(0)
+
+    // The node finishes one: the first queued task takes its slot (it is already there: nothing new is sent for it),
+    // and one more short task may join the node's queue.
+    n.send({ type: 'task-results', results: [ok(sent[0]!)] })
+    await tick()
+    expect(cpuFree(cluster, n.nodeId)).toBe(0)
+    const more = n.assignments().slice(7)
+    expect(more.map((a) => !!a.queued)).toEqual([true])
+    for (const a of [...sent.slice(1), ...more]) {
+      n.send({ type: 'task-results', results: [ok(a)] })
+      await tick()
+      expect(cpuFree(cluster, n.nodeId)).toBeGreaterThanOrEqual(0)
+    }
+    while (n.assignments().length < 11) await tick()
+    for (const a of n.assignments().slice(8)) n.send({ type: 'task-results', results: [ok(a)] })
+    await tick()
+    expect(d.objects().filter((o) => specs.some((s) => s.returnId === o.objectId))).toHaveLength(10)
+    expect(cpuFree(cluster, n.nodeId)).toBe(2)
+  })
+
+  it('never pipelines a function it has not seen finish quickly', async () => {
+    cluster = new Cluster({ log: () => {} })
+    const n = await node(cluster, 1)
+    const d = await driver(cluster)
+    submit(d, [task(d), task(d), task(d)])
+    await tick()
+    expect(n.assignments().map((a) => !!a.queued)).toEqual([false])
+  })
+})

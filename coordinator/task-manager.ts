@@ -8,6 +8,7 @@ import type { FunctionTable } from './gcs/functions.ts'
 import type { NodeRecord, NodeTable } from './gcs/nodes.ts'
 import type { ObjectDirectory } from './gcs/object-directory.ts'
 import type { TaskEvents } from './gcs/task-events.ts'
+import { allocate, fits, free, pickBacklogNode } from './scheduler/policy.ts'
 import { Scheduler } from './scheduler/scheduler.ts'
 import type { Session } from './session.ts'
 
@@ -26,7 +27,14 @@ export interface TaskRecord {
   resources: TaskSpec['resources']
   strategy: TaskSpec['strategy']
   shapeKey?: string
+  /** Sent to a node's local queue without resources (pipelining); promoted when the node frees enough. */
+  backlogged?: boolean
+  /** When the task got its resources on a node (ms), to learn how long its function runs. */
+  startedAt?: number
 }
+
+/** Functions that usually finish within this long are pipelined; longer ones never wait in a node's queue. */
+const PIPELINE_MAX_MS = 50
 
 const NULL_VALUE = encodeValue(null, 'null')
 
@@ -35,6 +43,10 @@ export class TaskManager {
   readonly scheduler: Scheduler<TaskRecord>
   private tasks = new Map<string, TaskRecord>()
   private byNode = new Map<string, Set<TaskRecord>>()
+  /** Per node, the pipelined tasks waiting in its local queue, in the order the node will start them. */
+  private backlogs = new Map<string, TaskRecord[]>()
+  /** Per function, a moving average of how long its tasks hold a node (ms). */
+  private runtimes = new Map<string, number>()
   actors!: ActorManager
 
   constructor(
@@ -51,6 +63,7 @@ export class TaskManager {
       dispatch: (t, n) => this.dispatch(t, n),
       fail: (t, reason) => this.fail(t, new ValidationError(`task ${t.spec.name} cannot run: ${reason}`).toWire()),
       infeasible: (t, yes) => deps.events.setInfeasible(t.spec.taskId, yes),
+      pipeline: (t, nodes) => this.pipeline(t, nodes),
     })
   }
 
@@ -137,12 +150,45 @@ export class TaskManager {
     else this.scheduler.enqueue(rec)
   }
 
+  /** A short task no node can run now waits in the local queue of one that can (see pickBacklogNode). */
+  private pipeline(rec: TaskRecord, nodes: NodeRecord[]): boolean {
+    if (rec.spec.type !== 'NORMAL_TASK') return false
+    const runtime = this.runtimes.get(rec.spec.functionId)
+    if (runtime === undefined || runtime > PIPELINE_MAX_MS) return false
+    const views = nodes.map((n) => ({
+      ...n,
+      backlog: this.backlogs.get(n.nodeId)?.length ?? 0,
+      backlogLimit: Math.max(1, Math.ceil(2 * (n.total.CPU ?? 1))),
+    }))
+    const nodeId = pickBacklogNode(rec.resources, rec.strategy, views)
+    const node = nodeId ? nodes.find((n) => n.nodeId === nodeId) : undefined
+    if (!node) return false
+    rec.backlogged = true
+    let q = this.backlogs.get(node.nodeId)
+    if (!q) this.backlogs.set(node.nodeId, (q = []))
+    q.push(rec)
+    this.dispatch(rec, node)
+    return true
+  }
+
+  /** Resources freed on a node go first to the tasks already waiting in its local queue, in its order. */
+  private promote(node: NodeRecord): void {
+    const q = this.backlogs.get(node.nodeId)
+    while (q?.length && fits((q[0] as TaskRecord).resources, node.available)) {
+      const rec = q.shift() as TaskRecord
+      allocate(rec.resources, node.available)
+      rec.backlogged = false
+      rec.startedAt = performance.now()
+    }
+  }
+
   /** Sends a task attempt to a node. Used by the scheduler, and by the actor manager for actor calls. */
   dispatch(rec: TaskRecord, node: NodeRecord): void {
     const session = this.deps.nodeSession(node.nodeId)
     if (!session) {
       // The node's socket is gone but its death is not processed yet: put the task back.
-      this.scheduler.release(node, rec.resources)
+      if (rec.backlogged) this.dropBacklogged(rec, node.nodeId)
+      else this.releaseOn(node, rec.resources)
       return this.queue(rec, true)
     }
     rec.phase = 'assigned'
@@ -162,7 +208,10 @@ export class TaskManager {
       funcName: s.funcName,
       args: s.args.map((x) => ('v' in x ? x.v : (this.deps.objects.read(x.ref as ObjectId)?.data as Uint8Array))),
       numReturns: s.numReturns,
+      resources: rec.resources,
+      ...(rec.backlogged && { queued: true }),
     }
+    if (!rec.backlogged) rec.startedAt = performance.now()
     if (s.actorId) a.actorId = s.actorId
     if (s.method) a.method = s.method
     if (s.type === 'ACTOR_CREATION_TASK') {
@@ -206,8 +255,28 @@ export class TaskManager {
     rec.nodeId = undefined
     if (!node) return
     node.runningTasks = Math.max(0, node.runningTasks - 1)
+    if (rec.backlogged) return this.dropBacklogged(rec, node.nodeId) // it held nothing
     // An actor keeps its creation resources for its whole life; the actor manager releases them.
-    if (rec.spec.type === 'NORMAL_TASK') this.scheduler.release(node, rec.resources)
+    if (rec.spec.type === 'NORMAL_TASK') this.releaseOn(node, rec.resources)
+  }
+
+  /**
+   * Gives resources back on a node. Tasks already waiting in that node's local queue get them first, in its order —
+   * exactly what the node itself does when a slot frees — so both views of the node agree on what runs.
+   */
+  releaseOn(node: NodeRecord, resources: TaskSpec['resources']): void {
+    if (node.state === 'ALIVE') {
+      free(resources, node.available)
+      this.promote(node)
+    }
+    this.scheduler.requestPass()
+  }
+
+  private dropBacklogged(rec: TaskRecord, nodeId: string): void {
+    rec.backlogged = false
+    const q = this.backlogs.get(nodeId)
+    const i = q ? q.indexOf(rec) : -1
+    if (q && i >= 0) q.splice(i, 1)
   }
 
   private succeed(rec: TaskRecord, returns: Uint8Array[]): void {
@@ -217,6 +286,11 @@ export class TaskManager {
         rec,
         new ValidationError(`task ${s.name} returned ${returns.length} value(s) but numReturns is ${s.numReturns}`).toWire(),
       )
+    }
+    if (s.type === 'NORMAL_TASK' && rec.startedAt !== undefined) {
+      const ms = performance.now() - rec.startedAt
+      const prev = this.runtimes.get(s.functionId)
+      this.runtimes.set(s.functionId, prev === undefined ? ms : prev * 0.8 + ms * 0.2)
     }
     if (s.type === 'ACTOR_CREATION_TASK') this.actors.created(rec)
     for (let i = 0; i < returns.length; i++) {
@@ -270,11 +344,13 @@ export class TaskManager {
   onNodeDead(nodeId: string): void {
     const set = this.byNode.get(nodeId)
     this.byNode.delete(nodeId)
+    this.backlogs.delete(nodeId)
     for (const rec of set ?? []) {
       if (rec.phase !== 'assigned') continue
       // The resources died with the node: nothing to give back.
       rec.phase = 'waiting-deps'
       rec.nodeId = undefined
+      rec.backlogged = false
       if (rec.spec.type === 'ACTOR_CREATION_TASK' || rec.spec.type === 'ACTOR_TASK') continue // the actor manager decides
       const left = rec.spec.maxRetries === -1 || rec.attempt < rec.spec.maxRetries
       if (left) this.retry(rec)

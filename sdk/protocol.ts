@@ -175,6 +175,10 @@ export interface Assignment {
   funcName: string
   args: Uint8Array[]
   numReturns: number
+  /** What the task holds while it runs: the node starts queued tasks only when its own free resources fit them. */
+  resources: Resources
+  /** Pipelined: wait in the node's local queue until its own free resources fit (else: start at once). */
+  queued?: true
   actorId?: string
   method?: string
   actor?: { className: string; maxConcurrency: number }

@@ -15,13 +15,26 @@ const objectStoreMemory = params.has('objectStoreMemory')
 
 const $ = (id: string) => document.getElementById(id) as HTMLElement
 const log = $('log')
+const LOG_LINES = 200
+let pendingLog: { at: Date; text: string }[] = []
+/** Activity is buffered and drawn a few times a second: two DOM writes per task would cost more than a no-op task. */
 function activity(a: NodeActivity | { kind: string; text: string }): void {
-  const li = document.createElement('li')
-  const t = document.createElement('time')
-  t.textContent = new Date().toLocaleTimeString()
-  li.append(t, a.text)
-  log.prepend(li)
-  while (log.childElementCount > 200) log.lastElementChild?.remove()
+  pendingLog.push({ at: new Date(), text: a.text })
+  if (pendingLog.length > LOG_LINES) pendingLog = pendingLog.slice(-LOG_LINES)
+}
+function drawLog(): void {
+  if (!pendingLog.length) return
+  const frag = document.createDocumentFragment()
+  for (const e of pendingLog.reverse()) {
+    const li = document.createElement('li')
+    const t = document.createElement('time')
+    t.textContent = e.at.toLocaleTimeString()
+    li.append(t, e.text)
+    frag.append(li)
+  }
+  pendingLog = []
+  log.prepend(frag)
+  while (log.childElementCount > LOG_LINES) log.lastElementChild?.remove()
 }
 
 if (!Number.isFinite(cpus) || cpus <= 0) {
@@ -74,6 +87,7 @@ async function join(attempt = 0): Promise<void> {
 }
 
 setInterval(() => {
+  drawLog()
   const a = global.agent
   if (!a) return
   $('workers').textContent = String(a.workers)

@@ -30,6 +30,12 @@ interface HostedActor {
   maxConcurrency: number
   running: number
   queue: Assignment[]
+  resources: Record<string, number>
+}
+
+function fitsIn(req: Record<string, number>, have: Record<string, number>): boolean {
+  for (const k in req) if ((req[k] as number) > 0 && (have[k] ?? 0) < (req[k] as number) - 1e-9) return false
+  return true
 }
 
 /**
@@ -50,6 +56,10 @@ export class NodeAgent {
   private actors = new Map<string, HostedActor>()
   /** Normal tasks running now, so a crashed worker's task can be reported (and retried) instead of hanging. */
   private runningTasks = new Map<string, Assignment>()
+  /** Pipelined tasks waiting for a free slot here, started in arrival order (the coordinator promotes them alike). */
+  private localQueue: Assignment[] = []
+  /** This node's own count of free resources; tasks the coordinator sent with resources start regardless. */
+  private free: Record<string, number> = {}
   private events: Extract<ClientMessage, { type: 'task-events' }>['events'] = []
   private results: TaskResult[] = []
   private flushScheduled = false
@@ -76,6 +86,7 @@ export class NodeAgent {
       })
     })
     this.socket = socket
+    this.free = { CPU: cpus, ...resources }
     this.nodeId = welcome.nodeId as string
     this.iceServers = welcome.iceServers
     this.peerjsPath = welcome.peerjsPath
@@ -112,25 +123,32 @@ export class NodeAgent {
     switch (msg.type) {
       case 'assign':
         for (const f of msg.functions) this.functions.set(f.functionId, f)
-        for (const t of msg.tasks) this.accept(t)
+        for (const t of msg.tasks) {
+          if (t.queued) this.localQueue.push(t)
+          else this.accept(t)
+        }
+        this.pumpLocalQueue()
         return
       case 'cancel-task': {
+        const queued = this.localQueue.findIndex((t) => t.taskId === msg.taskId)
+        if (queued >= 0) {
+          this.localQueue.splice(queued, 1)
+          return
+        }
         const w = this.pool?.byTask(msg.taskId)
-        if (w && this.runningTasks.delete(msg.taskId)) {
+        const t = this.runningTasks.get(msg.taskId)
+        if (w && t) {
+          this.runningTasks.delete(msg.taskId)
           this.pool?.terminate(w)
           this.stats.running--
+          this.hold(t.resources, -1)
+          this.pumpLocalQueue()
         }
         return
       }
-      case 'kill-actor': {
-        const a = this.actors.get(msg.actorId)
-        if (!a) return
-        this.actors.delete(msg.actorId)
-        this.stats.running -= a.running
-        this.pool?.terminate(a.worker)
-        this.onActivity({ kind: 'actor', text: `actor ${msg.actorId.slice(0, 8)} killed` })
+      case 'kill-actor':
+        if (this.dropActor(msg.actorId)) this.onActivity({ kind: 'actor', text: `actor ${msg.actorId.slice(0, 8)} killed` })
         return
-      }
       case 'error':
         console.warn(`[shoal node] coordinator: ${msg.error.message}`)
         return
@@ -141,6 +159,16 @@ export class NodeAgent {
       default:
         msg satisfies never
     }
+  }
+
+  private pumpLocalQueue(): void {
+    while (this.localQueue.length && fitsIn((this.localQueue[0] as Assignment).resources, this.free)) {
+      this.accept(this.localQueue.shift() as Assignment)
+    }
+  }
+
+  private hold(res: Record<string, number>, sign: 1 | -1): void {
+    for (const k in res) this.free[k] = (this.free[k] ?? 0) - sign * (res[k] as number)
   }
 
   private accept(t: Assignment): void {
@@ -172,24 +200,32 @@ export class NodeAgent {
     const args = t.args.map((a) => a.slice())
     if (t.type === 'ACTOR_CREATION_TASK') {
       const w = pool.spawnForActor(t.actorId as string, t.jobId)
-      this.actors.set(t.actorId as string, { worker: w, maxConcurrency: t.actor?.maxConcurrency ?? 1, running: 0, queue: [] })
+      this.hold(t.resources, 1)
+      this.actors.set(t.actorId as string, {
+        worker: w,
+        maxConcurrency: t.actor?.maxConcurrency ?? 1,
+        running: 0,
+        queue: [],
+        resources: t.resources,
+      })
       this.started(t, w)
       void w.api.createActor({ ...this.execTask(t, args), source: fn.source, className: fn.name }).then((r) => {
         this.finished(t, r)
-        if (!r.ok) {
-          this.actors.delete(t.actorId as string)
-          pool.terminate(w)
-        } else this.onActivity({ kind: 'actor', text: `actor ${fn.name} ${String(t.actorId).slice(0, 8)} is alive` })
+        if (!r.ok) this.dropActor(t.actorId as string)
+        else this.onActivity({ kind: 'actor', text: `actor ${fn.name} ${String(t.actorId).slice(0, 8)} is alive` })
       })
       return
     }
     const w = pool.acquire(t.jobId, t.taskId)
+    this.hold(t.resources, 1)
     this.runningTasks.set(t.taskId, t)
     this.started(t, w)
     void w.api.run({ ...this.execTask(t, args), source: fn.source, funcName: fn.name }).then((r) => {
       pool.release(w)
-      this.runningTasks.delete(t.taskId)
+      if (!this.runningTasks.delete(t.taskId)) return // cancelled meanwhile
+      this.hold(t.resources, -1)
       this.finished(t, r)
+      this.pumpLocalQueue()
     })
   }
 
@@ -264,18 +300,27 @@ export class NodeAgent {
     this.scheduleFlush()
   }
 
+  /** Stops an actor's worker and gives back what it held. */
+  private dropActor(actorId: string): boolean {
+    const a = this.actors.get(actorId)
+    if (!a) return false
+    this.actors.delete(actorId)
+    this.stats.running -= a.running
+    this.hold(a.resources, -1)
+    this.pool?.terminate(a.worker)
+    this.pumpLocalQueue()
+    return true
+  }
+
   private workerCrashed(w: PooledWorker, reason: string): void {
     const t = w.taskId ? this.runningTasks.get(w.taskId) : undefined
     if (t) {
       this.runningTasks.delete(t.taskId)
+      this.hold(t.resources, -1)
+      this.pumpLocalQueue()
       this.finished(t, { ok: false, error: { name: 'WorkerCrashedError', code: 'WORKER_CRASHED', message: reason }, userError: false })
     }
-    if (w.actorId) {
-      const a = this.actors.get(w.actorId)
-      this.actors.delete(w.actorId)
-      if (a) this.stats.running -= a.running
-      this.send({ type: 'actor-died', actorId: w.actorId as never, reason })
-    }
+    if (w.actorId && this.dropActor(w.actorId)) this.send({ type: 'actor-died', actorId: w.actorId as never, reason })
   }
 
   private scheduleFlush(): void {

@@ -41,6 +41,8 @@ export function mountStatic(app: Hono, distDir: string): void {
   app.get('/dashboard', (c) => c.redirect('/dashboard/'))
   app.get('/dashboard/', send('dashboard/index.html', 'no-cache'))
   app.get('/sdk.js', send('sdk/sdk.js', 'no-cache'))
+  // The benchmarks' baseline page (a bare comlink pool), measured in the same browser as the nodes.
+  app.get('/bench/baseline.html', send('bench/baseline.html', 'no-cache'))
   app.get('/assets/*', async (c) => {
     const f = await file(c.req.path.slice(1))
     if (!f) return c.text('not found', 404)

@@ -85,6 +85,27 @@ export function pickNode(req: Resources, strategy: SchedulingStrategy, nodes: re
   return feasible ? { kind: 'retryable' } : { kind: 'infeasible' }
 }
 
+/** A node as pipelining sees it: how many tasks already wait in its local queue, and how many may. */
+export interface BacklogView extends NodeView {
+  backlog: number
+  backlogLimit: number
+}
+
+/**
+ * Pipelining (Ray's worker-lease reuse, in our terms): when no node can run a short task now, it may wait in the
+ * local queue of a node that could run it, so that node starts it the moment a slot frees instead of a coordinator
+ * round trip later. Picks the node with the shortest local queue; honours node affinity.
+ */
+export function pickBacklogNode(req: Resources, strategy: SchedulingStrategy, nodes: readonly BacklogView[]): string | undefined {
+  let best: BacklogView | undefined
+  for (const n of nodes) {
+    if (typeof strategy === 'object' && n.nodeId !== strategy.nodeId) continue
+    if (n.backlog >= n.backlogLimit || !fits(req, n.total)) continue
+    if (!best || n.backlog < best.backlog) best = n
+  }
+  return best?.nodeId
+}
+
 export function allocate(req: Resources, from: Resources): void {
   for (const k in req) from[k] = (from[k] ?? 0) - (req[k] as number)
 }

@@ -1,6 +1,6 @@
 import type { Resources, SchedulingStrategy } from '../../sdk/protocol.ts'
 import type { NodeRecord } from '../gcs/nodes.ts'
-import { allocate, free, type Placement, type PolicyState, pickNode } from './policy.ts'
+import { allocate, type Placement, type PolicyState, pickNode } from './policy.ts'
 
 /** What the scheduler places: a task attempt needing resources under a strategy. */
 export interface Schedulable {
@@ -19,6 +19,8 @@ export interface SchedulerHooks<T extends Schedulable> {
   fail(task: T, reason: string): void
   /** The task became (in)feasible: no alive node could ever fit it. */
   infeasible(task: T, infeasible: boolean): void
+  /** No node can run the task now: it may be sent to wait in a node's local queue (pipelining). Returns whether it was. */
+  pipeline?(task: T, nodes: NodeRecord[]): boolean
 }
 
 /**
@@ -61,12 +63,6 @@ export class Scheduler<T extends Schedulable> {
     return true
   }
 
-  /** Frees resources on a node and looks for work for them. */
-  release(node: NodeRecord, resources: Resources): void {
-    if (node.state === 'ALIVE') free(resources, node.available)
-    this.requestPass()
-  }
-
   get queued(): number {
     let n = this.infeasibleTasks.size
     for (const q of this.queues.values()) n += q.length
@@ -99,7 +95,11 @@ export class Scheduler<T extends Schedulable> {
       while (q.length) {
         const task = q[0] as T
         const p: Placement = pickNode(task.resources, task.strategy, nodes, this.policy)
-        if (p.kind === 'retryable') break
+        if (p.kind === 'retryable') {
+          if (!this.hooks.pipeline?.(task, nodes)) break
+          q.shift()
+          continue
+        }
         q.shift()
         if (p.kind === 'scheduled') {
           const node = nodes.find((n) => n.nodeId === p.nodeId) as NodeRecord

@@ -1,0 +1,15 @@
+/** Medians, because these machines are noisy: one slow run must not move the figure. */
+export function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b)
+  const m = Math.floor(s.length / 2)
+  return s.length % 2 ? (s[m] as number) : ((s[m - 1] as number) + (s[m] as number)) / 2
+}
+
+export async function repeat(runs: number, fn: () => Promise<number>): Promise<{ median: number; runs: number[] }> {
+  await fn() // warm-up: JIT, worker start, first connection
+  const out: number[] = []
+  for (let i = 0; i < runs; i++) out.push(await fn())
+  return { median: median(out), runs: out.map((x) => Math.round(x)) }
+}
+
+export const fmt = (n: number) => Math.round(n).toLocaleString('en-US')
