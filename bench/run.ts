@@ -1,10 +1,11 @@
 import { mkdir, writeFile } from 'node:fs/promises'
 import { cpus as osCpus } from 'node:os'
 import { fileURLToPath } from 'node:url'
+import { benchActors } from './actors.bench.ts'
 import { benchCluster } from './cluster.ts'
 import { benchTasks } from './tasks.bench.ts'
 
-const PARTS = ['tasks'] as const
+const PARTS = ['tasks', 'actors'] as const
 type Part = (typeof PARTS)[number]
 
 /** Runs the chosen benchmarks (default: all) and writes bench/results/<part>.json. */
@@ -19,7 +20,7 @@ export async function runBench(parts: string[]): Promise<void> {
     const cpusPerNode = 4
     const c = await benchCluster(3, cpusPerNode)
     try {
-      const result = await benchTasks(c, cpusPerNode)
+      const result = part === 'tasks' ? await benchTasks(c, cpusPerNode) : await benchActors(c, cpusPerNode)
       await writeFile(`${dir}${part}.json`, `${JSON.stringify({ machine, ...result }, null, 2)}\n`)
       console.log(`  → bench/results/${part}.json`)
     } finally {

@@ -60,15 +60,19 @@ export class ActorManager {
         this.tasks.actorAliasReady(rec)
         return false
       }
-      this.tasks.fail(
-        rec,
-        new ValidationError(
-          `an actor named '${a.name}' already exists in namespace '${a.namespace}' (use getIfExists: true to reuse it)`,
-        ).toWire(),
-      )
+      const why = `an actor named '${a.name}' already exists in namespace '${a.namespace}' (use getIfExists: true to reuse it)`
+      // Recorded as DEAD with the reason, so calls on this handle say why rather than "no such actor".
+      this.actors.set(actorId, { ...this.record(rec, actorId, a), name: undefined, state: 'DEAD', deathCause: why })
+      this.tasks.fail(rec, new ValidationError(why).toWire())
       return false
     }
-    const actor: ActorRecord = {
+    this.actors.set(actorId, this.record(rec, actorId, a))
+    if (a.name) this.named.set(key, actorId)
+    return true
+  }
+
+  private record(rec: TaskRecord, actorId: string, a: NonNullable<TaskRecord['spec']['actor']>): ActorRecord {
+    return {
       actorId,
       name: a.name,
       namespace: a.namespace,
@@ -87,9 +91,11 @@ export class ActorManager {
       pending: [],
       inflight: new Map(),
     }
-    this.actors.set(actorId, actor)
-    if (a.name) this.named.set(key, actorId)
-    return true
+  }
+
+  /** The id of the actor a handle means (a getIfExists handle has an alias id). */
+  canonical(actorId: string): string {
+    return this.aliases.get(actorId) ?? actorId
   }
 
   private resolve(actorId: string | undefined): ActorRecord | undefined {

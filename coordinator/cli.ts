@@ -204,7 +204,7 @@ program
 program
   .command('bench')
   .description('benchmarks, each beside its baseline measured in the same run; writes bench/results/*.json')
-  .argument('[parts...]', 'which: tasks (default: all)')
+  .argument('[parts...]', 'which: tasks, actors (default: all)')
   .action(async (parts: string[]) => {
     const { runBench } = await import('../bench/run.ts')
     await runBench(parts)

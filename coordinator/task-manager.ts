@@ -85,6 +85,7 @@ export class TaskManager {
       return
     }
     const spec = parsed.output
+    if (spec.type === 'ACTOR_TASK' && spec.actorId) spec.actorId = this.actors.canonical(spec.actorId)
     const { objects, events, functions } = this.deps
     if (jobIdOfTask(spec.taskId as TaskId) !== owner.jobId) return this.rejectRaw(owner, raw, 'the task id does not belong to this job')
     if (this.tasks.has(spec.taskId) || events.get(spec.taskId)) return // a duplicate submit: the first one stands
