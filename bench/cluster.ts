@@ -1,7 +1,7 @@
 import { type ChildProcess, spawn } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import type { Page } from 'playwright-core'
-import { startHeadlessNodes } from '../coordinator/headless-nodes.ts'
+import { launchChromium, startHeadlessNodes } from '../coordinator/headless-nodes.ts'
 
 /**
  * A benchmark cluster: the coordinator in its own process (so the driver measuring it does not share its thread)
@@ -21,8 +21,8 @@ export async function benchCluster(nodes: number, cpus: number) {
     })
   })
   const h = await startHeadlessNodes({ address: url, nodes, cpus })
-  const context = await h.browser.newContext()
-  const baseline: Page = await context.newPage()
+  const browser = await launchChromium()
+  const baseline: Page = await (await browser.newContext()).newPage()
   await baseline.goto(`${url}/bench/baseline.html`)
   await baseline.waitForFunction(() => document.body.dataset.state === 'ready')
   return {
@@ -31,6 +31,7 @@ export async function benchCluster(nodes: number, cpus: number) {
     baseline,
     async stop() {
       await h.close()
+      await browser.close()
       coordinator.kill('SIGTERM')
     },
   }

@@ -9,6 +9,7 @@ import { JobTable } from './gcs/jobs.ts'
 import { NodeTable } from './gcs/nodes.ts'
 import { ObjectDirectory } from './gcs/object-directory.ts'
 import { TaskEvents } from './gcs/task-events.ts'
+import { ObjectTransfers } from './object-transfers.ts'
 import type { Session } from './session.ts'
 import { TaskManager } from './task-manager.ts'
 
@@ -34,6 +35,7 @@ export class Cluster {
   readonly events = new TaskEvents()
   readonly tasks: TaskManager
   readonly actors: ActorManager
+  readonly transfers: ObjectTransfers
   private nodeSessions = new Map<string, Session>()
   private monitor: ReturnType<typeof setInterval>
   private readonly log: (line: string) => void
@@ -44,6 +46,10 @@ export class Cluster {
     this.tasks = new TaskManager({ nodes: this.nodes, functions: this.functions, objects: this.objects, events: this.events, nodeSession })
     this.actors = new ActorManager(this.tasks, { nodes: this.nodes, events: this.events, nodeSession })
     this.tasks.actors = this.actors
+    this.transfers = new ObjectTransfers({ nodes: this.nodes, objects: this.objects, nodeSession, log: this.log })
+    this.objects.onDelete = (id, nodes) => {
+      for (const n of nodes) this.nodeSessions.get(n)?.send({ type: 'delete-objects', objectIds: [id] })
+    }
     const timeout = opts.heartbeatTimeoutMs ?? 5000
     this.monitor = setInterval(
       () => {
@@ -108,7 +114,25 @@ export class Cluster {
         return s.send({ type: 'reply', reqId: msg.reqId, ok: true, value: null })
       case 'heartbeat':
         this.requireRole(s, 'node', msg.type)
-        this.nodes.heartbeat(s.nodeId as string, msg.running, msg.workers)
+        this.nodes.heartbeat(s.nodeId as string, msg.running, msg.workers, msg.storeUsed, msg.storeSpilled)
+        return
+      case 'object-chunk':
+        this.transfers.onChunk(s, msg)
+        return
+      case 'fetch-objects':
+        this.transfers.fetch(s, msg.objectIds as ObjectId[])
+        return
+      case 'objects-stored':
+        this.requireRole(s, 'node', msg.type)
+        this.transfers.onStored(s, msg.objects)
+        return
+      case 'objects-spilled':
+        this.requireRole(s, 'node', msg.type)
+        for (const id of msg.objectIds) this.objects.setSpilled(id as ObjectId, s.nodeId as string, msg.spilled)
+        return
+      case 'upload-failed':
+        this.requireRole(s, 'node', msg.type)
+        this.transfers.onUploadFailed(s, msg.objectId as ObjectId, msg.reason)
         return
       case 'task-events':
         this.requireRole(s, 'node', msg.type)
@@ -168,6 +192,7 @@ export class Cluster {
       this.log(`[coordinator] node ${rec.nodeId.slice(0, 8)} joined: ${JSON.stringify(rec.total)}${rec.name ? ` (${rec.name})` : ''}`)
       s.send({ ...base, nodeId: rec.nodeId, namespace: 'default' })
       this.tasks.scheduler.nodesChanged()
+      this.transfers.onNodeJoined()
       return
     }
     s.role = 'driver'
@@ -189,6 +214,7 @@ export class Cluster {
   disconnected(s: Session): void {
     s.closed = true
     if (s.role === 'node' && s.nodeId) this.nodeDied(s.nodeId, 'its connection closed (tab closed or network lost)')
+    if (s.role === 'driver') this.transfers.dropUploads(s)
     if (s.role === 'driver' && s.isJobRoot && s.jobId) this.endJob(s.jobId)
   }
 
@@ -198,6 +224,9 @@ export class Cluster {
     const s = this.nodeSessions.get(nodeId)
     this.nodeSessions.delete(nodeId)
     if (s && !s.closed) s.close(4002, `declared dead: ${reason}`)
+    const lost = this.objects.removeNode(nodeId)
+    if (lost.length) this.log(`[coordinator] ${lost.length} object(s) lost with node ${nodeId.slice(0, 8)}`)
+    this.transfers.onNodeDead(nodeId)
     this.tasks.onNodeDead(nodeId)
   }
 

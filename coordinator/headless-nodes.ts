@@ -1,4 +1,7 @@
 import { existsSync } from 'node:fs'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { type Browser, type BrowserContext, chromium, type Page } from 'playwright-core'
 
 /** Flags that work here (DESIGN.md §8). Never add our own --disable-features: it replaces Playwright's list. */
@@ -49,44 +52,52 @@ export interface HeadlessNode {
   nodeId: string
   context: BrowserContext
   page: Page
-  /** Closes this node's tab, as a volunteer closing theirs. */
+  /** Closes this node's tab (and its browser), as a volunteer closing theirs. */
   close(): Promise<void>
 }
 
 /**
- * Starts N nodes as headless Chromium tabs, each in its own browser context (so storage and peer connections are
- * separate, as on separate machines), and waits until each has registered with the coordinator.
+ * One node as a headless Chromium tab with its own persistent profile: an incognito context keeps IndexedDB and
+ * OPFS in memory (PLATFORM.md), and a node's object store must behave as on a real machine. Each profile is its own
+ * browser process, so nodes share nothing (storage, peer connections), as on separate machines.
  */
-export async function startHeadlessNodes(
-  opts: HeadlessNodeOptions,
-): Promise<{ nodes: HeadlessNode[]; browser: Browser; close(): Promise<void> }> {
-  const browser = await launchChromium()
+export async function startHeadlessNode(
+  opts: Omit<HeadlessNodeOptions, 'nodes'> & { index: number; name?: string },
+): Promise<HeadlessNode> {
+  const profile = await mkdtemp(join(tmpdir(), 'shoal-node-'))
   const origin = new URL(opts.address).origin
-  const start = async (index: number): Promise<HeadlessNode> => {
-    const context = await browser.newContext()
+  const context = await chromium.launchPersistentContext(profile, { executablePath: findChromium(), args: CHROMIUM_ARGS, headless: true })
+  const closeAll = async () => {
+    await context.close().catch(() => {})
+    await rm(profile, { recursive: true, force: true })
+  }
+  try {
     // Without this grant Chromium offers no loopback ICE candidate, and no peer connection opens (PLATFORM.md).
     await context.grantPermissions(['camera', 'microphone'], { origin })
-    const page = await context.newPage()
-    page.on('console', (m) => opts.onConsole?.(index, m.type(), m.text()))
-    page.on('pageerror', (e) => opts.onConsole?.(index, 'error', e.message))
-    const q = new URLSearchParams({ cpus: String(opts.cpus), name: `headless-${index}` })
+    const page = context.pages()[0] ?? (await context.newPage())
+    page.on('console', (m) => opts.onConsole?.(opts.index, m.type(), m.text()))
+    page.on('pageerror', (e) => opts.onConsole?.(opts.index, 'error', e.message))
+    const q = new URLSearchParams({ cpus: String(opts.cpus), name: opts.name ?? `headless-${opts.index}` })
     if (opts.token) q.set('token', opts.token)
     if (opts.objectStoreMemory) q.set('objectStoreMemory', opts.objectStoreMemory)
     await page.goto(`${opts.address}/node?${q}`)
     await page.waitForFunction(() => document.body.dataset.state === 'registered', undefined, { timeout: 30_000 })
     const nodeId = (await page.evaluate(() => document.body.dataset.nodeId)) as string
-    return { index, nodeId, context, page, close: () => context.close() }
-  }
-  const nodes: HeadlessNode[] = []
-  try {
-    for (let i = 0; i < opts.nodes; i++) nodes.push(await start(i))
+    return { index: opts.index, nodeId, context, page, close: closeAll }
   } catch (e) {
-    await browser.close()
+    await closeAll()
     throw e
   }
-  return {
-    nodes,
-    browser,
-    close: () => browser.close(),
+}
+
+/** Starts N headless nodes (in parallel) and waits until each has registered with the coordinator. */
+export async function startHeadlessNodes(opts: HeadlessNodeOptions): Promise<{ nodes: HeadlessNode[]; close(): Promise<void> }> {
+  const started = await Promise.allSettled(Array.from({ length: opts.nodes }, (_, index) => startHeadlessNode({ ...opts, index })))
+  const nodes = started.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []))
+  const failed = started.find((r): r is PromiseRejectedResult => r.status === 'rejected')
+  if (failed) {
+    await Promise.all(nodes.map((n) => n.close()))
+    throw failed.reason
   }
+  return { nodes, close: async () => void (await Promise.all(nodes.map((n) => n.close()))) }
 }

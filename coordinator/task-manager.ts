@@ -31,6 +31,7 @@ export interface TaskRecord {
   backlogged?: boolean
   /** When the task got its resources on a node (ms), to learn how long its function runs. */
   startedAt?: number
+  preferNode?: string
 }
 
 /** Functions that usually finish within this long are pipelined; longer ones never wait in a node's queue. */
@@ -138,7 +139,21 @@ export class TaskManager {
       if (err) return this.fail(rec, err)
     }
     if (rec.spec.type === 'ACTOR_TASK') return this.actors.pump(rec.spec.actorId as string)
+    rec.preferNode = this.whereTheDataIs(rec)
     this.queue(rec)
+  }
+
+  /** The node holding the most bytes of this task's large ref arguments, if any. */
+  private whereTheDataIs(rec: TaskRecord): string | undefined {
+    const bytes = new Map<string, number>()
+    for (const a of rec.spec.args) {
+      if (!('ref' in a)) continue
+      const e = this.deps.objects.read(a.ref as ObjectId)
+      for (const n of e?.locations ?? []) bytes.set(n, (bytes.get(n) ?? 0) + (e?.size ?? 0))
+    }
+    let best: string | undefined
+    for (const [n, b] of bytes) if (!best || b > (bytes.get(best) ?? 0)) best = n
+    return best
   }
 
   /** Puts a task in line for a node (first attempt or retry). */
@@ -207,7 +222,12 @@ export class TaskManager {
       functionId: s.functionId,
       name: s.name,
       funcName: s.funcName,
-      args: s.args.map((x) => ('v' in x ? x.v : (this.deps.objects.read(x.ref as ObjectId)?.data as Uint8Array))),
+      args: s.args.map((x) => {
+        if ('v' in x) return x.v
+        const e = this.deps.objects.read(x.ref as ObjectId)
+        if (e?.data) return e.data
+        return { ref: x.ref, size: e?.size ?? 0, locations: e?.locations ? [...e.locations] : [] }
+      }),
       numReturns: s.numReturns,
       resources: rec.resources,
       ...(rec.backlogged && { queued: true }),
@@ -241,8 +261,9 @@ export class TaskManager {
     for (const r of results) {
       const rec = this.tasks.get(r.taskId)
       if (rec?.phase !== 'assigned' || rec.attempt !== r.attempt || rec.nodeId !== from.nodeId) continue
+      const nodeId = rec.nodeId as string
       this.unassign(rec)
-      if (r.ok) this.succeed(rec, r.returns)
+      if (r.ok) this.succeed(rec, r.returns, r.nestedRefs as ObjectId[] | undefined, nodeId)
       else if (this.shouldRetry(rec, r.error, r.userError)) this.retry(rec)
       else this.fail(rec, r.error)
     }
@@ -280,7 +301,7 @@ export class TaskManager {
     if (q && i >= 0) q.splice(i, 1)
   }
 
-  private succeed(rec: TaskRecord, returns: Uint8Array[]): void {
+  private succeed(rec: TaskRecord, returns: (Uint8Array | { stored: number })[], nested: ObjectId[] | undefined, nodeId: string): void {
     const s = rec.spec
     if (returns.length !== s.numReturns) {
       return this.fail(
@@ -295,7 +316,12 @@ export class TaskManager {
     }
     if (s.type === 'ACTOR_CREATION_TASK') this.actors.created(rec)
     for (let i = 0; i < returns.length; i++) {
-      this.deps.objects.resolve(objectIdOf(s.taskId as TaskId, i + 1), { data: returns[i] ?? NULL_VALUE })
+      const r = returns[i] ?? NULL_VALUE
+      const id = objectIdOf(s.taskId as TaskId, i + 1)
+      // Nested refs stay alive while the (first) return that holds them does.
+      const extra = i === 0 && nested?.length ? { nested } : {}
+      if (r instanceof Uint8Array) this.deps.objects.resolve(id, { data: r, ...extra })
+      else this.deps.objects.resolve(id, { size: r.stored, location: nodeId, ...extra })
     }
     this.deps.events.state(s.taskId, 'FINISHED', { attempt: rec.attempt })
     this.done(rec)

@@ -22,7 +22,14 @@ import {
   parseOptions,
   WaitOptionsSchema,
 } from './options.ts'
-import { type ClientMessage, PROTOCOL_VERSION, type ServerMessage, type TaskSpec } from './protocol.ts'
+import {
+  type ClientMessage,
+  INLINE_OBJECT_MAX_BYTES,
+  OBJECT_CHUNK_BYTES,
+  PROTOCOL_VERSION,
+  type ServerMessage,
+  type TaskSpec,
+} from './protocol.ts'
 import { encodeArgs, RemoteFunction, type TaskSubmitter } from './remote-function.ts'
 import { StateApi } from './state.ts'
 import { ControlSocket } from './transport/websocket.ts'
@@ -57,6 +64,8 @@ export class Mesh implements TaskSubmitter, ActorSubmitter {
   private nextReqId = 1
   private requests = new Map<number, { resolve(v: unknown): void; reject(e: Error): void }>()
   private refCounts = new Map<ObjectId, number>()
+  /** Large by-value arguments already put, by identity: the ref lives as long as the value does. */
+  private autoPuts = new WeakMap<object, ObjectRef>()
   private releases: ObjectId[] = []
   private closedReason: string | undefined
   private readonly finalizer = new FinalizationRegistry<ObjectId>((id) => this.dropRef(id))
@@ -111,13 +120,45 @@ export class Mesh implements TaskSubmitter, ActorSubmitter {
     const { timeout } = parseOptions(GetOptionsSchema, opts, 'get')
     const single = !Array.isArray(refs)
     const list = this.checkRefs(single ? [refs as ObjectRef] : (refs as ObjectRef[]), 'get')
+    const deadline = timeout != null ? performance.now() + timeout : undefined
     const pending = list.filter((r) => !this.objects.isReady(r.id))
     if (pending.length) {
       const ready = await this.waitFor(pending, pending.length, timeout ?? undefined)
       if (ready < pending.length) throw new GetTimeoutError(timeout ?? 0, pending.length - ready)
     }
+    await this.fetchLarge(list, deadline, timeout ?? 0)
     const values = list.map((r) => this.valueOf(r.id))
     return single ? values[0] : values
+  }
+
+  /** Brings the bytes of ready large objects here (relayed by the coordinator from a node that holds them). */
+  private async fetchLarge(refs: readonly ObjectRef[], deadline: number | undefined, timeout: number): Promise<void> {
+    const start = refs.filter((r) => this.objects.needsFetch(r.id)).map((r) => r.id)
+    if (start.length) {
+      for (const id of start) this.objects.startFetch(id)
+      this.socket.send({ type: 'fetch-objects', objectIds: start })
+    }
+    const missing = refs.filter((r) => !this.objects.read(r.id))
+    if (!missing.length) return
+    await new Promise<void>((resolve, reject) => {
+      let left = missing.length
+      const timer =
+        deadline !== undefined
+          ? setTimeout(() => reject(new GetTimeoutError(timeout, left)), Math.max(0, deadline - performance.now()))
+          : undefined
+      for (const r of missing) {
+        this.objects.onReady(
+          r.id,
+          () => {
+            if (--left === 0) {
+              if (timer) clearTimeout(timer)
+              resolve()
+            }
+          },
+          true,
+        )
+      }
+    })
   }
 
   /**
@@ -165,6 +206,7 @@ export class Mesh implements TaskSubmitter, ActorSubmitter {
       // Everything already ready is yielded in one pass, in the order it was given.
       const done = [...ready, ...notReady.filter((r) => this.objects.isReady(r.id))]
       left = notReady.filter((r) => !this.objects.isReady(r.id))
+      await this.fetchLarge(done, deadline, timeout ?? 0)
       for (const r of done) yield [r, this.valueOf(r.id) as T]
     }
   }
@@ -176,12 +218,57 @@ export class Mesh implements TaskSubmitter, ActorSubmitter {
    */
   async put<T>(value: T): Promise<ObjectRef<T>> {
     if (value instanceof ObjectRef) throw new ValidationError('put: the value is already an ObjectRef; pass it directly')
+    this.assertOpen()
     const nested: ObjectId[] = []
     const data = encodeValue(value, 'the value given to put', nested)
+    if (data.byteLength > INLINE_OBJECT_MAX_BYTES) {
+      const { ref, done } = this.putLarge<T>(data, nested, true)
+      await done
+      return ref
+    }
     const id = newPutObjectId(this.jobId)
     const ref = this.makeRef<T>(id)
     await this.request({ type: 'put', reqId: 0, objectId: id, data, ...(nested.length && { nestedRefs: nested }) })
-    this.objects.resolve(id, data, undefined)
+    this.objects.expect(id)
+    this.objects.resolve(id, { data })
+    return ref
+  }
+
+  /**
+   * Uploads a large encoded value in chunks; the coordinator places it in a node's plasma store. The chunks are
+   * queued at once (in order before any task that uses the ref), so this is usable synchronously from `.remote()`.
+   */
+  private putLarge<T>(data: Uint8Array, nested: ObjectId[], confirm: boolean): { ref: ObjectRef<T>; done: Promise<unknown> } {
+    const id = newPutObjectId(this.jobId)
+    const ref = this.makeRef<T>(id)
+    this.objects.expect(id)
+    this.objects.resolve(id, { data }) // our own copy: a local get needs no fetch
+    this.flushSubmits()
+    const total = data.byteLength
+    let done: Promise<unknown> = Promise.resolve()
+    for (let offset = 0; offset < total; offset += OBJECT_CHUNK_BYTES) {
+      const last = offset + OBJECT_CHUNK_BYTES >= total
+      const msg = {
+        type: 'object-chunk' as const,
+        objectId: id,
+        offset,
+        total,
+        data: data.subarray(offset, Math.min(total, offset + OBJECT_CHUNK_BYTES)),
+        ...(offset === 0 && nested.length && { nestedRefs: nested }),
+      }
+      if (last && confirm) done = this.request({ ...msg, reqId: 0 })
+      else this.socket.send(msg)
+    }
+    return { ref, done }
+  }
+
+  /** Large by-value arguments are put once per identical value: passing one buffer to many tasks stores it once. */
+  private autoPut = (value: unknown, data: Uint8Array, nested: ObjectId[]): ObjectRef => {
+    const key = typeof value === 'object' && value !== null ? value : undefined
+    const cached = key && this.autoPuts.get(key)
+    if (cached) return cached
+    const { ref } = this.putLarge(data, nested, false)
+    if (key) this.autoPuts.set(key, ref)
     return ref
   }
 
@@ -238,7 +325,7 @@ export class Mesh implements TaskSubmitter, ActorSubmitter {
       functionId,
       name: s.name,
       funcName: fn.name,
-      args: encodeArgs(args, fn.name, nested),
+      args: encodeArgs(args, fn.name, nested, this.autoPut),
       numReturns: s.numReturns,
       resources: s.resources,
       maxRetries: s.maxRetries,
@@ -261,7 +348,7 @@ export class Mesh implements TaskSubmitter, ActorSubmitter {
       functionId,
       name: `${cls.name}.__init__`,
       funcName: `${cls.name}.__init__`,
-      args: encodeArgs(args, `${cls.name} constructor`, nested),
+      args: encodeArgs(args, `${cls.name} constructor`, nested, this.autoPut),
       numReturns: 1,
       resources: s.resources,
       maxRetries: 0,
@@ -284,7 +371,7 @@ export class Mesh implements TaskSubmitter, ActorSubmitter {
       functionId: '',
       name: `${className}.${method}`,
       funcName: `${className}.${method}`,
-      args: encodeArgs(args, `${className}.${method}`, nested),
+      args: encodeArgs(args, `${className}.${method}`, nested, this.autoPut),
       numReturns,
       resources: {},
       maxRetries: 0,
@@ -406,20 +493,23 @@ export class Mesh implements TaskSubmitter, ActorSubmitter {
     return decodeValue(e.data as Uint8Array, this.decodeCtx)
   }
 
-  private request(msg: Extract<ClientMessage, { reqId: number }>): Promise<unknown> {
+  private request(msg: Extract<ClientMessage, { reqId?: number }>): Promise<unknown> {
     this.assertOpen()
     this.flushSubmits()
     const reqId = this.nextReqId++
     return new Promise((resolve, reject) => {
       this.requests.set(reqId, { resolve, reject })
-      this.socket.send({ ...msg, reqId })
+      this.socket.send({ ...msg, reqId } as ClientMessage)
     })
   }
 
   private onMessage(msg: ServerMessage): void {
     switch (msg.type) {
       case 'objects':
-        for (const o of msg.objects) this.objects.resolve(o.objectId as ObjectId, o.data, o.error)
+        for (const o of msg.objects) this.objects.resolve(o.objectId as ObjectId, o)
+        return
+      case 'object-chunk':
+        this.objects.chunk(msg.objectId as ObjectId, msg.offset, msg.total, msg.data)
         return
       case 'reply': {
         const r = this.requests.get(msg.reqId)
@@ -436,6 +526,8 @@ export class Mesh implements TaskSubmitter, ActorSubmitter {
       case 'assign':
       case 'cancel-task':
       case 'kill-actor':
+      case 'upload-object':
+      case 'delete-objects':
         return // node-only messages; a driver ignores them
       default:
         msg satisfies never

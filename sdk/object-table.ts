@@ -4,15 +4,20 @@ import type { ObjectId } from './ids.ts'
 interface Entry {
   data?: Uint8Array
   error?: WireError
-  /** Called once when the entry becomes ready (value or error). */
+  /** A large object that exists elsewhere (a node's plasma store): its bytes are fetched on `get`. */
+  size?: number
+  /** Called once when the entry becomes ready (value, location or error). */
   waiters?: (() => void)[]
+  /** Called once the bytes of a large object are here (or it failed). */
+  dataWaiters?: (() => void)[]
   /** Whether the coordinator pushes this object to us already (we own it or subscribed). */
   subscribed: boolean
+  fetching?: { buffer: Uint8Array; received: number }
 }
 
 /**
- * The driver's view of the objects it refers to: pending, ready with encoded bytes, or failed.
- * Values stay encoded; `get` decodes a fresh copy each time, as Ray's get deserializes each time.
+ * The driver's view of the objects it refers to: pending, ready (inline bytes, or a large object elsewhere), or
+ * failed. Values stay encoded; `get` decodes a fresh copy each time, as Ray's get deserializes each time.
  */
 export class ObjectTable {
   private entries = new Map<ObjectId, Entry>()
@@ -31,20 +36,28 @@ export class ObjectTable {
     return true
   }
 
-  resolve(id: ObjectId, data: Uint8Array | undefined, error: WireError | undefined): void {
+  resolve(id: ObjectId, update: { data?: Uint8Array; error?: WireError; size?: number }): void {
     const e = this.entries.get(id)
     if (!e) return // released before its value arrived
-    if (e.data || e.error) return
-    if (error) e.error = error
-    else e.data = data
-    const waiters = e.waiters
-    e.waiters = undefined
-    if (waiters) for (const w of waiters) w()
+    if (e.error || e.data) return
+    // An error for a large object already known: its fetch failed.
+    if (e.size !== undefined && !update.error) return
+    if (update.error) e.error = update.error
+    else if (update.data) e.data = update.data
+    else e.size = update.size ?? 0
+    fire(e, 'waiters')
+    if (e.data || e.error) fire(e, 'dataWaiters')
   }
 
   isReady(id: ObjectId): boolean {
     const e = this.entries.get(id)
-    return !!(e && (e.data || e.error))
+    return !!e && (!!e.data || !!e.error || e.size !== undefined)
+  }
+
+  /** Ready, but its bytes live elsewhere and must be fetched before decoding. */
+  needsFetch(id: ObjectId): boolean {
+    const e = this.entries.get(id)
+    return !!e && !e.data && !e.error && e.size !== undefined && !e.fetching
   }
 
   read(id: ObjectId): { data?: Uint8Array; error?: WireError } | undefined {
@@ -52,18 +65,38 @@ export class ObjectTable {
     return e && (e.data || e.error) ? e : undefined
   }
 
-  /** Calls `cb` once the object is ready; returns a function that cancels the wait. */
-  onReady(id: ObjectId, cb: () => void): () => void {
+  /** One chunk of a fetched large object. */
+  chunk(id: ObjectId, offset: number, total: number, data: Uint8Array): void {
     const e = this.entries.get(id)
-    if (!e || e.data || e.error) {
+    if (!e || e.data || e.error) return
+    e.fetching ??= { buffer: new Uint8Array(total), received: 0 }
+    e.fetching.buffer.set(data, offset)
+    e.fetching.received += data.byteLength
+    if (e.fetching.received < total) return
+    e.data = e.fetching.buffer
+    e.fetching = undefined
+    fire(e, 'dataWaiters')
+  }
+
+  startFetch(id: ObjectId): void {
+    const e = this.entries.get(id)
+    if (e) e.fetching = { buffer: new Uint8Array(e.size ?? 0), received: 0 }
+  }
+
+  /** Calls `cb` once the object is ready (or, with `data`, once its bytes are here); returns a canceller. */
+  onReady(id: ObjectId, cb: () => void, data = false): () => void {
+    const e = this.entries.get(id)
+    const done = !e || e.data || e.error || (!data && e.size !== undefined)
+    if (done) {
       cb()
       return () => {}
     }
-    e.waiters ??= []
-    e.waiters.push(cb)
+    const key = data ? 'dataWaiters' : 'waiters'
+    const list = (e[key] ??= [])
+    list.push(cb)
     return () => {
-      const i = e.waiters?.indexOf(cb) ?? -1
-      if (i >= 0) e.waiters?.splice(i, 1)
+      const i = list.indexOf(cb)
+      if (i >= 0) list.splice(i, 1)
     }
   }
 
@@ -71,8 +104,19 @@ export class ObjectTable {
     this.entries.delete(id)
   }
 
-  /** Fails every pending object (the connection is gone). */
+  /** Fails every object still waiting for a value or its bytes (the connection is gone). */
   failAll(error: WireError): void {
-    for (const [id, e] of this.entries) if (!e.data && !e.error) this.resolve(id, undefined, error)
+    for (const e of this.entries.values()) {
+      if (e.data || e.error) continue
+      e.error = error
+      fire(e, 'waiters')
+      fire(e, 'dataWaiters')
+    }
   }
+}
+
+function fire(e: Entry, key: 'waiters' | 'dataWaiters'): void {
+  const list = e[key]
+  e[key] = undefined
+  if (list) for (const w of list) w()
 }

@@ -14,6 +14,8 @@ export const PROTOCOL_VERSION = 1
 export const MAX_FRAME_BYTES = 64 * 1024 * 1024
 /** Ray's max_direct_call_object_size: values up to this travel inline in control messages. */
 export const INLINE_OBJECT_MAX_BYTES = 100 * 1024
+/** Large objects cross the control socket (driver puts and gets, relays) in chunks of this size. */
+export const OBJECT_CHUNK_BYTES = 1024 * 1024
 
 export const TASK_STATES = [
   'PENDING_ARGS_AVAIL',
@@ -114,7 +116,15 @@ const TaskEventSchema = v.strictObject({
 })
 
 const TaskResultSchema = v.variant('ok', [
-  v.strictObject({ taskId: hex(48), attempt: v.number(), ok: v.literal(true), returns: v.array(bytes) }),
+  v.strictObject({
+    taskId: hex(48),
+    attempt: v.number(),
+    ok: v.literal(true),
+    /** Small returns inline; a large one was written to the node's plasma store and is reported by size. */
+    returns: v.array(v.union([bytes, v.strictObject({ stored: v.pipe(v.number(), v.integer(), v.minValue(0)) })])),
+    /** Object ids nested inside the returns: they stay alive while the returned object does. */
+    nestedRefs: v.optional(v.array(hex(56))),
+  }),
   v.strictObject({
     taskId: hex(48),
     attempt: v.number(),
@@ -156,7 +166,29 @@ export const ClientMessageSchema = v.variant('type', [
   v.strictObject({ type: v.literal('state'), reqId, query: StateQuerySchema }),
   v.strictObject({ type: v.literal('get-actor'), reqId, name: v.string(), namespace: v.string() }),
   v.strictObject({ type: v.literal('kill-actor'), reqId, actorId: hex(32), noRestart: v.boolean() }),
-  v.strictObject({ type: v.literal('heartbeat'), running: v.number(), workers: v.number() }),
+  v.strictObject({
+    type: v.literal('heartbeat'),
+    running: v.number(),
+    workers: v.number(),
+    storeUsed: v.optional(v.number()),
+    storeSpilled: v.optional(v.number()),
+  }),
+  /** A chunk of a large object: a driver's put (to the coordinator), or a node answering `upload-object`. */
+  v.strictObject({
+    type: v.literal('object-chunk'),
+    objectId: hex(56),
+    offset: v.pipe(v.number(), v.integer(), v.minValue(0)),
+    total: v.pipe(v.number(), v.integer(), v.minValue(0)),
+    data: bytes,
+    nestedRefs: v.optional(v.array(hex(56))),
+    reqId: v.optional(reqId),
+  }),
+  /** A driver or node wants the bytes of large objects sent to it over this socket. */
+  v.strictObject({ type: v.literal('fetch-objects'), objectIds: v.array(hex(56)) }),
+  /** A node now holds (or no longer can serve) these objects in its plasma store. */
+  v.strictObject({ type: v.literal('objects-stored'), objects: v.array(v.strictObject({ objectId: hex(56), size: v.number() })) }),
+  v.strictObject({ type: v.literal('objects-spilled'), objectIds: v.array(hex(56)), spilled: v.boolean(), log: v.optional(v.string()) }),
+  v.strictObject({ type: v.literal('upload-failed'), objectId: hex(56), reason: v.string() }),
   v.strictObject({ type: v.literal('task-events'), events: v.array(TaskEventSchema) }),
   v.strictObject({ type: v.literal('task-results'), results: v.array(TaskResultSchema) }),
   v.strictObject({ type: v.literal('actor-died'), actorId: hex(32), reason: v.string() }),
@@ -173,7 +205,7 @@ export interface Assignment {
   functionId: string
   name: string
   funcName: string
-  args: Uint8Array[]
+  args: (Uint8Array | LargeArg)[]
   numReturns: number
   /** What the task holds while it runs: the node starts queued tasks only when its own free resources fit them. */
   resources: Resources
@@ -184,10 +216,20 @@ export interface Assignment {
   actor?: { className: string; maxConcurrency: number }
 }
 
+/** An object became ready: inline bytes, or (large) its size and where it lives; or its error. */
 export interface ObjectUpdate {
   objectId: string
   data?: Uint8Array
+  size?: number
+  locations?: string[]
   error?: WireError
+}
+
+/** A large task argument: which object, how big, and which nodes hold it. */
+export interface LargeArg {
+  ref: string
+  size: number
+  locations: string[]
 }
 
 /** Every message the coordinator sends. */
@@ -208,6 +250,12 @@ export type ServerMessage =
   | { type: 'assign'; tasks: Assignment[]; functions: FunctionDef[] }
   | { type: 'cancel-task'; taskId: string; force: boolean }
   | { type: 'kill-actor'; actorId: string }
+  /** A chunk of a large object: to a driver that fetched it, or to a node asked to store it. */
+  | { type: 'object-chunk'; objectId: string; offset: number; total: number; data: Uint8Array }
+  /** To a node: send the bytes of this object back as `object-chunk` messages. */
+  | { type: 'upload-object'; objectId: string }
+  /** To a node: nothing refers to these objects any more; delete them from memory, IndexedDB and OPFS. */
+  | { type: 'delete-objects'; objectIds: string[] }
 
 export interface RTCIceServerLike {
   urls: string | string[]

@@ -3,7 +3,7 @@ import { ValidationError } from './errors.ts'
 import type { ObjectId } from './ids.ts'
 import { ObjectRef } from './object-ref.ts'
 import { parseOptions, type TaskOptions, TaskOptionsSchema } from './options.ts'
-import type { Resources, SchedulingStrategy, TaskArg } from './protocol.ts'
+import { INLINE_OBJECT_MAX_BYTES, type Resources, type SchedulingStrategy, type TaskArg } from './protocol.ts'
 
 /** Turns numCpus/numGpus/resources into one resource map, refusing the reserved names inside `resources` (as Ray). */
 export function resourcesOf(
@@ -20,9 +20,22 @@ export function resourcesOf(
   return r
 }
 
-/** Encodes top-level arguments: refs stay refs (resolved before the task runs), values are encoded inline. */
-export function encodeArgs(args: unknown[], what: string, nestedRefs: ObjectId[]): TaskArg[] {
-  return args.map((a, i) => (a instanceof ObjectRef ? { ref: a.id } : { v: encodeValue(a, `argument ${i} of ${what}`, nestedRefs) }))
+/** Puts a large encoded argument in the object store and returns its ref. */
+export type AutoPut = (value: unknown, data: Uint8Array, nested: ObjectId[]) => ObjectRef
+
+/**
+ * Encodes top-level arguments: refs stay refs (resolved before the task runs), small values travel inline, and a
+ * value over 100 KiB is put in the object store and passed by ref (as Ray does), once per identical value.
+ */
+export function encodeArgs(args: unknown[], what: string, nestedRefs: ObjectId[], autoPut?: AutoPut): TaskArg[] {
+  return args.map((a, i) => {
+    if (a instanceof ObjectRef) return { ref: a.id }
+    const nested: ObjectId[] = []
+    const v = encodeValue(a, `argument ${i} of ${what}`, nested)
+    if (autoPut && v.byteLength > INLINE_OBJECT_MAX_BYTES) return { ref: autoPut(a, v, nested).id }
+    nestedRefs.push(...nested)
+    return { v }
+  })
 }
 
 /** What a RemoteFunction needs from its connection. */

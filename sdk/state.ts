@@ -33,6 +33,8 @@ export interface NodeRow {
   availableResources: Resources
   objectStoreMemory: number
   objectStoreUsed: number
+  /** Bytes spilled to OPFS (not counted in objectStoreUsed). */
+  objectStoreSpilled: number
   name: string | null
   startTime: number
   endTime: number | null

@@ -4,21 +4,27 @@
  * page's main thread, never on the coordinator. Values arrive and leave encoded, so the page never decodes them.
  */
 import * as Comlink from 'comlink'
+import type { IDBPDatabase } from 'idb'
 import { ActorHandleBase } from '../sdk/actor-handle.ts'
 import { decodeValue, encodeValue } from '../sdk/codec.ts'
 import { connect, type Mesh } from '../sdk/connect.ts'
-import { toWireError, ValidationError, type WireError } from '../sdk/errors.ts'
-import type { ActorId } from '../sdk/ids.ts'
-import { MAX_FRAME_BYTES } from '../sdk/protocol.ts'
+import { ObjectLostError, ObjectStoreFullError, toWireError, ValidationError, type WireError } from '../sdk/errors.ts'
+import { type ActorId, type ObjectId, objectIdOf, type TaskId } from '../sdk/ids.ts'
+import { INLINE_OBJECT_MAX_BYTES } from '../sdk/protocol.ts'
+import { openPlasma, readObject, writeObject } from './object-store/plasma-db.ts'
 
-export type ExecResult = { ok: true; returns: Uint8Array[] } | { ok: false; error: WireError; userError: boolean }
+export type ExecResult =
+  | { ok: true; returns: (Uint8Array | { stored: number })[]; nestedRefs?: string[] }
+  | { ok: false; error: WireError; userError: boolean }
+/** An argument: its encoded bytes, or a large object already in this node's plasma store. */
+export type ExecArg = Uint8Array | { plasma: string }
 export interface ExecTask {
   taskId: string
   attempt: number
   actorId?: string
   jobId: string
   name: string
-  args: Uint8Array[]
+  args: ExecArg[]
   numReturns: number
 }
 export interface ExecutorContext {
@@ -26,6 +32,8 @@ export interface ExecutorContext {
   nodeId: string
   address: string
   token?: string
+  /** The node's object store capacity: a larger result cannot be stored. */
+  storeCapacity: number
 }
 
 /** esbuild (tsx, Vite) may wrap inner functions in `__name(fn, "x")`: the helper must exist where the source is compiled. */
@@ -33,6 +41,7 @@ const PRELUDE = 'const __name = (f) => f;'
 const compiled = new Map<string, unknown>()
 const meshes = new Map<string, Promise<Mesh>>()
 let ctx: ExecutorContext | undefined
+let reserveRoom: ((bytes: number) => Promise<void>) | undefined
 let actor: { instance: Record<string, unknown>; className: string } | undefined
 
 function compile(source: string, name: string): unknown {
@@ -64,15 +73,27 @@ async function meshFor(jobId: string): Promise<Mesh> {
   return mesh
 }
 
-function decodeArgs(args: Uint8Array[], mesh: Mesh): unknown[] {
+/** Large arguments are read straight from the node's IndexedDB plasma store: they never pass through the page. */
+async function decodeArgs(args: ExecArg[], mesh: Mesh): Promise<unknown[]> {
   const bind = {
     bindActorHandle: (w: { actorId: string; className: string; methods: string[] }) =>
       new ActorHandleBase(w.actorId as ActorId, w.className, w.methods, mesh),
   }
-  return args.map((a) => decodeValue(a, bind))
+  const db = args.some((a) => !(a instanceof Uint8Array)) ? await openPlasma((ctx as ExecutorContext).nodeId) : undefined
+  const out: unknown[] = []
+  for (const a of args) {
+    if (a instanceof Uint8Array) out.push(decodeValue(a, bind))
+    else {
+      const bytes = await readObject(db as IDBPDatabase, a.plasma)
+      if (!bytes) throw new ObjectLostError(a.plasma, 'it vanished from this node\u2019s store before the task read it')
+      out.push(decodeValue(bytes, bind))
+    }
+  }
+  return out
 }
 
-function encodeReturns(value: unknown, t: ExecTask): Uint8Array[] {
+/** Small returns travel inline; a large one is written to the node's plasma store here and reported by size. */
+async function encodeReturns(value: unknown, t: ExecTask): Promise<{ returns: (Uint8Array | { stored: number })[]; nestedRefs: string[] }> {
   let values: unknown[] = [value]
   if (t.numReturns > 1) {
     if (!Array.isArray(value) || value.length !== t.numReturns)
@@ -81,11 +102,25 @@ function encodeReturns(value: unknown, t: ExecTask): Uint8Array[] {
       )
     values = value
   }
-  const out = values.map((v, i) => encodeValue(v, t.numReturns > 1 ? `return value ${i} of ${t.name}` : `the return value of ${t.name}`))
-  const size = out.reduce((n, b) => n + b.byteLength, 0)
-  if (size > MAX_FRAME_BYTES)
-    throw new ValidationError(`${t.name} returned ${size} bytes; values over ${MAX_FRAME_BYTES} bytes cannot travel inline`)
-  return out
+  const nestedRefs: ObjectId[] = []
+  const returns: (Uint8Array | { stored: number })[] = []
+  for (let i = 0; i < values.length; i++) {
+    const bytes = encodeValue(values[i], t.numReturns > 1 ? `return value ${i} of ${t.name}` : `the return value of ${t.name}`, nestedRefs)
+    if (bytes.byteLength <= INLINE_OBJECT_MAX_BYTES) {
+      returns.push(bytes)
+      continue
+    }
+    const c = ctx as ExecutorContext
+    if (bytes.byteLength > c.storeCapacity)
+      throw new ObjectStoreFullError(
+        `${t.name} returned ${bytes.byteLength} bytes, more than this node's object store holds (${c.storeCapacity})`,
+      )
+    // The page makes room (spilling if needed) before the write, so the store never goes over capacity.
+    await (reserveRoom as (n: number) => Promise<void>)(bytes.byteLength)
+    await writeObject(await openPlasma(c.nodeId), objectIdOf(t.taskId as TaskId, i + 1), bytes)
+    returns.push({ stored: bytes.byteLength })
+  }
+  return { returns, nestedRefs }
 }
 
 /** Ray's runtime context: what a task can know about where and as what it runs. */
@@ -111,13 +146,14 @@ async function execute(t: ExecTask, body: (args: unknown[]) => unknown): Promise
   ;(self as unknown as { shoalContext: RuntimeContext }).shoalContext = runtime
   let args: unknown[]
   try {
-    args = decodeArgs(t.args, await meshFor(t.jobId))
+    args = await decodeArgs(t.args, await meshFor(t.jobId))
   } catch (e) {
     return { ok: false, error: toWireError(e), userError: false }
   }
   try {
     const value = await body(args)
-    return transfer({ ok: true, returns: encodeReturns(value, t) })
+    const { returns, nestedRefs } = await encodeReturns(value, t)
+    return transfer({ ok: true, returns, ...(nestedRefs.length && { nestedRefs }) })
   } catch (e) {
     return { ok: false, error: toWireError(e), userError: true }
   }
@@ -128,13 +164,14 @@ function transfer(r: ExecResult): ExecResult {
   if (!r.ok) return r
   return Comlink.transfer(
     r,
-    r.returns.map((b) => b.buffer as ArrayBuffer),
+    r.returns.flatMap((b) => (b instanceof Uint8Array ? [b.buffer as ArrayBuffer] : [])),
   )
 }
 
 const api = {
-  init(c: ExecutorContext): void {
+  init(c: ExecutorContext, reserve: (bytes: number) => Promise<void>): void {
     ctx = c
+    reserveRoom = reserve
   },
   run(t: ExecTask & { source: string; funcName: string }): Promise<ExecResult> {
     return execute(t, (args) => {

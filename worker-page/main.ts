@@ -74,6 +74,9 @@ async function join(attempt = 0): Promise<void> {
     $('state').textContent = 'registered'
     const peers = new PeerMesh(nodeId, address, agent.peerjsPath, agent.iceServers)
     global.peers = peers
+    agent.peers = peers
+    // Peers pulling an object from this node read it from the plasma store.
+    peers.source = (id) => agent.store?.read(id) ?? Promise.resolve(undefined)
     peers.start().then(
       () => ($('peer').textContent = `joined as ${nodeId.slice(0, 8)}`),
       (e: Error) => ($('peer').textContent = `unavailable: ${e.message}`),

@@ -1,13 +1,19 @@
-import { ConnectionError, fromWireError, type WireError } from '../sdk/errors.ts'
+import { ConnectionError, fromWireError, toWireError, type WireError } from '../sdk/errors.ts'
+import { objectIdOf, type TaskId } from '../sdk/ids.ts'
 import {
   type Assignment,
   type ClientMessage,
   type FunctionDef,
+  type LargeArg,
   PROTOCOL_VERSION,
   type ServerMessage,
   type TaskResult,
 } from '../sdk/protocol.ts'
 import { ControlSocket } from '../sdk/transport/websocket.ts'
+import type { ExecArg } from './executor.worker.ts'
+import { ObjectManager } from './object-manager.ts'
+import { PlasmaStore } from './object-store/plasma-store.ts'
+import type { PeerMesh } from './peers.ts'
 import { type ExecResult, type PooledWorker, WorkerPool } from './worker-pool.ts'
 
 export interface NodeConfig {
@@ -52,6 +58,11 @@ export class NodeAgent {
 
   private socket: ControlSocket | undefined
   private pool: WorkerPool | undefined
+  /** The plasma store and the object manager, from registration on. */
+  store: PlasmaStore | undefined
+  private objects: ObjectManager | undefined
+  /** The data plane, once the page has joined the PeerJS mesh. */
+  peers: PeerMesh | undefined
   private functions = new Map<string, FunctionDef>()
   private actors = new Map<string, HostedActor>()
   /** Normal tasks running now, so a crashed worker's task can be reported (and retried) instead of hanging. */
@@ -90,11 +101,45 @@ export class NodeAgent {
     this.nodeId = welcome.nodeId as string
     this.iceServers = welcome.iceServers
     this.peerjsPath = welcome.peerjsPath
-    this.pool = new WorkerPool({ nodeId: this.nodeId, address, ...(token && { token }) }, Math.max(1, Math.ceil(cpus)))
+    // The coordinator may assign work the moment it welcomes us: hold it until the store and pool exist.
+    const early: ServerMessage[] = []
+    socket.onMessage = (m) => early.push(m)
+    const store = await PlasmaStore.open(this.nodeId, objectStoreMemory)
+    this.store = store
+    store.onSpilled = (ids, spilled, line) => {
+      this.send({ type: 'objects-spilled', objectIds: ids as never[], spilled, ...(line && { log: line }) })
+      if (line) {
+        console.info(`[shoal node] ${line}`)
+        this.onActivity({ kind: 'actor', text: line })
+      }
+    }
+    this.objects = new ObjectManager(
+      store,
+      this.nodeId,
+      () => this.peers,
+      (m) => this.send(m),
+      () => socket.bufferedAmount,
+    )
+    this.pool = new WorkerPool(
+      { nodeId: this.nodeId, address, storeCapacity: objectStoreMemory, ...(token && { token }) },
+      Math.max(1, Math.ceil(cpus)),
+      (bytes) => store.reserve(bytes),
+    )
     this.pool.onCrash = (w, reason) => this.workerCrashed(w, reason)
     socket.onMessage = (m) => this.onMessage(m)
+    for (const m of early) this.onMessage(m)
     socket.onClose = (reason) => this.stop(reason)
-    this.heartbeat = setInterval(() => this.send({ type: 'heartbeat', running: this.stats.running, workers: this.pool?.size ?? 0 }), 1000)
+    this.heartbeat = setInterval(
+      () =>
+        this.send({
+          type: 'heartbeat',
+          running: this.stats.running,
+          workers: this.pool?.size ?? 0,
+          storeUsed: store.used,
+          storeSpilled: store.spilledBytes,
+        }),
+      1000,
+    )
     this.onActivity({ kind: 'registered', text: `registered as ${this.nodeId.slice(0, 8)} with ${cpus} CPU` })
     return this.nodeId
   }
@@ -152,9 +197,20 @@ export class NodeAgent {
       case 'error':
         console.warn(`[shoal node] coordinator: ${msg.error.message}`)
         return
+      case 'object-chunk':
+        this.objects?.onChunk(msg.objectId, msg.offset, msg.total, msg.data)
+        return
+      case 'upload-object':
+        void this.objects?.upload(msg.objectId)
+        return
+      case 'delete-objects':
+        void this.objects?.delete(msg.objectIds)
+        return
+      case 'objects':
+        this.objects?.onObjects(msg.objects)
+        return
       case 'welcome':
       case 'reply':
-      case 'objects':
         return
       default:
         msg satisfies never
@@ -196,8 +252,6 @@ export class NodeAgent {
         userError: false,
       })
     const pool = this.pool as WorkerPool
-    // Copy args out of the frame: a view would drag the whole frame's buffer into the worker.
-    const args = t.args.map((a) => a.slice())
     if (t.type === 'ACTOR_CREATION_TASK') {
       const w = pool.spawnForActor(t.actorId as string, t.jobId)
       this.hold(t.resources, 1)
@@ -209,7 +263,7 @@ export class NodeAgent {
         resources: t.resources,
       })
       this.started(t, w)
-      void w.api.createActor({ ...this.execTask(t, args), source: fn.source, className: fn.name }).then((r) => {
+      void this.withArgs(t, (args) => w.api.createActor({ ...this.execTask(t, args), source: fn.source, className: fn.name })).then((r) => {
         this.finished(t, r)
         if (!r.ok) this.dropActor(t.actorId as string)
         else this.onActivity({ kind: 'actor', text: `actor ${fn.name} ${String(t.actorId).slice(0, 8)} is alive` })
@@ -220,7 +274,7 @@ export class NodeAgent {
     this.hold(t.resources, 1)
     this.runningTasks.set(t.taskId, t)
     this.started(t, w)
-    void w.api.run({ ...this.execTask(t, args), source: fn.source, funcName: fn.name }).then((r) => {
+    void this.withArgs(t, (args) => w.api.run({ ...this.execTask(t, args), source: fn.source, funcName: fn.name })).then((r) => {
       pool.release(w)
       if (!this.runningTasks.delete(t.taskId)) return // cancelled meanwhile
       this.hold(t.resources, -1)
@@ -234,23 +288,34 @@ export class NodeAgent {
       const t = a.queue.shift() as Assignment
       a.running++
       this.started(t, a.worker)
-      void a.worker.api
-        .callActor({
-          ...this.execTask(
-            t,
-            t.args.map((x) => x.slice()),
-          ),
-          method: t.method as string,
-        })
-        .then((r) => {
-          a.running--
-          this.finished(t, r)
-          this.pumpActor(a)
-        })
+      void this.withArgs(t, (args) => a.worker.api.callActor({ ...this.execTask(t, args), method: t.method as string })).then((r) => {
+        a.running--
+        this.finished(t, r)
+        this.pumpActor(a)
+      })
     }
   }
 
-  private execTask(t: Assignment, args: Uint8Array[]) {
+  /**
+   * Runs `body` with the task's arguments ready for a worker: small ones copied out of the frame (a view would drag
+   * the whole frame's buffer into the worker), large ones made local and pinned in the plasma store, then unpinned.
+   * An argument that cannot be had fails the attempt as a system error (the coordinator retries it elsewhere).
+   */
+  private async withArgs(t: Assignment, body: (args: ExecArg[]) => Promise<ExecResult>): Promise<ExecResult> {
+    const large = t.args.filter((a): a is LargeArg => !(a instanceof Uint8Array))
+    try {
+      if (large.length) await this.objects?.acquire(large)
+    } catch (e) {
+      return { ok: false, error: toWireError(e), userError: false }
+    }
+    try {
+      return await body(t.args.map((a) => (a instanceof Uint8Array ? a.slice() : { plasma: a.ref })))
+    } finally {
+      if (large.length) this.objects?.release(large)
+    }
+  }
+
+  private execTask(t: Assignment, args: ExecArg[]) {
     return {
       taskId: t.taskId,
       attempt: t.attempt,
@@ -270,6 +335,12 @@ export class NodeAgent {
   }
 
   private finished(t: Assignment, r: ExecResult): void {
+    if (r.ok) {
+      // Large returns were written to the plasma store by the worker: the store's index learns of them now.
+      r.returns.forEach((x, i) => {
+        if (!(x instanceof Uint8Array)) this.store?.noteStored(objectIdOf(t.taskId as TaskId, i + 1), x.stored)
+      })
+    }
     this.stats.running--
     if (r.ok) this.stats.finished++
     else this.stats.failed++

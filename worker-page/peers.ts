@@ -2,6 +2,22 @@ import Peer, { type DataConnection } from 'peerjs'
 
 /** Chromium allows ~500 RTCPeerConnections per tab lifetime: keep a bounded pool of open ones and reuse them. */
 const MAX_OPEN_CONNECTIONS = 32
+/** Chromium closes a channel whose buffer reaches ~16 MiB: stay far below (PLATFORM.md). */
+const HIGH_WATER = 8 * 1024 * 1024
+const LOW_WATER = 2 * 1024 * 1024
+/** Each binary message starts with the 4-byte id of the transfer it belongs to. */
+const HEADER = 4
+
+/** How this node answers a peer asking for an object's bytes. */
+export type ObjectSource = (objectId: string) => Promise<Uint8Array | undefined>
+
+interface Incoming {
+  buffer: Uint8Array
+  received: number
+  resolve(bytes: Uint8Array): void
+  reject(e: Error): void
+  peer: string
+}
 
 /**
  * This node's place in the PeerJS mesh (the data plane): peer id = node id, signaling through the coordinator's
@@ -11,6 +27,11 @@ export class PeerMesh {
   private peer: Peer | undefined
   private pool = new Map<string, Promise<DataConnection>>()
   private waiters = new Map<string, (reply: string) => void>()
+  private incoming = new Map<number, Incoming>()
+  private pendingMeta = new Map<number, { resolve(size: number): void; reject(e: Error): void; peer: string }>()
+  private nextTransfer = 1
+  /** Answers peers' object requests (set by the node's object manager). */
+  source: ObjectSource = async () => undefined
 
   constructor(
     private readonly nodeId: string,
@@ -69,8 +90,98 @@ export class PeerMesh {
     const nonce = Math.random().toString(36).slice(2)
     return new Promise((resolve) => {
       this.waiters.set(nonce, resolve)
-      conn.send(`ping:${nonce}:${text}`)
+      conn.dataChannel.send(`ping:${nonce}:${text}`)
     })
+  }
+
+  /**
+   * Pulls an object's bytes from another node over the data channel: one request, then binary chunks of at most
+   * the channel's maxMessageSize. Rejects if the peer does not have it or the channel closes mid-way.
+   */
+  async fetch(nodeId: string, objectId: string): Promise<Uint8Array> {
+    const conn = await this.connect(nodeId)
+    const rid = this.nextTransfer++
+    const size = await new Promise<number>((resolve, reject) => {
+      this.pendingMeta.set(rid, { resolve, reject, peer: nodeId })
+      conn.dataChannel.send(JSON.stringify({ t: 'get', rid, id: objectId }))
+    })
+    if (size === 0) return new Uint8Array(0)
+    return new Promise<Uint8Array>((resolve, reject) => {
+      this.incoming.set(rid, { buffer: new Uint8Array(size), received: 0, resolve, reject, peer: nodeId })
+    })
+  }
+
+  private async serve(conn: DataConnection, rid: number, objectId: string): Promise<void> {
+    const dc = conn.dataChannel
+    let bytes: Uint8Array | undefined
+    try {
+      bytes = await this.source(objectId)
+    } catch {
+      bytes = undefined
+    }
+    if (!bytes) {
+      dc.send(JSON.stringify({ t: 'err', rid, message: `node ${this.nodeId} does not hold ${objectId}` }))
+      return
+    }
+    dc.send(JSON.stringify({ t: 'meta', rid, size: bytes.byteLength }))
+    const max = Math.min(256 * 1024, (conn.peerConnection.sctp?.maxMessageSize as number | undefined) ?? 256 * 1024) - HEADER
+    dc.bufferedAmountLowThreshold = LOW_WATER
+    for (let off = 0; off < bytes.byteLength; off += max) {
+      if (dc.bufferedAmount > HIGH_WATER) {
+        await new Promise<void>((resolve) => {
+          const done = () => {
+            dc.removeEventListener('bufferedamountlow', done)
+            dc.removeEventListener('close', done)
+            resolve()
+          }
+          dc.addEventListener('bufferedamountlow', done)
+          dc.addEventListener('close', done)
+        })
+      }
+      if (dc.readyState !== 'open') return
+      const len = Math.min(max, bytes.byteLength - off)
+      const msg = new Uint8Array(HEADER + len)
+      new DataView(msg.buffer).setUint32(0, rid, true)
+      msg.set(bytes.subarray(off, off + len), HEADER)
+      dc.send(msg)
+    }
+  }
+
+  private onBinary(buf: ArrayBuffer): void {
+    const rid = new DataView(buf).getUint32(0, true)
+    const t = this.incoming.get(rid)
+    if (!t) return
+    const chunk = new Uint8Array(buf, HEADER)
+    t.buffer.set(chunk, t.received)
+    t.received += chunk.byteLength
+    if (t.received >= t.buffer.byteLength) {
+      this.incoming.delete(rid)
+      t.resolve(t.buffer)
+    }
+  }
+
+  private onControl(conn: DataConnection, text: string): void {
+    let m: { t?: string; rid?: number; id?: string; size?: number; message?: string }
+    try {
+      m = JSON.parse(text)
+    } catch {
+      return
+    }
+    if (typeof m.rid !== 'number') return
+    if (m.t === 'get' && typeof m.id === 'string') void this.serve(conn, m.rid, m.id)
+    else if (m.t === 'meta' || m.t === 'err') {
+      const p = this.pendingMeta.get(m.rid)
+      this.pendingMeta.delete(m.rid)
+      if (m.t === 'meta') p?.resolve(m.size ?? 0)
+      else p?.reject(new Error(m.message ?? 'the peer refused'))
+    }
+  }
+
+  /** A connection closed: every transfer on it fails now (the caller tries another location), never hangs. */
+  private failTransfers(peer: string): void {
+    const err = new Error(`the connection to node ${peer} closed mid-transfer`)
+    for (const [rid, t] of this.incoming) if (t.peer === peer) this.incoming.delete(rid), t.reject(err)
+    for (const [rid, p] of this.pendingMeta) if (p.peer === peer) this.pendingMeta.delete(rid), p.reject(err)
   }
 
   private adopt(conn: DataConnection): void {
@@ -78,15 +189,23 @@ export class PeerMesh {
     if ((conn as { __shoal?: boolean }).__shoal) return
     ;(conn as { __shoal?: boolean }).__shoal = true
     conn.on('data', (data) => {
+      if (data instanceof ArrayBuffer) return this.onBinary(data)
+      if (ArrayBuffer.isView(data))
+        return this.onBinary(data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength) as ArrayBuffer)
       if (typeof data !== 'string') return
+      if (data.startsWith('{')) return this.onControl(conn, data)
       const [kind, nonce, ...rest] = data.split(':')
-      if (kind === 'ping') conn.send(`pong:${nonce}:${rest.join(':')}`)
+      if (kind === 'ping') conn.dataChannel.send(`pong:${nonce}:${rest.join(':')}`)
       else if (kind === 'pong') {
         this.waiters.get(nonce as string)?.(rest.join(':'))
         this.waiters.delete(nonce as string)
       }
     })
-    conn.on('close', () => this.pool.delete(conn.peer))
+    conn.on('close', () => {
+      this.pool.delete(conn.peer)
+      this.failTransfers(conn.peer)
+    })
+    conn.on('error', () => this.failTransfers(conn.peer))
   }
 
   private evict(): void {

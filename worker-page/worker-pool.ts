@@ -25,6 +25,8 @@ export class WorkerPool {
   constructor(
     private readonly ctx: Omit<ExecutorContext, 'workerId'>,
     private readonly prewarm: number,
+    /** Makes room in the plasma store before a worker writes a large result into it. */
+    private readonly reserve: (bytes: number) => Promise<void>,
   ) {
     for (let i = 0; i < prewarm; i++) this.spawn()
   }
@@ -40,7 +42,7 @@ export class WorkerPool {
     const worker = new Worker(new URL('./executor.worker.ts', import.meta.url), { type: 'module', name: 'shoal-worker' })
     const id = newWorkerId()
     const api = Comlink.wrap<ExecutorApi>(worker)
-    void api.init({ ...this.ctx, workerId: id })
+    void api.init({ ...this.ctx, workerId: id }, Comlink.proxy(this.reserve))
     const w: PooledWorker = { id, api, worker, busy: false }
     worker.addEventListener('error', (ev) => {
       ev.preventDefault()

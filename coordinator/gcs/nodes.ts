@@ -10,6 +10,8 @@ export interface NodeRecord {
   available: Resources
   objectStoreMemory: number
   objectStoreUsed: number
+  /** Bytes this node spilled to OPFS. */
+  objectStoreSpilled: number
   name: string | null
   startTime: number
   endTime: number | null
@@ -32,6 +34,7 @@ export class NodeTable {
       available: { ...info.resources },
       objectStoreMemory: info.objectStoreMemory,
       objectStoreUsed: 0,
+      objectStoreSpilled: 0,
       name: info.name ?? null,
       startTime: now,
       endTime: null,
@@ -55,12 +58,14 @@ export class NodeTable {
     return out
   }
 
-  heartbeat(id: string, running: number, workers: number): void {
+  heartbeat(id: string, running: number, workers: number, storeUsed?: number, storeSpilled?: number): void {
     const n = this.nodes.get(id as NodeId)
     if (n?.state !== 'ALIVE') return
     n.lastHeartbeat = Date.now()
     n.runningTasks = running
     n.workers = workers
+    if (storeUsed !== undefined) n.objectStoreUsed = storeUsed
+    if (storeSpilled !== undefined) n.objectStoreSpilled = storeSpilled
   }
 
   /** Marks a node dead; returns false if it already was. */
@@ -88,6 +93,7 @@ export class NodeTable {
       availableResources: n.available,
       objectStoreMemory: n.objectStoreMemory,
       objectStoreUsed: n.objectStoreUsed,
+      objectStoreSpilled: n.objectStoreSpilled,
       name: n.name,
       startTime: n.startTime,
       endTime: n.endTime,

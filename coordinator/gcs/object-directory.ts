@@ -9,8 +9,15 @@ export interface ObjectSink {
 }
 
 interface ObjectEntry {
+  /** Small objects: the value itself, kept here (Ray's owner memory store). */
   data?: Uint8Array
   error?: WireError
+  /** Large objects: their size, and the nodes whose plasma store holds a copy. */
+  size?: number
+  locations?: Set<string>
+  spilledOn?: Set<string>
+  /** A large object the coordinator holds itself: a driver's put not yet placed on a node (or no node alive). */
+  buffer?: Uint8Array
   jobId: string
   owner: ObjectSink | undefined
   /** The owner still holds a ref. Cleared by `release` (the driver's FinalizationRegistry) or job end. */
@@ -22,14 +29,22 @@ interface ObjectEntry {
   waiters?: (() => void)[]
 }
 
+export type ObjectResult =
+  | { data: Uint8Array; nested?: ObjectId[] }
+  | { size: number; location: string; nested?: ObjectId[] }
+  | { error: WireError }
+
 /**
- * The object directory and in-memory store for inline objects (Ray's owner memory store, kept by the coordinator).
- * An object lives while its owner holds a ref or something pins it; then it is deleted.
+ * The object directory (Ray's owner table + object directory, kept by the coordinator): small objects with their
+ * bytes, large ones with their size and locations. An object lives while its owner holds a ref or something pins it;
+ * then it is deleted here and on every node that holds it (`onDelete`).
  */
 export class ObjectDirectory {
   private objects = new Map<ObjectId, ObjectEntry>()
+  /** Called when a large object is deleted, with the nodes that must drop their copies. */
+  onDelete: (id: ObjectId, nodes: string[]) => void = () => {}
 
-  /** A future object: the return of a submitted task. */
+  /** A future object: the return of a submitted task, or a driver's put still uploading. */
   create(id: ObjectId, jobId: string, owner: ObjectSink | undefined): void {
     if (!this.objects.has(id)) this.objects.set(id, { jobId, owner, ownerHeld: true, pins: 0 })
   }
@@ -40,26 +55,48 @@ export class ObjectDirectory {
 
   isReady(id: ObjectId): boolean {
     const e = this.objects.get(id)
-    return !!(e && (e.data || e.error))
+    return !!e && ready(e)
   }
 
-  read(id: ObjectId): { data?: Uint8Array; error?: WireError } | undefined {
+  read(id: ObjectId): Readonly<ObjectEntry> | undefined {
     return this.objects.get(id)
   }
 
-  /** Stores a value or error and tells the owner and every subscriber. A second resolve is ignored (no duplicates). */
-  resolve(id: ObjectId, result: { data: Uint8Array; nested?: ObjectId[] } | { error: WireError }): void {
+  /** Stores a value, a location or an error and tells the owner and every subscriber. A second resolve is ignored. */
+  resolve(id: ObjectId, result: ObjectResult): void {
     const e = this.objects.get(id)
-    if (!e || e.data || e.error) return
+    if (!e || ready(e)) return
     if ('error' in result) e.error = result.error
     else {
-      e.data = result.data
+      if ('data' in result) e.data = result.data
+      else {
+        e.size = result.size
+        e.locations = new Set([result.location])
+      }
       if (result.nested?.length) {
         e.nested = result.nested
         for (const n of result.nested) this.pin(n)
       }
     }
-    const update: ObjectUpdate = e.error ? { objectId: id, error: e.error } : { objectId: id, data: e.data }
+    this.announce(id, e)
+  }
+
+  /** A driver's large put finished uploading: the coordinator holds it until a node stores it. */
+  resolveBuffered(id: ObjectId, buffer: Uint8Array, nested?: ObjectId[]): void {
+    const e = this.objects.get(id)
+    if (!e || ready(e)) return
+    e.buffer = buffer
+    e.size = buffer.byteLength
+    e.locations = new Set()
+    if (nested?.length) {
+      e.nested = nested
+      for (const n of nested) this.pin(n)
+    }
+    this.announce(id, e)
+  }
+
+  private announce(id: ObjectId, e: ObjectEntry): void {
+    const update = updateOf(id, e)
     if (e.ownerHeld) e.owner?.pushObject(update)
     if (e.subscribers) for (const s of e.subscribers) if (s !== e.owner) s.pushObject(update)
     e.subscribers = undefined
@@ -77,8 +114,7 @@ export class ObjectDirectory {
       sink.pushObject({ objectId: id, error: new ObjectLostError(id, reason).toWire() })
       return
     }
-    if (e.data) sink.pushObject({ objectId: id, data: e.data })
-    else if (e.error) sink.pushObject({ objectId: id, error: e.error })
+    if (ready(e)) sink.pushObject(updateOf(id, e))
     else (e.subscribers ??= new Set()).add(sink)
   }
 
@@ -86,9 +122,53 @@ export class ObjectDirectory {
   onReady(id: ObjectId, cb: () => void): boolean {
     const e = this.objects.get(id)
     if (!e) return false
-    if (e.data || e.error) cb()
+    if (ready(e)) cb()
     else (e.waiters ??= []).push(cb)
     return true
+  }
+
+  addLocation(id: ObjectId, nodeId: string): boolean {
+    const e = this.objects.get(id)
+    if (!e || e.error || e.data) return false
+    e.locations ??= new Set()
+    e.locations.add(nodeId)
+    return true
+  }
+
+  /** The coordinator's own copy is no longer needed once a node stores the object. */
+  dropBuffer(id: ObjectId): void {
+    const e = this.objects.get(id)
+    if (e?.buffer && e.locations?.size) e.buffer = undefined
+  }
+
+  setSpilled(id: ObjectId, nodeId: string, spilled: boolean): void {
+    const e = this.objects.get(id)
+    if (!e?.locations?.has(nodeId)) return
+    e.spilledOn ??= new Set()
+    if (spilled) e.spilledOn.add(nodeId)
+    else e.spilledOn.delete(nodeId)
+  }
+
+  /** A node died: its copies are gone. Objects with no copy left are lost (their readers get ObjectLostError). */
+  removeNode(nodeId: string): ObjectId[] {
+    const lost: ObjectId[] = []
+    for (const [id, e] of this.objects) {
+      if (!e.locations?.delete(nodeId)) continue
+      e.spilledOn?.delete(nodeId)
+      if (e.locations.size === 0 && !e.buffer) {
+        e.error = new ObjectLostError(id, `its only copy was on node ${nodeId}, which died`).toWire()
+        e.locations = undefined
+        lost.push(id)
+      }
+    }
+    return lost
+  }
+
+  /** Large objects waiting only in the coordinator's memory (to place on a node when one is alive). */
+  buffered(): ObjectId[] {
+    const out: ObjectId[] = []
+    for (const [id, e] of this.objects) if (e.buffer && !e.locations?.size) out.push(id)
+    return out
   }
 
   pin(id: ObjectId): void {
@@ -120,12 +200,12 @@ export class ObjectDirectory {
     }
   }
 
-  /** Adds a value that already exists (a driver's `put`). */
+  /** Adds a small value that already exists (a driver's `put`). */
   put(id: ObjectId, jobId: string, owner: ObjectSink, data: Uint8Array, nested?: ObjectId[]): void {
     this.create(id, jobId, owner)
     const e = this.objects.get(id)
     if (e) e.ownerHeld = false // the put reply is the owner's copy; nothing to push
-    this.resolve(id, { data, nested })
+    this.resolve(id, { data, ...(nested && { nested }) })
     if (e) e.ownerHeld = true
   }
 
@@ -138,10 +218,10 @@ export class ObjectDirectory {
     for (const [id, e] of this.objects) {
       out.push({
         objectId: id,
-        size: e.data?.byteLength ?? 0,
-        locations: [],
+        size: e.data?.byteLength ?? e.size ?? 0,
+        locations: e.locations ? [...e.locations] : [],
         refCount: (e.ownerHeld ? 1 : 0) + e.pins,
-        spilled: false,
+        spilled: !!e.spilledOn?.size,
       })
     }
     return out
@@ -149,8 +229,19 @@ export class ObjectDirectory {
 
   private collect(id: ObjectId, e: ObjectEntry): void {
     // A pending object is never collected: its task will resolve it and someone may subscribe meanwhile.
-    if (e.ownerHeld || e.pins > 0 || !(e.data || e.error)) return
+    if (e.ownerHeld || e.pins > 0 || !ready(e)) return
     this.objects.delete(id)
+    if (e.locations?.size) this.onDelete(id, [...e.locations])
     if (e.nested) for (const n of e.nested) this.unpin(n)
   }
+}
+
+function ready(e: ObjectEntry): boolean {
+  return !!(e.data || e.error || e.size !== undefined)
+}
+
+function updateOf(id: ObjectId, e: ObjectEntry): ObjectUpdate {
+  if (e.error) return { objectId: id, error: e.error }
+  if (e.data) return { objectId: id, data: e.data }
+  return { objectId: id, size: e.size ?? 0, locations: e.locations ? [...e.locations] : [] }
 }

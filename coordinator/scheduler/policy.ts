@@ -39,12 +39,18 @@ export interface PolicyState {
 }
 
 /**
- * Picks a node for a task. `nodes` are the alive nodes in a stable order.
+ * Picks a node for a task. `nodes` are the alive nodes in a stable order; `preferNodeId` is where its data is.
  * - DEFAULT (Ray's hybrid): the first node (in order) below SPREAD_THRESHOLD utilization, else the least utilized.
  * - SPREAD: round robin over nodes that can take it now.
  * - { nodeId, soft }: that node; if it cannot take it, soft falls back to DEFAULT, hard waits (or fails if it is gone).
  */
-export function pickNode(req: Resources, strategy: SchedulingStrategy, nodes: readonly NodeView[], st: PolicyState): Placement {
+export function pickNode(
+  req: Resources,
+  strategy: SchedulingStrategy,
+  nodes: readonly NodeView[],
+  st: PolicyState,
+  preferNodeId?: string,
+): Placement {
   if (typeof strategy === 'object') {
     const target = nodes.find((n) => n.nodeId === strategy.nodeId)
     if (target && fits(req, target.available)) return { kind: 'scheduled', nodeId: target.nodeId }
@@ -53,6 +59,11 @@ export function pickNode(req: Resources, strategy: SchedulingStrategy, nodes: re
       return fits(req, target.total) ? { kind: 'retryable' } : { kind: 'infeasible' }
     }
     return pickNode(req, 'DEFAULT', nodes, st)
+  }
+  // Ray's locality: the node holding most bytes of the task's large arguments, if it can take the task now.
+  if (preferNodeId && strategy === 'DEFAULT') {
+    const n = nodes.find((x) => x.nodeId === preferNodeId)
+    if (n && fits(req, n.available)) return { kind: 'scheduled', nodeId: n.nodeId }
   }
   let feasible = false
   if (strategy === 'SPREAD') {

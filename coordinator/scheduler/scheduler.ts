@@ -8,6 +8,8 @@ export interface Schedulable {
   readonly strategy: SchedulingStrategy
   /** Set while queued; the scheduler uses it to group tasks of one shape. */
   shapeKey?: string
+  /** The node holding most bytes of the task's large arguments (locality). */
+  preferNode?: string
 }
 
 export interface SchedulerHooks<T extends Schedulable> {
@@ -94,7 +96,7 @@ export class Scheduler<T extends Schedulable> {
     for (const [key, q] of this.queues) {
       while (q.length) {
         const task = q[0] as T
-        const p: Placement = pickNode(task.resources, task.strategy, nodes, this.policy)
+        const p: Placement = pickNode(task.resources, task.strategy, nodes, this.policy, task.preferNode)
         if (p.kind === 'retryable') {
           if (!this.hooks.pipeline?.(task, nodes)) break
           q.shift()

@@ -81,6 +81,11 @@ export class ControlSocket {
     return !this.closed
   }
 
+  /** Bytes queued in the socket but not yet sent (for backpressure on large transfers). */
+  get bufferedAmount(): number {
+    return (this.socket as unknown as { bufferedAmount?: number }).bufferedAmount ?? 0
+  }
+
   send(msg: ClientMessage): void {
     if (this.closed) throw new ConnectionError('the connection to the coordinator is closed')
     this.queue.push(msg)

@@ -1,0 +1,176 @@
+import { ObjectLostError, ValidationError } from '../sdk/errors.ts'
+import { jobIdOfTask, type ObjectId, type TaskId } from '../sdk/ids.ts'
+import { type ClientMessageOf, OBJECT_CHUNK_BYTES } from '../sdk/protocol.ts'
+import type { NodeTable } from './gcs/nodes.ts'
+import type { ObjectDirectory } from './gcs/object-directory.ts'
+import type { Session } from './session.ts'
+
+interface Upload {
+  buffer: Uint8Array
+  received: number
+  owner: Session
+  reqId?: number
+  nested?: ObjectId[]
+}
+
+/**
+ * Large objects crossing the control plane: what a Node driver (which has no WebRTC) puts and gets, relayed in
+ * chunks. A driver's put is assembled here, then placed in the plasma store of the node with the most room; a
+ * fetch is served from the coordinator's copy if it still has one, else streamed from a node that holds the object.
+ */
+export class ObjectTransfers {
+  private uploads = new Map<ObjectId, Upload>()
+  /** Who waits for the bytes of an object a node is uploading to us, and from which node. */
+  private relays = new Map<ObjectId, { from: string; to: Set<Session>; tried: Set<string> }>()
+  /** Where each buffered object is being placed, so a second placement is not started. */
+  private placing = new Map<ObjectId, string>()
+
+  constructor(
+    private readonly deps: {
+      nodes: NodeTable
+      objects: ObjectDirectory
+      nodeSession(nodeId: string): Session | undefined
+      log(line: string): void
+    },
+  ) {}
+
+  /** A chunk from a driver (its put) or from a node (answering upload-object). */
+  onChunk(s: Session, m: ClientMessageOf<'object-chunk'>): void {
+    if (s.role === 'node') return this.relayChunk(m)
+    const id = m.objectId as ObjectId
+    const objects = this.deps.objects
+    let up = this.uploads.get(id)
+    if (!up) {
+      if (m.offset !== 0) throw new ValidationError(`put of ${id}: the first chunk must start at offset 0`)
+      if (jobIdOfTask(id.slice(0, 48) as TaskId) !== s.jobId) throw new ValidationError('put: the object id does not belong to this job')
+      if (objects.has(id)) throw new ValidationError(`put: object ${id} already exists`)
+      for (const n of m.nestedRefs ?? [])
+        if (!objects.has(n)) throw new ValidationError(`put: the value holds ObjectRef(${n}), which this coordinator does not know`)
+      up = { buffer: new Uint8Array(m.total), received: 0, owner: s, ...(m.nestedRefs && { nested: m.nestedRefs as ObjectId[] }) }
+      this.uploads.set(id, up)
+      // Created now, before the last chunk, so tasks submitted right after the put wait for it (PENDING_ARGS_AVAIL).
+      objects.create(id, s.jobId as string, s)
+    }
+    if (m.offset !== up.received || m.offset + m.data.byteLength > up.buffer.byteLength)
+      throw new ValidationError(`put of ${id}: chunk at ${m.offset} does not follow ${up.received} of ${up.buffer.byteLength} bytes`)
+    up.buffer.set(m.data, m.offset)
+    up.received += m.data.byteLength
+    if (m.reqId !== undefined) up.reqId = m.reqId
+    if (up.received < up.buffer.byteLength) return
+    this.uploads.delete(id)
+    objects.resolveBuffered(id, up.buffer, up.nested)
+    if (up.reqId !== undefined) up.owner.send({ type: 'reply', reqId: up.reqId, ok: true, value: null })
+    this.place(id)
+  }
+
+  /** The driver that was uploading went away: its half-put objects are dropped. */
+  dropUploads(s: Session): void {
+    for (const [id, up] of this.uploads) if (up.owner === s) this.uploads.delete(id)
+  }
+
+  /** Puts the coordinator's copy of an object into the plasma store of the node with the most free room. */
+  place(id: ObjectId): void {
+    const entry = this.deps.objects.read(id)
+    if (!entry?.buffer || this.placing.has(id)) return
+    const node = this.deps.nodes
+      .alive()
+      .filter((n) => this.deps.nodeSession(n.nodeId))
+      .sort((a, b) => b.objectStoreMemory - b.objectStoreUsed - (a.objectStoreMemory - a.objectStoreUsed))[0]
+    if (!node) return // kept here until a node joins
+    this.placing.set(id, node.nodeId)
+    this.stream(entry.buffer, id, this.deps.nodeSession(node.nodeId) as Session)
+  }
+
+  /** A node reports objects now in its plasma store (placed, pulled from a peer, or fetched). */
+  onStored(s: Session, stored: { objectId: string; size: number }[]): void {
+    for (const o of stored) {
+      const id = o.objectId as ObjectId
+      if (!this.deps.objects.addLocation(id, s.nodeId as string)) {
+        // Nothing refers to it any more (or it is inline): the node must not keep it.
+        s.send({ type: 'delete-objects', objectIds: [id] })
+        continue
+      }
+      if (this.placing.get(id) === s.nodeId) {
+        this.placing.delete(id)
+        this.deps.objects.dropBuffer(id)
+      }
+    }
+  }
+
+  /** Sends the bytes of large objects to `s` (a driver's get, or a node with no peer to pull from). */
+  fetch(s: Session, ids: ObjectId[]): void {
+    for (const id of ids) {
+      const e = this.deps.objects.read(id)
+      if (!e || e.error || e.data) {
+        const reason = e?.error ? e.error.message : e ? 'it is small: it travels inline' : 'this coordinator does not know it'
+        s.pushObject({ objectId: id, error: new ObjectLostError(id, reason).toWire() })
+        continue
+      }
+      if (e.buffer) {
+        this.stream(e.buffer, id, s)
+        continue
+      }
+      const relay = this.relays.get(id)
+      if (relay) relay.to.add(s)
+      else this.requestUpload(id, new Set([s]), new Set())
+    }
+  }
+
+  private requestUpload(id: ObjectId, to: Set<Session>, tried: Set<string>): void {
+    const e = this.deps.objects.read(id)
+    const from = [...(e?.locations ?? [])].find((n) => !tried.has(n) && this.deps.nodeSession(n))
+    if (!from) {
+      const error = new ObjectLostError(id, 'no node that holds it could send it').toWire()
+      for (const s of to) s.pushObject({ objectId: id, error })
+      this.relays.delete(id)
+      return
+    }
+    tried.add(from)
+    this.relays.set(id, { from, to, tried })
+    this.deps.nodeSession(from)?.send({ type: 'upload-object', objectId: id })
+  }
+
+  private relayChunk(m: ClientMessageOf<'object-chunk'>): void {
+    const id = m.objectId as ObjectId
+    const relay = this.relays.get(id)
+    if (!relay) return
+    for (const s of relay.to) s.send({ type: 'object-chunk', objectId: id, offset: m.offset, total: m.total, data: m.data })
+    if (m.offset + m.data.byteLength >= m.total) this.relays.delete(id)
+  }
+
+  /** A node could not send an object (evicted, disk error): try another holder. */
+  onUploadFailed(s: Session, id: ObjectId, reason: string): void {
+    const relay = this.relays.get(id)
+    this.deps.log(`[coordinator] node ${s.nodeId?.slice(0, 8)} could not send ${id.slice(0, 12)}: ${reason}`)
+    if (relay && relay.from === s.nodeId) this.requestUpload(id, relay.to, relay.tried)
+  }
+
+  /** A node died: relays from it move to another holder; placements on it start over. */
+  onNodeDead(nodeId: string): void {
+    for (const [id, relay] of this.relays) if (relay.from === nodeId) this.requestUpload(id, relay.to, relay.tried)
+    for (const [id, target] of this.placing) {
+      if (target !== nodeId) continue
+      this.placing.delete(id)
+      this.place(id)
+    }
+  }
+
+  /** A node joined: objects only the coordinator holds go to it. */
+  onNodeJoined(): void {
+    for (const id of this.deps.objects.buffered()) this.place(id)
+  }
+
+  private stream(buffer: Uint8Array, id: ObjectId, to: Session): void {
+    const total = buffer.byteLength
+    for (let offset = 0; offset < total || (total === 0 && offset === 0); offset += OBJECT_CHUNK_BYTES) {
+      to.send({
+        type: 'object-chunk',
+        objectId: id,
+        offset,
+        total,
+        data: buffer.subarray(offset, Math.min(total, offset + OBJECT_CHUNK_BYTES)),
+      })
+      if (total === 0) break
+    }
+  }
+}

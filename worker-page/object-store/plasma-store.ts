@@ -1,0 +1,190 @@
+import * as Comlink from 'comlink'
+import type { IDBPDatabase } from 'idb'
+import { ObjectStoreFullError } from '../../sdk/errors.ts'
+import { clearPlasma, deleteObject, openPlasma, readObject, writeObject } from './plasma-db.ts'
+import type { SpillApi } from './spill.worker.ts'
+
+/** Ray spills once the store is this full… */
+const SPILL_AT = 0.8
+/** …down to this, so one put does not spill again at once. */
+const SPILL_TO = 0.6
+const MiB = 1024 * 1024
+
+interface Entry {
+  size: number
+  lastUsed: number
+  /** Tasks running now that read it: never spilled or deleted under them. */
+  pins: number
+  spilled: boolean
+}
+
+/**
+ * The node's plasma store (page side): IndexedDB holds the objects, this index holds their sizes, use and pins.
+ * Past 80% of capacity the least recently used unpinned objects spill to OPFS (through the spill worker) and are
+ * restored when read. Workers write task results straight into IndexedDB and tell the index (`noteStored`).
+ */
+export class PlasmaStore {
+  private index = new Map<string, Entry>()
+  private spiller: Comlink.Remote<SpillApi>
+  private spilling: Promise<void> | undefined
+  /** Restores in progress: concurrent readers of one spilled object share one restore. */
+  private restoring = new Map<string, Promise<void>>()
+  used = 0
+  spilledBytes = 0
+  onSpilled: (ids: string[], spilled: boolean, line?: string) => void = () => {}
+
+  private constructor(
+    private readonly db: IDBPDatabase,
+    readonly nodeId: string,
+    readonly capacity: number,
+  ) {
+    const worker = new Worker(new URL('./spill.worker.ts', import.meta.url), { type: 'module', name: 'shoal-spill' })
+    this.spiller = Comlink.wrap<SpillApi>(worker)
+    void this.spiller.init(nodeId)
+  }
+
+  static async open(nodeId: string, capacity: number): Promise<PlasmaStore> {
+    const db = await openPlasma(nodeId)
+    await clearPlasma(db)
+    return new PlasmaStore(db, nodeId, capacity)
+  }
+
+  has(id: string): boolean {
+    return this.index.has(id)
+  }
+
+  get objectCount(): number {
+    return this.index.size
+  }
+
+  /** Stores bytes that arrived on the page (a peer pull, a placement by the coordinator). */
+  async put(id: string, bytes: Uint8Array): Promise<void> {
+    if (this.index.has(id)) return
+    await this.reserve(bytes.byteLength)
+    await writeObject(this.db, id, bytes)
+    this.noteStored(id, bytes.byteLength)
+  }
+
+  /**
+   * Makes room for `size` bytes (spilling if needed) and counts them as used before anyone writes, so the store
+   * never holds more than its capacity, even with several workers writing results at once.
+   */
+  async reserve(size: number): Promise<void> {
+    this.admit(size)
+    await this.makeRoom(size)
+    this.used += size
+  }
+
+  /** An object whose room was reserved is now written (by the page or by a worker, straight into IndexedDB). */
+  noteStored(id: string, size: number): void {
+    if (this.index.has(id)) {
+      this.used -= size // stored twice: give the second reservation back
+      return
+    }
+    this.index.set(id, { size, lastUsed: performance.now(), pins: 0, spilled: false })
+  }
+
+  /** Throws ObjectStoreFullError for an object that could never fit, however much is spilled. */
+  admit(size: number): void {
+    if (size > this.capacity)
+      throw new ObjectStoreFullError(
+        `an object of ${(size / MiB).toFixed(1)} MiB does not fit in this node's ${(this.capacity / MiB).toFixed(0)} MiB object store (?objectStoreMemory=)`,
+      )
+  }
+
+  /** Makes sure the object is in IndexedDB (restoring it from OPFS if spilled) and pins it for a running task. */
+  async pin(id: string): Promise<void> {
+    const e = this.index.get(id)
+    if (!e) throw new Error(`object ${id} is not in this node's store`)
+    e.pins++
+    e.lastUsed = performance.now()
+    if (e.spilled) await this.restore(id, e)
+  }
+
+  unpin(id: string): void {
+    const e = this.index.get(id)
+    if (e && e.pins > 0) e.pins--
+  }
+
+  async read(id: string): Promise<Uint8Array | undefined> {
+    const e = this.index.get(id)
+    if (!e) return undefined
+    e.lastUsed = performance.now()
+    if (e.spilled) await this.restore(id, e)
+    return readObject(this.db, id)
+  }
+
+  async delete(id: string): Promise<void> {
+    const e = this.index.get(id)
+    if (!e) return
+    this.index.delete(id)
+    if (e.spilled) {
+      this.spilledBytes -= e.size
+      await this.spiller.remove([id])
+    } else {
+      this.used -= e.size
+      await deleteObject(this.db, id)
+    }
+  }
+
+  private async restore(id: string, e: Entry): Promise<void> {
+    let r = this.restoring.get(id)
+    if (!r) {
+      r = (async () => {
+        await this.reserve(e.size)
+        await this.spiller.restore(id)
+        e.spilled = false
+        this.spilledBytes -= e.size
+        this.onSpilled([id], false)
+      })().finally(() => this.restoring.delete(id))
+      this.restoring.set(id, r)
+    }
+    await r
+  }
+
+  private async makeRoom(incoming: number): Promise<void> {
+    if (this.used + incoming > this.capacity * SPILL_AT) await this.spillLru(Math.max(0, this.capacity * SPILL_TO - incoming))
+  }
+
+  /** Spills least recently used unpinned objects until `used` ≤ target. One spill runs at a time. */
+  private async spillLru(target: number): Promise<void> {
+    while (this.spilling) await this.spilling
+    if (this.used <= target) return
+    const victims: string[] = []
+    let freed = 0
+    const lru = [...this.index.entries()].filter(([, e]) => !e.spilled && e.pins === 0).sort((a, b) => a[1].lastUsed - b[1].lastUsed)
+    for (const [id, e] of lru) {
+      if (this.used - freed <= target) break
+      victims.push(id)
+      freed += e.size
+    }
+    if (!victims.length) return
+    this.spilling = (async () => {
+      let r: Awaited<ReturnType<SpillApi['spill']>>
+      try {
+        r = await this.spiller.spill(victims)
+      } catch (e) {
+        throw new ObjectStoreFullError(`spilling to OPFS failed: ${(e as Error).message}`)
+      }
+      for (const id of r.spilled) {
+        const e = this.index.get(id)
+        if (!e) continue
+        e.spilled = true
+        this.used -= e.size
+        this.spilledBytes += e.size
+      }
+      const line = `Spilled ${Math.round(r.bytes / MiB)} MiB, ${r.spilled.length} objects, write throughput ${Math.round(r.bytes / MiB / (r.ms / 1000))} MiB/s`
+      this.onSpilled(r.spilled, true, line)
+    })()
+    try {
+      await this.spilling
+    } finally {
+      this.spilling = undefined
+    }
+  }
+
+  /** Baseline for the spill benchmark: a bare OPFS write of the same size from the same worker. */
+  bareOpfsWriteMs(bytes: number): Promise<number> {
+    return this.spiller.bareWrite(bytes, 4 * MiB)
+  }
+}

@@ -1,0 +1,84 @@
+/// <reference lib="webworker" />
+import * as Comlink from 'comlink'
+import { deleteObject, openPlasma, readObject, writeObject } from './plasma-db.ts'
+
+/**
+ * Spilling, in a worker because OPFS sync access handles exist only there (and are the fast path: PLATFORM.md).
+ * Moves objects IndexedDB → OPFS file and back; the page decides what and when.
+ */
+let nodeId = ''
+let dir: Promise<FileSystemDirectoryHandle> | undefined
+const spillDir = () => {
+  dir ??= navigator.storage.getDirectory().then((root) => root.getDirectoryHandle(`shoal-spill-${nodeId}`, { create: true }))
+  return dir
+}
+
+const api = {
+  init(id: string): void {
+    nodeId = id
+  },
+  /** Writes each object to its own file, then drops it from IndexedDB. Returns bytes written and the time it took. */
+  async spill(ids: string[]): Promise<{ spilled: string[]; bytes: number; ms: number }> {
+    const db = await openPlasma(nodeId)
+    const d = await spillDir()
+    const t0 = performance.now()
+    let bytes = 0
+    const spilled: string[] = []
+    for (const id of ids) {
+      const data = await readObject(db, id)
+      if (!data) continue
+      const file = await d.getFileHandle(id, { create: true })
+      const h = await file.createSyncAccessHandle()
+      try {
+        h.truncate(0)
+        if (h.write(data, { at: 0 }) !== data.byteLength) throw new Error('short write')
+        h.flush()
+      } finally {
+        h.close()
+      }
+      await deleteObject(db, id)
+      bytes += data.byteLength
+      spilled.push(id)
+    }
+    return { spilled, bytes, ms: performance.now() - t0 }
+  },
+  /** Brings a spilled object back into IndexedDB. */
+  async restore(id: string): Promise<number> {
+    const db = await openPlasma(nodeId)
+    const d = await spillDir()
+    const file = await d.getFileHandle(id)
+    const h = await file.createSyncAccessHandle()
+    let data: Uint8Array
+    try {
+      data = new Uint8Array(h.getSize())
+      h.read(data, { at: 0 })
+    } finally {
+      h.close()
+    }
+    await writeObject(db, id, data)
+    await d.removeEntry(id)
+    return data.byteLength
+  },
+  async remove(ids: string[]): Promise<void> {
+    const d = await spillDir()
+    for (const id of ids) await d.removeEntry(id).catch(() => {})
+  },
+  /** Bare OPFS write of `bytes` (the spill benchmark's baseline). */
+  async bareWrite(bytes: number, chunk: number): Promise<number> {
+    const d = await spillDir()
+    const data = new Uint8Array(chunk).fill(7)
+    const h = await (await d.getFileHandle('bare-baseline', { create: true })).createSyncAccessHandle()
+    const t0 = performance.now()
+    try {
+      for (let at = 0; at < bytes; at += chunk) h.write(data, { at })
+      h.flush()
+    } finally {
+      h.close()
+    }
+    const ms = performance.now() - t0
+    await d.removeEntry('bare-baseline')
+    return ms
+  },
+}
+export type SpillApi = typeof api
+Comlink.expose(api)
