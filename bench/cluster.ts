@@ -7,7 +7,7 @@ import { launchChromium, startHeadlessNodes } from '../coordinator/headless-node
  * A benchmark cluster: the coordinator in its own process (so the driver measuring it does not share its thread)
  * and headless nodes; plus a baseline page in the same browser.
  */
-export async function benchCluster(nodes: number, cpus: number) {
+export async function benchCluster(nodes: number, cpus: number, objectStoreMemory?: string) {
   const port = 20000 + Math.floor(Math.random() * 20000)
   const url = `http://127.0.0.1:${port}`
   const cli = fileURLToPath(new URL('../coordinator/shoal.mjs', import.meta.url))
@@ -20,7 +20,7 @@ export async function benchCluster(nodes: number, cpus: number) {
       if (d.toString().includes('Shoal coordinator on')) resolve()
     })
   })
-  const h = await startHeadlessNodes({ address: url, nodes, cpus })
+  const h = await startHeadlessNodes({ address: url, nodes, cpus, ...(objectStoreMemory && { objectStoreMemory }) })
   const browser = await launchChromium()
   const baseline: Page = await (await browser.newContext()).newPage()
   await baseline.goto(`${url}/bench/baseline.html`)

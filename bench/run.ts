@@ -3,9 +3,10 @@ import { cpus as osCpus } from 'node:os'
 import { fileURLToPath } from 'node:url'
 import { benchActors } from './actors.bench.ts'
 import { benchCluster } from './cluster.ts'
+import { benchObjects } from './objects.bench.ts'
 import { benchTasks } from './tasks.bench.ts'
 
-const PARTS = ['tasks', 'actors'] as const
+const PARTS = ['tasks', 'actors', 'objects'] as const
 type Part = (typeof PARTS)[number]
 
 /** Runs the chosen benchmarks (default: all) and writes bench/results/<part>.json. */
@@ -17,10 +18,11 @@ export async function runBench(parts: string[]): Promise<void> {
   await mkdir(dir, { recursive: true })
   const machine = { cpus: osCpus().length, model: osCpus()[0]?.model ?? '?', node: process.version, date: new Date().toISOString() }
   for (const part of chosen) {
-    const cpusPerNode = 4
-    const c = await benchCluster(3, cpusPerNode)
+    const cpusPerNode = part === 'objects' ? 2 : 4
+    const c = await benchCluster(part === 'objects' ? 2 : 3, cpusPerNode, part === 'objects' ? '2GiB' : undefined)
     try {
-      const result = part === 'tasks' ? await benchTasks(c, cpusPerNode) : await benchActors(c, cpusPerNode)
+      const result =
+        part === 'tasks' ? await benchTasks(c, cpusPerNode) : part === 'actors' ? await benchActors(c, cpusPerNode) : await benchObjects(c)
       await writeFile(`${dir}${part}.json`, `${JSON.stringify({ machine, ...result }, null, 2)}\n`)
       console.log(`  → bench/results/${part}.json`)
     } finally {

@@ -202,9 +202,58 @@ program
   })
 
 program
+  .command('memory')
+  .description('object store usage per node and the largest objects (Ray: ray memory)')
+  .addOption(addressOption())
+  .option('-n, --top <n>', 'how many of the largest objects to list', positiveNumber('--top'), 10)
+  .action(async (o: { address: string; top: number }) => {
+    const get = async <T>(path: string) => (await (await fetch(`${o.address}/api/${path}`)).json()) as T
+    const nodes =
+      await get<
+        {
+          nodeId: string
+          state: string
+          name: string | null
+          objectStoreMemory: number
+          objectStoreUsed: number
+          objectStoreSpilled: number
+        }[]
+      >('nodes')
+    const objects = await get<{ objectId: string; size: number; locations: string[]; refCount: number; spilled: boolean }[]>('objects')
+    const alive = nodes.filter((n) => n.state === 'ALIVE')
+    console.log('--- object store per node ---')
+    table(
+      alive.map((n) => ({
+        node: `${n.nodeId.slice(0, 12)}${n.name ? ` (${n.name})` : ''}`,
+        used: `${formatBytes(n.objectStoreUsed)} / ${formatBytes(n.objectStoreMemory)}`,
+        spilled: formatBytes(n.objectStoreSpilled),
+        objects: objects.filter((x) => x.locations.includes(n.nodeId)).length,
+      })),
+      ['node', 'used', 'spilled', 'objects'],
+    )
+    const inline = objects.filter((x) => !x.locations.length)
+    console.log(
+      `\n--- ${objects.length} objects: ${objects.length - inline.length} in node stores, ${inline.length} inline (≤ 100 KiB, kept by the coordinator: ${formatBytes(inline.reduce((n, x) => n + x.size, 0))}) ---`,
+    )
+    table(
+      [...objects]
+        .sort((a, b) => b.size - a.size)
+        .slice(0, o.top)
+        .map((x) => ({
+          objectId: x.objectId,
+          size: formatBytes(x.size),
+          refCount: x.refCount,
+          spilled: x.spilled,
+          locations: x.locations.map((l) => l.slice(0, 8)).join(',') || 'inline',
+        })),
+      ['objectId', 'size', 'refCount', 'spilled', 'locations'],
+    )
+  })
+
+program
   .command('bench')
   .description('benchmarks, each beside its baseline measured in the same run; writes bench/results/*.json')
-  .argument('[parts...]', 'which: tasks, actors (default: all)')
+  .argument('[parts...]', 'which: tasks, actors, objects (default: all)')
   .action(async (parts: string[]) => {
     const { runBench } = await import('../bench/run.ts')
     await runBench(parts)

@@ -35,6 +35,25 @@ const make = (size: number, seed: number) => makeTask(size, seed)
 const largeObjects = async (m: Mesh, min: number) => (await m.state.listObjects()).filter((o) => o.size >= min)
 
 describe('objects', () => {
+  it('put returns a ref; tasks wait for ref arguments and get values; nested refs stay refs', async () => {
+    const small = await mesh.put({ a: 1, list: [1, 2, 3] })
+    const slow = mesh.remote(async function slow(x: number) {
+      await new Promise((r) => setTimeout(r, 500))
+      return x
+    })
+    const pending = slow.remote(41)
+    const add = mesh.remote(function add(o: { a: number }, n: number, nested: { ref: unknown }[]) {
+      return [o.a + n, String(nested[0]?.ref).slice(0, 10)]
+    })
+    const out = add.remote(small, pending, [{ ref: small }])
+    const [row] = await mesh.state.listTasks({ filters: [['funcOrClassName', '=', 'add']] })
+    expect(row?.state).toBe('PENDING_ARGS_AVAIL')
+    expect(await mesh.get(out)).toEqual([42, 'ObjectRef('])
+    expect(await mesh.get(small)).toEqual({ a: 1, list: [1, 2, 3] })
+    const other = await cluster.connect()
+    expect(await other.get(small)).toEqual({ a: 1, list: [1, 2, 3] })
+  })
+
   it('the seed model: passing one 64 MiB buffer by value to 3 tasks stores it once, like put', async () => {
     const m1 = await cluster.connect()
     const predict = m1.remote(function predict(model: Uint8Array, input: number) {

@@ -126,6 +126,9 @@ export class PeerMesh {
     dc.send(JSON.stringify({ t: 'meta', rid, size: bytes.byteLength }))
     const max = Math.min(256 * 1024, (conn.peerConnection.sctp?.maxMessageSize as number | undefined) ?? 256 * 1024) - HEADER
     dc.bufferedAmountLowThreshold = LOW_WATER
+    // send() copies synchronously, so one scratch buffer serves every chunk.
+    const scratch = new Uint8Array(HEADER + max)
+    new DataView(scratch.buffer).setUint32(0, rid, true)
     for (let off = 0; off < bytes.byteLength; off += max) {
       if (dc.bufferedAmount > HIGH_WATER) {
         await new Promise<void>((resolve) => {
@@ -140,10 +143,8 @@ export class PeerMesh {
       }
       if (dc.readyState !== 'open') return
       const len = Math.min(max, bytes.byteLength - off)
-      const msg = new Uint8Array(HEADER + len)
-      new DataView(msg.buffer).setUint32(0, rid, true)
-      msg.set(bytes.subarray(off, off + len), HEADER)
-      dc.send(msg)
+      scratch.set(bytes.subarray(off, off + len), HEADER)
+      dc.send(len === max ? scratch : scratch.subarray(0, HEADER + len))
     }
   }
 

@@ -202,11 +202,11 @@ export class ObjectDirectory {
 
   /** Adds a small value that already exists (a driver's `put`). */
   put(id: ObjectId, jobId: string, owner: ObjectSink, data: Uint8Array, nested?: ObjectId[]): void {
-    this.create(id, jobId, owner)
-    const e = this.objects.get(id)
-    if (e) e.ownerHeld = false // the put reply is the owner's copy; nothing to push
+    // Created without its owner's sink: the owner already has the value, so nothing is pushed back to it.
+    this.create(id, jobId, undefined)
     this.resolve(id, { data, ...(nested && { nested }) })
-    if (e) e.ownerHeld = true
+    const e = this.objects.get(id)
+    if (e) e.owner = owner
   }
 
   get size(): number {

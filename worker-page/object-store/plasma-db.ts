@@ -33,6 +33,12 @@ export async function deleteObject(db: IDBPDatabase, id: string): Promise<void> 
   await db.delete(STORE, id)
 }
 
+/** Deletes many objects in one transaction. */
+export async function deleteObjects(db: IDBPDatabase, ids: string[]): Promise<void> {
+  const tx = db.transaction(STORE, 'readwrite')
+  await Promise.all([...ids.map((id) => tx.store.delete(id)), tx.done])
+}
+
 /** A fresh node starts with an empty store (a reloaded tab is a new node: its old objects are gone). */
 export async function clearPlasma(db: IDBPDatabase): Promise<void> {
   await db.clear(STORE)

@@ -1,6 +1,6 @@
 /// <reference lib="webworker" />
 import * as Comlink from 'comlink'
-import { deleteObject, openPlasma, readObject, writeObject } from './plasma-db.ts'
+import { deleteObjects, openPlasma, readObject, writeObject } from './plasma-db.ts'
 
 /**
  * Spilling, in a worker because OPFS sync access handles exist only there (and are the fast path: PLATFORM.md).
@@ -24,8 +24,12 @@ const api = {
     const t0 = performance.now()
     let bytes = 0
     const spilled: string[] = []
-    for (const id of ids) {
-      const data = await readObject(db, id)
+    // The next object is read from IndexedDB while this one is written to OPFS.
+    let next = ids.length ? readObject(db, ids[0] as string) : undefined
+    for (let i = 0; i < ids.length; i++) {
+      const id = ids[i] as string
+      const data = await next
+      next = i + 1 < ids.length ? readObject(db, ids[i + 1] as string) : undefined
       if (!data) continue
       const file = await d.getFileHandle(id, { create: true })
       const h = await file.createSyncAccessHandle()
@@ -36,10 +40,10 @@ const api = {
       } finally {
         h.close()
       }
-      await deleteObject(db, id)
       bytes += data.byteLength
       spilled.push(id)
     }
+    await deleteObjects(db, spilled)
     return { spilled, bytes, ms: performance.now() - t0 }
   },
   /** Brings a spilled object back into IndexedDB. */
@@ -62,6 +66,25 @@ const api = {
   async remove(ids: string[]): Promise<void> {
     const d = await spillDir()
     for (const id of ids) await d.removeEntry(id).catch(() => {})
+  },
+  /** Bare IndexedDB read + OPFS write of these objects, no bookkeeping: the floor for an IndexedDB-backed spill. */
+  async bareReadWrite(ids: string[]): Promise<number> {
+    const db = await openPlasma(nodeId)
+    const d = await spillDir()
+    const t0 = performance.now()
+    for (const id of ids) {
+      const data = (await readObject(db, id)) as Uint8Array
+      const h = await (await d.getFileHandle('bare-floor', { create: true })).createSyncAccessHandle()
+      try {
+        h.write(data, { at: 0 })
+        h.flush()
+      } finally {
+        h.close()
+      }
+    }
+    const ms = performance.now() - t0
+    await d.removeEntry('bare-floor')
+    return ms
   },
   /** Bare OPFS write of `bytes` (the spill benchmark's baseline). */
   async bareWrite(bytes: number, chunk: number): Promise<number> {

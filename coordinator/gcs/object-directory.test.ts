@@ -1,0 +1,62 @@
+import { describe, expect, it } from 'vitest'
+import type { ObjectId } from '../../sdk/ids.ts'
+import type { ObjectUpdate } from '../../sdk/protocol.ts'
+import { ObjectDirectory } from './object-directory.ts'
+
+const id = (n: number) => n.toString(16).padStart(56, '0') as ObjectId
+const sink = () => {
+  const got: ObjectUpdate[] = []
+  return { got, pushObject: (u: ObjectUpdate) => void got.push(u) }
+}
+
+describe('object directory', () => {
+  it('keeps a small put while its owner holds the ref, and serves it to others', () => {
+    const d = new ObjectDirectory()
+    const owner = sink()
+    d.put(id(1), 'job', owner, new Uint8Array([1]))
+    expect(d.has(id(1))).toBe(true)
+    expect(owner.got).toEqual([]) // the owner has its own copy
+    const other = sink()
+    d.subscribe(id(1), other)
+    expect(other.got[0]?.data).toEqual(new Uint8Array([1]))
+    d.release(id(1))
+    expect(d.has(id(1))).toBe(false)
+  })
+
+  it('lives while a pending task pins it, and is deleted on every node at zero', () => {
+    const d = new ObjectDirectory()
+    const deleted: [ObjectId, string[]][] = []
+    d.onDelete = (oid, nodes) => void deleted.push([oid, nodes])
+    d.create(id(2), 'job', sink())
+    d.resolve(id(2), { size: 1e6, location: 'nodeA' })
+    d.addLocation(id(2), 'nodeB')
+    d.pin(id(2))
+    d.release(id(2))
+    expect(d.has(id(2))).toBe(true)
+    d.unpin(id(2))
+    expect(d.has(id(2))).toBe(false)
+    expect(deleted).toEqual([[id(2), ['nodeA', 'nodeB']]])
+  })
+
+  it('keeps objects nested in another alive while the container lives', () => {
+    const d = new ObjectDirectory()
+    d.put(id(3), 'job', sink(), new Uint8Array([3]))
+    d.put(id(4), 'job', sink(), new Uint8Array([4]), [id(3)])
+    d.release(id(3))
+    expect(d.has(id(3))).toBe(true)
+    d.release(id(4))
+    expect(d.has(id(3))).toBe(false)
+  })
+
+  it('an object whose last copy dies with its node is lost, and says where', () => {
+    const d = new ObjectDirectory()
+    const owner = sink()
+    d.create(id(5), 'job', owner)
+    d.resolve(id(5), { size: 1e6, location: 'nodeA' })
+    expect(d.removeNode('nodeA')).toEqual([id(5)])
+    const late = sink()
+    d.subscribe(id(5), late)
+    expect(late.got[0]?.error?.code).toBe('OBJECT_LOST')
+    expect(late.got[0]?.error?.message).toContain('nodeA')
+  })
+})
