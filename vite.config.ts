@@ -18,7 +18,8 @@ export default defineConfig(({ mode }) => {
         target: 'es2022',
         sourcemap: true,
         lib: { entry: here('sdk/index.ts'), formats: ['es'], fileName: () => 'sdk.js' },
-        rollupOptions: { external: ['ws'] },
+        // One file: /sdk.js is served alone (the peer mesh is imported lazily, only in browser pages).
+        rollupOptions: { external: ['ws'], output: { inlineDynamicImports: true } },
       },
     }
   }

@@ -119,6 +119,10 @@ export class Cluster {
       case 'object-chunk':
         this.transfers.onChunk(s, msg)
         return
+      case 'put-remote':
+        this.requireRole(s, 'driver', msg.type)
+        this.transfers.onPutRemote(s, msg)
+        return
       case 'fetch-objects':
         this.transfers.fetch(s, msg.objectIds as ObjectId[])
         return

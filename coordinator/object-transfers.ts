@@ -63,9 +63,25 @@ export class ObjectTransfers {
     this.place(id)
   }
 
-  /** The driver that was uploading went away: its half-put objects are dropped. */
+  /** A browser driver put a large object and serves it itself over WebRTC: it is the object's first location. */
+  onPutRemote(s: Session, m: ClientMessageOf<'put-remote'>): void {
+    const id = m.objectId as ObjectId
+    const objects = this.deps.objects
+    if (jobIdOfTask(id.slice(0, 48) as TaskId) !== s.jobId) throw new ValidationError('put: the object id does not belong to this job')
+    if (objects.has(id)) throw new ValidationError(`put: object ${id} already exists`)
+    for (const n of m.nestedRefs ?? [])
+      if (!objects.has(n)) throw new ValidationError(`put: the value holds ObjectRef(${n}), which this coordinator does not know`)
+    s.peerId = m.peerId
+    objects.create(id, s.jobId as string, undefined)
+    objects.resolve(id, { size: m.size, location: m.peerId, ...(m.nestedRefs && { nested: m.nestedRefs as ObjectId[] }) })
+    objects.setOwner(id, s)
+    s.send({ type: 'reply', reqId: m.reqId, ok: true, value: null })
+  }
+
+  /** The driver went away: its half-put objects are dropped, and what it served itself is no longer there. */
   dropUploads(s: Session): void {
     for (const [id, up] of this.uploads) if (up.owner === s) this.uploads.delete(id)
+    if (s.peerId) this.deps.objects.removeNode(s.peerId)
   }
 
   /** Puts the coordinator's copy of an object into the plasma store of the node with the most free room. */

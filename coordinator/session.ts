@@ -16,6 +16,8 @@ export class Session implements ObjectSink {
   isJobRoot = false
   namespace = 'default'
   nodeId: string | undefined
+  /** A browser driver's id in the peer mesh, once it serves objects itself. */
+  peerId: string | undefined
   /** Functions this node already has; the rest ship with the first assignment that needs them. */
   readonly knownFunctions = new Set<string>()
   closed = false

@@ -177,9 +177,16 @@ describe('objects', () => {
     expect(inIdb).toBe(false)
   })
 
-  it('a browser driver puts and gets large objects too', async () => {
+  it('a browser driver moves large objects to and from nodes over WebRTC, not through the coordinator', async () => {
     const page = await cluster.driverPage()
-    const out = await page.evaluate<{ sum: number; len: number; first: number }>(`(async () => {
+    const out = await page.evaluate<{
+      sum: number
+      len: number
+      first: number
+      stats: { peerBytes: number; relayBytes: number }
+      putId: string
+      peerIdLike: boolean
+    }>(`(async () => {
       const { connect } = await import(location.origin + '/sdk.js')
       const mesh = await connect()
       const ref = await mesh.put(new Uint8Array(4 * 1024 * 1024).fill(9))
@@ -187,11 +194,53 @@ describe('objects', () => {
       const back = await mesh.get(double.remote(ref))
       let sum = 0
       for (let i = 0; i < back.length; i += 1024) sum += back[i]
+      const [row] = await mesh.state.listObjects({ filters: [['objectId', '=', ref.id]] })
+      const stats = { ...mesh.transferStats }
       await mesh.close()
-      return { sum, len: back.length, first: back[0] }
+      return { sum, len: back.length, first: back[0], stats, putId: ref.id, peerIdLike: /^d[0-9a-f]{55}$/.test(row.locations[0]) }
     })()`)
-    expect(out).toEqual({ sum: 4096 * 18, len: 4 * MiB, first: 18 })
+    expect({ sum: out.sum, len: out.len, first: out.first }).toEqual({ sum: 4096 * 18, len: 4 * MiB, first: 18 })
+    // The put stayed in the page (its location is the driver's peer id); the node pulled it and the result came back
+    // peer to peer: nothing crossed the coordinator.
+    expect(out.peerIdLike).toBe(true)
+    expect(out.stats.peerBytes).toBeGreaterThanOrEqual(4 * MiB)
+    expect(out.stats.relayBytes).toBe(0)
     await page.context().close()
+  })
+
+  it('a pull cut mid-way (holder closed) is retried from another location', async () => {
+    const [a] = cluster.nodes
+    if (!a) throw new Error('node a expected')
+    const holder = await cluster.addNode(1)
+    const reader = await cluster.addNode(1)
+    const made = mesh
+      .remote(makeTask)
+      .options({ schedulingStrategy: { nodeId: holder.nodeId, soft: false } })
+      .remote(48 * MiB, 11)
+    // A second copy on node a.
+    await mesh.get(
+      mesh
+        .remote(checksumTask)
+        .options({ schedulingStrategy: { nodeId: a.nodeId, soft: false } })
+        .remote(made),
+    )
+    const reading = mesh.get(
+      mesh
+        .remote(checksumTask)
+        .options({ schedulingStrategy: { nodeId: reader.nodeId, soft: false } })
+        .remote(made),
+    )
+    // Close the first holder while the reader is pulling from it.
+    await eventually(
+      async () =>
+        (await mesh.state.listTasks({ filters: [['nodeId', '=', reader.nodeId]] })).some(
+          (t) => t.state === 'RUNNING' || t.state === 'SUBMITTED_TO_WORKER',
+        ),
+      'the reader to start',
+      10_000,
+    )
+    await holder.close()
+    expect(await reading).toBe(checksum(make(48 * MiB, 11)))
   })
 
   it('an object whose only copy died with its node gives ObjectLostError', async () => {

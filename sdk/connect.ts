@@ -11,6 +11,7 @@ import {
   newTaskId,
   type ObjectId,
   objectIdOf,
+  randomHex,
 } from './ids.ts'
 import { ObjectRef } from './object-ref.ts'
 import { ObjectTable } from './object-table.ts'
@@ -32,6 +33,7 @@ import {
 } from './protocol.ts'
 import { encodeArgs, RemoteFunction, type TaskSubmitter } from './remote-function.ts'
 import { StateApi } from './state.ts'
+import type { PeerMesh } from './transport/peer-mesh.ts'
 import { ControlSocket } from './transport/websocket.ts'
 
 const DEFAULT_ADDRESS = 'http://127.0.0.1:8265'
@@ -69,6 +71,10 @@ export class Mesh implements TaskSubmitter, ActorSubmitter {
   private releases: ObjectId[] = []
   private closedReason: string | undefined
   private readonly finalizer = new FinalizationRegistry<ObjectId>((id) => this.dropRef(id))
+  /** In a browser page: this driver's place in the peer mesh (WebRTC to and from nodes). Absent in Node. */
+  private peers: PeerMesh | undefined
+  /** Bytes of large objects moved peer to peer and through the coordinator's relay (diagnostics). */
+  readonly transferStats = { peerBytes: 0, relayBytes: 0 }
   private readonly decodeCtx: DecodeContext = {
     bindActorHandle: (w) => new ActorHandleBase(w.actorId as ActorId, w.className, w.methods, this),
   }
@@ -79,7 +85,12 @@ export class Mesh implements TaskSubmitter, ActorSubmitter {
     readonly address: string,
     readonly jobId: JobId,
     readonly namespace: string,
+    peers?: PeerMesh,
   ) {
+    if (peers) {
+      this.peers = peers
+      peers.source = async (id) => this.objects.read(id as ObjectId)?.data
+    }
     this.state = new StateApi((query) => this.request({ type: 'state', reqId: 0, query }))
     socket.onMessage = (m) => this.onMessage(m)
     socket.onClose = (reason) => this.onClosed(reason)
@@ -132,11 +143,27 @@ export class Mesh implements TaskSubmitter, ActorSubmitter {
   }
 
   /** Brings the bytes of ready large objects here (relayed by the coordinator from a node that holds them). */
+  /** Pulls a large object from a node over WebRTC when this driver can; else asks the coordinator to relay it. */
+  private async pull(id: ObjectId): Promise<void> {
+    for (const from of this.peers ? this.objects.locationsOf(id) : []) {
+      try {
+        const bytes = await (this.peers as PeerMesh).fetch(from, id)
+        this.transferStats.peerBytes += bytes.byteLength
+        this.objects.setData(id, bytes)
+        return
+      } catch {
+        // that holder is gone or refused: try the next one, then the relay
+      }
+    }
+    this.objects.startFetch(id)
+    this.socket.send({ type: 'fetch-objects', objectIds: [id] })
+  }
+
   private async fetchLarge(refs: readonly ObjectRef[], deadline: number | undefined, timeout: number): Promise<void> {
     const start = refs.filter((r) => this.objects.needsFetch(r.id)).map((r) => r.id)
-    if (start.length) {
-      for (const id of start) this.objects.startFetch(id)
-      this.socket.send({ type: 'fetch-objects', objectIds: start })
+    for (const id of start) {
+      this.objects.startFetch(id)
+      void this.pull(id)
     }
     const missing = refs.filter((r) => !this.objects.read(r.id))
     if (!missing.length) return
@@ -244,6 +271,20 @@ export class Mesh implements TaskSubmitter, ActorSubmitter {
     this.objects.expect(id)
     this.objects.resolve(id, { data }) // our own copy: a local get needs no fetch
     this.flushSubmits()
+    if (this.peers) {
+      // A browser driver keeps the object and serves it to the nodes that need it over WebRTC.
+      const done = this.request({
+        type: 'put-remote',
+        reqId: 0,
+        objectId: id,
+        size: data.byteLength,
+        peerId: this.peers.peerId,
+        ...(nested.length && { nestedRefs: nested }),
+      })
+      if (!confirm) done.catch((e: Error) => console.error(`[shoal] put of ${id} failed: ${e.message}`))
+      return { ref, done }
+    }
+    this.transferStats.relayBytes += data.byteLength
     const total = data.byteLength
     let done: Promise<unknown> = Promise.resolve()
     for (let offset = 0; offset < total; offset += OBJECT_CHUNK_BYTES) {
@@ -303,6 +344,7 @@ export class Mesh implements TaskSubmitter, ActorSubmitter {
     this.flushSubmits()
     this.flushReleases()
     this.closedReason = 'closed by the driver'
+    this.peers?.stop()
     this.socket.close()
     this.objects.failAll(new ConnectionError('the connection was closed').toWire())
   }
@@ -509,6 +551,7 @@ export class Mesh implements TaskSubmitter, ActorSubmitter {
         for (const o of msg.objects) this.objects.resolve(o.objectId as ObjectId, o)
         return
       case 'object-chunk':
+        this.transferStats.relayBytes += msg.data.byteLength
         this.objects.chunk(msg.objectId as ObjectId, msg.offset, msg.total, msg.data)
         return
       case 'reply': {
@@ -578,5 +621,26 @@ export async function connect(options: ConnectOptions = {}): Promise<Mesh> {
     socket.close()
     throw e
   })
-  return new Mesh(socket, address, welcome.jobId as JobId, welcome.namespace)
+  const peers = await joinPeerMesh(address, welcome)
+  return new Mesh(socket, address, welcome.jobId as JobId, welcome.namespace, peers)
+}
+
+/**
+ * A driver in a browser page joins the peer mesh so its large objects move to and from nodes over WebRTC. Best
+ * effort: in Node, in a worker (no RTCPeerConnection) or if the mesh cannot be joined quickly, the coordinator
+ * relays large objects instead.
+ */
+async function joinPeerMesh(address: string, welcome: Extract<ServerMessage, { type: 'welcome' }>): Promise<PeerMesh | undefined> {
+  const g = globalThis as { window?: unknown; RTCPeerConnection?: unknown }
+  if (!g.window || typeof g.RTCPeerConnection !== 'function') return undefined
+  try {
+    const { PeerMesh } = await import('./transport/peer-mesh.ts')
+    const mesh = new PeerMesh(`d${randomHex(28).slice(1)}`, address, welcome.peerjsPath, welcome.iceServers as RTCIceServer[])
+    let timer: ReturnType<typeof setTimeout> | undefined
+    await Promise.race([mesh.start(), new Promise((_, reject) => (timer = setTimeout(() => reject(new Error('timeout')), 5000)))])
+    clearTimeout(timer)
+    return mesh
+  } catch {
+    return undefined
+  }
 }

@@ -6,6 +6,8 @@ interface Entry {
   error?: WireError
   /** A large object that exists elsewhere (a node's plasma store): its bytes are fetched on `get`. */
   size?: number
+  /** Where a large object lives (node ids, or a browser driver's peer id). */
+  locations?: string[]
   /** Called once when the entry becomes ready (value, location or error). */
   waiters?: (() => void)[]
   /** Called once the bytes of a large object are here (or it failed). */
@@ -36,7 +38,7 @@ export class ObjectTable {
     return true
   }
 
-  resolve(id: ObjectId, update: { data?: Uint8Array; error?: WireError; size?: number }): void {
+  resolve(id: ObjectId, update: { data?: Uint8Array; error?: WireError; size?: number; locations?: string[] }): void {
     const e = this.entries.get(id)
     if (!e) return // released before its value arrived
     if (e.error || e.data) return
@@ -44,7 +46,10 @@ export class ObjectTable {
     if (e.size !== undefined && !update.error) return
     if (update.error) e.error = update.error
     else if (update.data) e.data = update.data
-    else e.size = update.size ?? 0
+    else {
+      e.size = update.size ?? 0
+      if (update.locations) e.locations = update.locations
+    }
     fire(e, 'waiters')
     if (e.data || e.error) fire(e, 'dataWaiters')
   }
@@ -74,6 +79,19 @@ export class ObjectTable {
     e.fetching.received += data.byteLength
     if (e.fetching.received < total) return
     e.data = e.fetching.buffer
+    e.fetching = undefined
+    fire(e, 'dataWaiters')
+  }
+
+  locationsOf(id: ObjectId): string[] {
+    return this.entries.get(id)?.locations ?? []
+  }
+
+  /** The whole bytes of a large object arrived at once (pulled from a peer). */
+  setData(id: ObjectId, data: Uint8Array): void {
+    const e = this.entries.get(id)
+    if (!e || e.data || e.error) return
+    e.data = data
     e.fetching = undefined
     fire(e, 'dataWaiters')
   }

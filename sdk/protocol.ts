@@ -183,6 +183,15 @@ export const ClientMessageSchema = v.variant('type', [
     nestedRefs: v.optional(v.array(hex(56))),
     reqId: v.optional(reqId),
   }),
+  /** A browser driver keeps a large put itself and serves it to nodes over WebRTC from its peer id. */
+  v.strictObject({
+    type: v.literal('put-remote'),
+    reqId,
+    objectId: hex(56),
+    size: v.pipe(v.number(), v.integer(), v.minValue(0)),
+    peerId: v.pipe(v.string(), v.regex(/^d[0-9a-f]{55}$/, 'must be a driver peer id')),
+    nestedRefs: v.optional(v.array(hex(56))),
+  }),
   /** A driver or node wants the bytes of large objects sent to it over this socket. */
   v.strictObject({ type: v.literal('fetch-objects'), objectIds: v.array(hex(56)) }),
   /** A node now holds (or no longer can serve) these objects in its plasma store. */

@@ -1,6 +1,6 @@
 import { parseSize } from '../sdk/size.ts'
+import { PeerMesh } from '../sdk/transport/peer-mesh.ts'
 import { type NodeActivity, NodeAgent } from './node.ts'
-import { PeerMesh } from './peers.ts'
 
 /** The node page: reads its settings from the URL, registers, shows what it does, and rejoins if dropped. */
 const params = new URLSearchParams(location.search)

@@ -9,11 +9,11 @@ import {
   type ServerMessage,
   type TaskResult,
 } from '../sdk/protocol.ts'
+import type { PeerMesh } from '../sdk/transport/peer-mesh.ts'
 import { ControlSocket } from '../sdk/transport/websocket.ts'
 import type { ExecArg } from './executor.worker.ts'
 import { ObjectManager } from './object-manager.ts'
 import { PlasmaStore } from './object-store/plasma-store.ts'
-import type { PeerMesh } from './peers.ts'
 import { type ExecResult, type PooledWorker, WorkerPool } from './worker-pool.ts'
 
 export interface NodeConfig {

@@ -1,7 +1,7 @@
 import { ObjectLostError, type WireError } from '../sdk/errors.ts'
 import { type ClientMessage, type LargeArg, OBJECT_CHUNK_BYTES, type ObjectUpdate } from '../sdk/protocol.ts'
+import type { PeerMesh } from '../sdk/transport/peer-mesh.ts'
 import type { PlasmaStore } from './object-store/plasma-store.ts'
-import type { PeerMesh } from './peers.ts'
 
 interface Assembly {
   buffer: Uint8Array

@@ -135,6 +135,11 @@ export class ObjectDirectory {
     return true
   }
 
+  setOwner(id: ObjectId, owner: ObjectSink): void {
+    const e = this.objects.get(id)
+    if (e) e.owner = owner
+  }
+
   /** The coordinator's own copy is no longer needed once a node stores the object. */
   dropBuffer(id: ObjectId): void {
     const e = this.objects.get(id)

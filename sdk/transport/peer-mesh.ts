@@ -7,6 +7,11 @@ const HIGH_WATER = 8 * 1024 * 1024
 const LOW_WATER = 2 * 1024 * 1024
 /** Each binary message starts with the 4-byte id of the transfer it belongs to. */
 const HEADER = 4
+/**
+ * A pull that makes no progress for this long fails (and the caller tries another holder). A peer whose browser
+ * died keeps its channel "open" until ICE consent fails, tens of seconds later: without this a pull would hang.
+ */
+const STALL_MS = 5000
 
 /** How this node answers a peer asking for an object's bytes. */
 export type ObjectSource = (objectId: string) => Promise<Uint8Array | undefined>
@@ -14,6 +19,7 @@ export type ObjectSource = (objectId: string) => Promise<Uint8Array | undefined>
 interface Incoming {
   buffer: Uint8Array
   received: number
+  lastProgress: number
   resolve(bytes: Uint8Array): void
   reject(e: Error): void
   peer: string
@@ -28,13 +34,14 @@ export class PeerMesh {
   private pool = new Map<string, Promise<DataConnection>>()
   private waiters = new Map<string, (reply: string) => void>()
   private incoming = new Map<number, Incoming>()
-  private pendingMeta = new Map<number, { resolve(size: number): void; reject(e: Error): void; peer: string }>()
+  private pendingMeta = new Map<number, { resolve(size: number): void; reject(e: Error): void; peer: string; since: number }>()
+  private watchdog: ReturnType<typeof setInterval> | undefined
   private nextTransfer = 1
   /** Answers peers' object requests (set by the node's object manager). */
   source: ObjectSource = async () => undefined
 
   constructor(
-    private readonly nodeId: string,
+    readonly peerId: string,
     private readonly address: string,
     private readonly path: string,
     private readonly iceServers: RTCIceServer[],
@@ -42,7 +49,7 @@ export class PeerMesh {
 
   start(): Promise<void> {
     const url = new URL(this.address)
-    const peer = new Peer(this.nodeId, {
+    const peer = new Peer(this.peerId, {
       host: url.hostname,
       port: Number(url.port || (url.protocol === 'https:' ? 443 : 80)),
       path: this.path,
@@ -101,14 +108,22 @@ export class PeerMesh {
   async fetch(nodeId: string, objectId: string): Promise<Uint8Array> {
     const conn = await this.connect(nodeId)
     const rid = this.nextTransfer++
+    this.watchdog ??= setInterval(() => this.failStalled(), 1000)
     const size = await new Promise<number>((resolve, reject) => {
-      this.pendingMeta.set(rid, { resolve, reject, peer: nodeId })
+      this.pendingMeta.set(rid, { resolve, reject, peer: nodeId, since: performance.now() })
       conn.dataChannel.send(JSON.stringify({ t: 'get', rid, id: objectId }))
     })
     if (size === 0) return new Uint8Array(0)
     return new Promise<Uint8Array>((resolve, reject) => {
-      this.incoming.set(rid, { buffer: new Uint8Array(size), received: 0, resolve, reject, peer: nodeId })
+      this.incoming.set(rid, { buffer: new Uint8Array(size), received: 0, lastProgress: performance.now(), resolve, reject, peer: nodeId })
     })
+  }
+
+  private failStalled(): void {
+    const now = performance.now()
+    const stalled = (peer: string) => new Error(`the transfer from ${peer} stalled for ${STALL_MS / 1000} s`)
+    for (const [rid, t] of this.incoming) if (now - t.lastProgress > STALL_MS) this.incoming.delete(rid), t.reject(stalled(t.peer))
+    for (const [rid, p] of this.pendingMeta) if (now - p.since > STALL_MS) this.pendingMeta.delete(rid), p.reject(stalled(p.peer))
   }
 
   private async serve(conn: DataConnection, rid: number, objectId: string): Promise<void> {
@@ -120,7 +135,7 @@ export class PeerMesh {
       bytes = undefined
     }
     if (!bytes) {
-      dc.send(JSON.stringify({ t: 'err', rid, message: `node ${this.nodeId} does not hold ${objectId}` }))
+      dc.send(JSON.stringify({ t: 'err', rid, message: `node ${this.peerId} does not hold ${objectId}` }))
       return
     }
     dc.send(JSON.stringify({ t: 'meta', rid, size: bytes.byteLength }))
@@ -155,6 +170,7 @@ export class PeerMesh {
     const chunk = new Uint8Array(buf, HEADER)
     t.buffer.set(chunk, t.received)
     t.received += chunk.byteLength
+    t.lastProgress = performance.now()
     if (t.received >= t.buffer.byteLength) {
       this.incoming.delete(rid)
       t.resolve(t.buffer)
@@ -218,6 +234,7 @@ export class PeerMesh {
   }
 
   stop(): void {
+    if (this.watchdog) clearInterval(this.watchdog)
     this.peer?.destroy()
     this.pool.clear()
   }
