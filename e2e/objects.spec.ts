@@ -52,6 +52,13 @@ describe('objects', () => {
     expect(await mesh.get(small)).toEqual({ a: 1, list: [1, 2, 3] })
     const other = await cluster.connect()
     expect(await other.get(small)).toEqual({ a: 1, list: [1, 2, 3] })
+    // A ref returned inside a value stays a ref, and the object stays alive for whoever receives it.
+    const wrap = mesh.remote(function wrap(x: { r: unknown }) {
+      return { inner: x.r }
+    })
+    const { inner } = (await mesh.get(wrap.remote({ r: small }))) as { inner: typeof small }
+    expect(String(inner)).toBe(String(small))
+    expect(await mesh.get(inner)).toEqual({ a: 1, list: [1, 2, 3] })
   })
 
   it('the seed model: passing one 64 MiB buffer by value to 3 tasks stores it once, like put', async () => {
@@ -122,7 +129,7 @@ describe('objects', () => {
     expect(node.objectStoreUsed).toBeLessThanOrEqual(96 * MiB)
     const rows = (await mesh.state.listObjects()).filter((o) => refs.some((r) => r.id === o.objectId))
     expect(rows.filter((r) => r.spilled).length).toBeGreaterThan(0)
-    const log = await small.page.locator('#log').innerText()
+    const log = (await small.page.locator('#log').textContent()) ?? ''
     expect(log).toMatch(/Spilled \d+ MiB, \d+ objects, write throughput \d+ MiB\/s/)
     for (let i = 0; i < refs.length; i++) {
       const back = await mesh.get(refs[i] as (typeof refs)[number])

@@ -14,7 +14,7 @@ import { INLINE_OBJECT_MAX_BYTES } from '../sdk/protocol.ts'
 import { openPlasma, readObject, writeObject } from './object-store/plasma-db.ts'
 
 export type ExecResult =
-  | { ok: true; returns: (Uint8Array | { stored: number })[]; nestedRefs?: string[] }
+  | { ok: true; returns: (Uint8Array | { stored: number; bytes?: Uint8Array })[]; nestedRefs?: string[] }
   | { ok: false; error: WireError; userError: boolean }
 /** An argument: its encoded bytes, or a large object already in this node's plasma store. */
 export type ExecArg = Uint8Array | { plasma: string }
@@ -93,7 +93,10 @@ async function decodeArgs(args: ExecArg[], mesh: Mesh): Promise<unknown[]> {
 }
 
 /** Small returns travel inline; a large one is written to the node's plasma store here and reported by size. */
-async function encodeReturns(value: unknown, t: ExecTask): Promise<{ returns: (Uint8Array | { stored: number })[]; nestedRefs: string[] }> {
+async function encodeReturns(
+  value: unknown,
+  t: ExecTask,
+): Promise<{ returns: (Uint8Array | { stored: number; bytes?: Uint8Array })[]; nestedRefs: string[] }> {
   let values: unknown[] = [value]
   if (t.numReturns > 1) {
     if (!Array.isArray(value) || value.length !== t.numReturns)
@@ -103,7 +106,7 @@ async function encodeReturns(value: unknown, t: ExecTask): Promise<{ returns: (U
     values = value
   }
   const nestedRefs: ObjectId[] = []
-  const returns: (Uint8Array | { stored: number })[] = []
+  const returns: (Uint8Array | { stored: number; bytes?: Uint8Array })[] = []
   for (let i = 0; i < values.length; i++) {
     const bytes = encodeValue(values[i], t.numReturns > 1 ? `return value ${i} of ${t.name}` : `the return value of ${t.name}`, nestedRefs)
     if (bytes.byteLength <= INLINE_OBJECT_MAX_BYTES) {
@@ -118,7 +121,8 @@ async function encodeReturns(value: unknown, t: ExecTask): Promise<{ returns: (U
     // The page makes room (spilling if needed) before the write, so the store never goes over capacity.
     await (reserveRoom as (n: number) => Promise<void>)(bytes.byteLength)
     await writeObject(await openPlasma(c.nodeId), objectIdOf(t.taskId as TaskId, i + 1), bytes)
-    returns.push({ stored: bytes.byteLength })
+    // Also handed to the page (transferred, not copied): it stays hot in the store's memory tier.
+    returns.push({ stored: bytes.byteLength, bytes })
   }
   return { returns, nestedRefs }
 }
@@ -162,10 +166,12 @@ async function execute(t: ExecTask, body: (args: unknown[]) => unknown): Promise
 /** Hands the result buffers to the page instead of copying them. */
 function transfer(r: ExecResult): ExecResult {
   if (!r.ok) return r
-  return Comlink.transfer(
-    r,
-    r.returns.flatMap((b) => (b instanceof Uint8Array ? [b.buffer as ArrayBuffer] : [])),
-  )
+  const buffers = new Set<ArrayBuffer>()
+  for (const b of r.returns) {
+    const view = b instanceof Uint8Array ? b : b.bytes
+    if (view) buffers.add(view.buffer as ArrayBuffer)
+  }
+  return Comlink.transfer(r, [...buffers])
 }
 
 const api = {

@@ -338,7 +338,7 @@ export class NodeAgent {
     if (r.ok) {
       // Large returns were written to the plasma store by the worker: the store's index learns of them now.
       r.returns.forEach((x, i) => {
-        if (!(x instanceof Uint8Array)) this.store?.noteStored(objectIdOf(t.taskId as TaskId, i + 1), x.stored)
+        if (!(x instanceof Uint8Array)) this.store?.noteStored(objectIdOf(t.taskId as TaskId, i + 1), x.stored, x.bytes)
       })
     }
     this.stats.running--
@@ -349,8 +349,17 @@ export class NodeAgent {
   }
 
   private report(t: Assignment, r: ExecResult): void {
-    if (r.ok) this.results.push({ taskId: t.taskId, attempt: t.attempt, ok: true, returns: r.returns })
-    else {
+    if (r.ok) {
+      // Large returns stay here (in the store); the coordinator learns only their size.
+      const returns = r.returns.map((x) => (x instanceof Uint8Array ? x : { stored: x.stored }))
+      this.results.push({
+        taskId: t.taskId,
+        attempt: t.attempt,
+        ok: true,
+        returns,
+        ...(r.nestedRefs?.length && { nestedRefs: r.nestedRefs as never[] }),
+      })
+    } else {
       const error: WireError = r.userError
         ? {
             name: 'TaskError',

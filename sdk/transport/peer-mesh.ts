@@ -121,9 +121,24 @@ export class PeerMesh {
 
   private failStalled(): void {
     const now = performance.now()
-    const stalled = (peer: string) => new Error(`the transfer from ${peer} stalled for ${STALL_MS / 1000} s`)
-    for (const [rid, t] of this.incoming) if (now - t.lastProgress > STALL_MS) this.incoming.delete(rid), t.reject(stalled(t.peer))
-    for (const [rid, p] of this.pendingMeta) if (now - p.since > STALL_MS) this.pendingMeta.delete(rid), p.reject(stalled(p.peer))
+    this.failWhere(
+      (t) => now - t.since > STALL_MS,
+      (peer) => `the transfer from ${peer} stalled for ${STALL_MS / 1000} s`,
+    )
+  }
+
+  /** Fails the pending pulls that match: their callers try another holder. */
+  private failWhere(match: (t: { peer: string; since: number }) => boolean, why: (peer: string) => string): void {
+    for (const [rid, t] of this.incoming) {
+      if (!match({ peer: t.peer, since: t.lastProgress })) continue
+      this.incoming.delete(rid)
+      t.reject(new Error(why(t.peer)))
+    }
+    for (const [rid, p] of this.pendingMeta) {
+      if (!match(p)) continue
+      this.pendingMeta.delete(rid)
+      p.reject(new Error(why(p.peer)))
+    }
   }
 
   private async serve(conn: DataConnection, rid: number, objectId: string): Promise<void> {
@@ -196,9 +211,10 @@ export class PeerMesh {
 
   /** A connection closed: every transfer on it fails now (the caller tries another location), never hangs. */
   private failTransfers(peer: string): void {
-    const err = new Error(`the connection to node ${peer} closed mid-transfer`)
-    for (const [rid, t] of this.incoming) if (t.peer === peer) this.incoming.delete(rid), t.reject(err)
-    for (const [rid, p] of this.pendingMeta) if (p.peer === peer) this.pendingMeta.delete(rid), p.reject(err)
+    this.failWhere(
+      (t) => t.peer === peer,
+      (p) => `the connection to node ${p} closed mid-transfer`,
+    )
   }
 
   private adopt(conn: DataConnection): void {

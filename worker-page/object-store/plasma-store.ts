@@ -29,6 +29,12 @@ export class PlasmaStore {
   private spilling: Promise<void> | undefined
   /** Restores in progress: concurrent readers of one spilled object share one restore. */
   private restoring = new Map<string, Promise<void>>()
+  /**
+   * Hot objects' bytes kept in page memory (least recently used first), within the store's capacity: reads and
+   * spills of them skip IndexedDB. DESIGN §4: "hot objects stay in memory".
+   */
+  private hot = new Map<string, Uint8Array>()
+  private hotBytes = 0
   used = 0
   spilledBytes = 0
   onSpilled: (ids: string[], spilled: boolean, line?: string) => void = () => {}
@@ -62,7 +68,7 @@ export class PlasmaStore {
     if (this.index.has(id)) return
     await this.reserve(bytes.byteLength)
     await writeObject(this.db, id, bytes)
-    this.noteStored(id, bytes.byteLength)
+    this.noteStored(id, bytes.byteLength, bytes)
   }
 
   /**
@@ -76,12 +82,35 @@ export class PlasmaStore {
   }
 
   /** An object whose room was reserved is now written (by the page or by a worker, straight into IndexedDB). */
-  noteStored(id: string, size: number): void {
+  noteStored(id: string, size: number, bytes?: Uint8Array): void {
     if (this.index.has(id)) {
       this.used -= size // stored twice: give the second reservation back
       return
     }
     this.index.set(id, { size, lastUsed: performance.now(), pins: 0, spilled: false })
+    if (bytes) this.remember(id, bytes)
+  }
+
+  private remember(id: string, bytes: Uint8Array): void {
+    const prev = this.hot.get(id)
+    if (prev) {
+      this.hot.delete(id)
+      this.hotBytes -= prev.byteLength
+    }
+    this.hot.set(id, bytes)
+    this.hotBytes += bytes.byteLength
+    for (const [old, b] of this.hot) {
+      if (this.hotBytes <= this.capacity * SPILL_AT) break
+      this.hot.delete(old)
+      this.hotBytes -= b.byteLength
+    }
+  }
+
+  private forget(id: string): void {
+    const b = this.hot.get(id)
+    if (!b) return
+    this.hot.delete(id)
+    this.hotBytes -= b.byteLength
   }
 
   /** Throws ObjectStoreFullError for an object that could never fit, however much is spilled. */
@@ -110,14 +139,22 @@ export class PlasmaStore {
     const e = this.index.get(id)
     if (!e) return undefined
     e.lastUsed = performance.now()
+    const hot = this.hot.get(id)
+    if (hot) {
+      this.remember(id, hot)
+      return hot
+    }
     if (e.spilled) await this.restore(id, e)
-    return readObject(this.db, id)
+    const bytes = await readObject(this.db, id)
+    if (bytes) this.remember(id, bytes)
+    return bytes
   }
 
   async delete(id: string): Promise<void> {
     const e = this.index.get(id)
     if (!e) return
     this.index.delete(id)
+    this.forget(id)
     if (e.spilled) {
       this.spilledBytes -= e.size
       await this.spiller.remove([id])
@@ -162,11 +199,12 @@ export class PlasmaStore {
     this.spilling = (async () => {
       let r: Awaited<ReturnType<SpillApi['spill']>>
       try {
-        r = await this.spiller.spill(victims)
+        r = await this.spiller.spill(victims.map((id) => ({ id, bytes: this.hot.get(id) })))
       } catch (e) {
         throw new ObjectStoreFullError(`spilling to OPFS failed: ${(e as Error).message}`)
       }
       for (const id of r.spilled) {
+        this.forget(id)
         const e = this.index.get(id)
         if (!e) continue
         e.spilled = true
@@ -183,10 +221,17 @@ export class PlasmaStore {
     }
   }
 
+  /** Lets go of the in-memory copies (they stay in IndexedDB): the next reads are cold. */
+  dropHot(): void {
+    this.hot.clear()
+    this.hotBytes = 0
+  }
+
   /** Spills these objects now (the spill benchmark); returns bytes written and the time it took. */
   async spillNow(ids: string[]): Promise<{ bytes: number; ms: number }> {
-    const r = await this.spiller.spill(ids)
+    const r = await this.spiller.spill(ids.map((id) => ({ id, bytes: this.hot.get(id) })))
     for (const id of r.spilled) {
+      this.forget(id)
       const e = this.index.get(id)
       if (!e || e.spilled) continue
       e.spilled = true

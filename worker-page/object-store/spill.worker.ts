@@ -17,26 +17,33 @@ const api = {
   init(id: string): void {
     nodeId = id
   },
-  /** Writes each object to its own file, then drops it from IndexedDB. Returns bytes written and the time it took. */
-  async spill(ids: string[]): Promise<{ spilled: string[]; bytes: number; ms: number }> {
+  /**
+   * Writes each object to its own file, then drops it from IndexedDB. Hot objects come with their bytes (from the
+   * page's memory); cold ones are read from IndexedDB. Returns bytes written and the time it took.
+   */
+  async spill(items: { id: string; bytes?: Uint8Array | undefined }[]): Promise<{ spilled: string[]; bytes: number; ms: number }> {
+    const ids = items.map((x) => x.id)
+    const given = new Map(items.flatMap((x) => (x.bytes ? [[x.id, x.bytes] as const] : [])))
     const db = await openPlasma(nodeId)
     const d = await spillDir()
     const t0 = performance.now()
     let bytes = 0
     const spilled: string[] = []
     // The next object is read from IndexedDB while this one is written to OPFS.
-    let next = ids.length ? readObject(db, ids[0] as string) : undefined
+    const load = (id: string | undefined) =>
+      id === undefined ? undefined : given.has(id) ? Promise.resolve(given.get(id)) : readObject(db, id)
+    let next = load(ids[0])
     for (let i = 0; i < ids.length; i++) {
       const id = ids[i] as string
       const data = await next
-      next = i + 1 < ids.length ? readObject(db, ids[i + 1] as string) : undefined
+      next = load(ids[i + 1])
       if (!data) continue
       const file = await d.getFileHandle(id, { create: true })
       const h = await file.createSyncAccessHandle()
       try {
         h.truncate(0)
         if (h.write(data, { at: 0 }) !== data.byteLength) throw new Error('short write')
-        h.flush()
+        // No flush: close() persists the file, and a spill file is a cache (a reloaded tab is a new node).
       } finally {
         h.close()
       }
@@ -77,7 +84,6 @@ const api = {
       const h = await (await d.getFileHandle('bare-floor', { create: true })).createSyncAccessHandle()
       try {
         h.write(data, { at: 0 })
-        h.flush()
       } finally {
         h.close()
       }
@@ -93,8 +99,8 @@ const api = {
     const h = await (await d.getFileHandle('bare-baseline', { create: true })).createSyncAccessHandle()
     const t0 = performance.now()
     try {
+      // Like spill(): no flush, close() persists.
       for (let at = 0; at < bytes; at += chunk) h.write(data, { at })
-      h.flush()
     } finally {
       h.close()
     }
