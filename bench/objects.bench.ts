@@ -119,24 +119,27 @@ async function plasma(c: BenchCluster) {
 async function spill(c: BenchCluster) {
   const page = (c.nodes[1] as BenchCluster['nodes'][number]).page
   const run = () =>
-    pageCall<{ spill: number; bare: number; floor: number }>(
+    pageCall<{ spill: number; page: number; bare: number; floor: number }>(
       page,
       `const N = 8, size = 16 * 1024 * 1024, data = new Uint8Array(size).fill(2), ids = Array.from({ length: N }, randomId), store = node.agent.store;
        for (const id of ids) await store.put(id, data);
        const floorMs = await store.bareReadWriteMs(ids);
+       const tPage = performance.now();
        const r = await store.spillNow(ids);
-       const bareMs = await store.bareOpfsWriteMs(N * size);
+       const pageMs = performance.now() - tPage;
+       const bareMs = await store.bareOpfsWriteMs(N, size);
        for (const id of ids) await store.delete(id);
-       return { spill: r.bytes / 1024 / 1024 / (r.ms / 1000), bare: N * 16 / (bareMs / 1000), floor: N * 16 / (floorMs / 1000) }`,
+       return { spill: r.bytes / 1024 / 1024 / (r.ms / 1000), page: r.bytes / 1024 / 1024 / (pageMs / 1000), bare: N * 16 / (bareMs / 1000), floor: N * 16 / (floorMs / 1000) }`,
     )
   await run()
-  const runs: { spill: number; bare: number; floor: number }[] = []
+  const runs: { spill: number; page: number; bare: number; floor: number }[] = []
   for (let i = 0; i < RUNS; i++) runs.push(await run())
   const s = median(runs.map((r) => r.spill))
   const b = median(runs.map((r) => r.bare))
   const f = median(runs.map((r) => r.floor))
   return {
     spillMiBps: s,
+    spillEndToEndMiBps: median(runs.map((r) => r.page)),
     bareOpfsWriteMiBps: b,
     bareIdbReadPlusOpfsWriteMiBps: f,
     ratio: ratio(s, b),
@@ -205,10 +208,13 @@ export async function benchObjects(c: BenchCluster) {
     `  plasma get (hot, from memory):     ${Number.isFinite(p.hotGetMiBps) ? fmt(p.hotGetMiBps).padStart(6) : ' > 1e6'}   (the memory tier: no IndexedDB read)`,
   )
   console.log(
-    `  spill to OPFS, 8 × 16 MiB:         ${fmt(s.spillMiBps).padStart(6)}   bare OPFS write:     ${fmt(s.bareOpfsWriteMiBps).padStart(6)}   ratio ${s.ratio} (goal ≥ 0.8)`,
+    `  spill to OPFS, 8 × 16 MiB:         ${fmt(s.spillMiBps).padStart(6)}   bare OPFS write (8 files): ${fmt(s.bareOpfsWriteMiBps).padStart(6)}   ratio ${s.ratio} (goal ≥ 0.8)`,
   )
   console.log(
     `                                              bare IDB read + OPFS write: ${fmt(s.bareIdbReadPlusOpfsWriteMiBps)}   ratio ${s.ratioToFloor}`,
+  )
+  console.log(
+    `                                              end to end from the page (with the copy to the spill worker): ${fmt(s.spillEndToEndMiBps)}`,
   )
   console.log(
     `  small put calls/s:                 ${fmt(small.putsPerSec.median).padStart(6)}   bare WebSocket echo: ${fmt(small.bareWebSocketEchoPerSec.median).padStart(6)} round trips/s`,

@@ -48,6 +48,22 @@ async function withMesh<T>(
   }
 }
 
+/** GET a state API path, with errors a user can act on instead of 'fetch failed'. */
+async function api<T>(address: string, path: string): Promise<T> {
+  let res: Response
+  try {
+    res = await fetch(`${address}/api/${path}`)
+  } catch {
+    throw new Error(`no Shoal coordinator answered at ${address} (start one with \`shoal start\`, or pass --address / set SHOAL_ADDRESS)`)
+  }
+  const body = (await res.json().catch(() => undefined)) as T | { error?: { message: string } } | undefined
+  if (!res.ok || body === undefined) {
+    const message = (body as { error?: { message: string } } | undefined)?.error?.message
+    throw new Error(message ?? `${address}/api/${path} answered ${res.status}: is this a Shoal coordinator?`)
+  }
+  return body as T
+}
+
 /** A plain aligned table. */
 function table(rows: Record<string, unknown>[], cols: string[]): void {
   if (!rows.length) return console.log('(none)')
@@ -139,13 +155,13 @@ program
   .addOption(addressOption())
   .addOption(tokenOption())
   .action(async (o: { address: string; token?: string }) => {
-    const s = (await (await fetch(`${o.address}/api/status`)).json()) as {
+    const s = await api<{
       nodes: { alive: number; dead: number }
       resources: { total: Record<string, number>; used: Record<string, number> }
       tasks: { pending: number; queued: number }
       jobs: { running: number }
       infeasible: { name: string; requiredResources: Record<string, number> }[]
-    }
+    }>(o.address, 'status')
     console.log(`nodes: ${s.nodes.alive} alive, ${s.nodes.dead} dead`)
     for (const [k, total] of Object.entries(s.resources.total)) console.log(`  ${s.resources.used[k] ?? 0}/${total} ${k}`)
     console.log(`jobs running: ${s.jobs.running}; tasks pending: ${s.tasks.pending} (${s.tasks.queued} waiting for a node)`)
@@ -174,9 +190,7 @@ program
   .action(async (resource: string, o: { address: string; filter?: string[]; limit: number; json?: boolean }) => {
     const q = new URLSearchParams({ limit: String(o.limit) })
     for (const f of o.filter ?? []) q.append('filter', f)
-    const res = await fetch(`${o.address}/api/${resource}?${q}`)
-    const body = (await res.json()) as Record<string, unknown>[] | { error: { message: string } }
-    if (!Array.isArray(body)) throw new Error(body.error.message)
+    const body = await api<Record<string, unknown>[]>(o.address, `${resource}?${q}`)
     if (o.json) return console.log(JSON.stringify(body, null, 2))
     const short = (v: unknown) => (typeof v === 'string' && /^[0-9a-f]{32,}$/.test(v) ? v.slice(0, 12) : v)
     table(
@@ -207,7 +221,7 @@ program
   .addOption(addressOption())
   .option('-n, --top <n>', 'how many of the largest objects to list', positiveNumber('--top'), 10)
   .action(async (o: { address: string; top: number }) => {
-    const get = async <T>(path: string) => (await (await fetch(`${o.address}/api/${path}`)).json()) as T
+    const get = <T>(path: string) => api<T>(o.address, path)
     const nodes =
       await get<
         {

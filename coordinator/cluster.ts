@@ -133,6 +133,7 @@ export class Cluster {
       case 'objects-spilled':
         this.requireRole(s, 'node', msg.type)
         for (const id of msg.objectIds) this.objects.setSpilled(id as ObjectId, s.nodeId as string, msg.spilled)
+        if (msg.log) this.log(`[node ${s.nodeId?.slice(0, 8)}] ${msg.log}`)
         return
       case 'upload-failed':
         this.requireRole(s, 'node', msg.type)

@@ -247,7 +247,7 @@ export class PlasmaStore {
   }
 
   /** Baseline for the spill benchmark: a bare OPFS write of the same size from the same worker. */
-  bareOpfsWriteMs(bytes: number): Promise<number> {
-    return this.spiller.bareWrite(bytes, 4 * MiB)
+  bareOpfsWriteMs(count: number, size: number): Promise<number> {
+    return this.spiller.bareWrite(count, size)
   }
 }

@@ -92,20 +92,25 @@ const api = {
     await d.removeEntry('bare-floor')
     return ms
   },
-  /** Bare OPFS write of `bytes` (the spill benchmark's baseline). */
-  async bareWrite(bytes: number, chunk: number): Promise<number> {
+  /**
+   * The spill benchmark's baseline: the same objects (`count` × `size` bytes, already in this worker's memory)
+   * written to their own OPFS files with sync access handles, and nothing else.
+   */
+  async bareWrite(count: number, size: number): Promise<number> {
     const d = await spillDir()
-    const data = new Uint8Array(chunk).fill(7)
-    const h = await (await d.getFileHandle('bare-baseline', { create: true })).createSyncAccessHandle()
+    const objects = Array.from({ length: count }, () => new Uint8Array(size).fill(7))
     const t0 = performance.now()
-    try {
-      // Like spill(): no flush, close() persists.
-      for (let at = 0; at < bytes; at += chunk) h.write(data, { at })
-    } finally {
-      h.close()
+    for (let i = 0; i < count; i++) {
+      const h = await (await d.getFileHandle(`bare-${i}`, { create: true })).createSyncAccessHandle()
+      try {
+        h.truncate(0)
+        h.write(objects[i] as Uint8Array, { at: 0 })
+      } finally {
+        h.close()
+      }
     }
     const ms = performance.now() - t0
-    await d.removeEntry('bare-baseline')
+    for (let i = 0; i < count; i++) await d.removeEntry(`bare-${i}`)
     return ms
   },
 }
