@@ -19,7 +19,7 @@ export default defineConfig(({ mode }) => {
         sourcemap: true,
         lib: { entry: here('sdk/index.ts'), formats: ['es'], fileName: () => 'sdk.js' },
         // One file: /sdk.js is served alone (the peer mesh is imported lazily, only in browser pages).
-        rollupOptions: { external: ['ws'], output: { inlineDynamicImports: true } },
+        rollupOptions: { external: ['ws'], output: { codeSplitting: false } },
       },
     }
   }

@@ -1,4 +1,4 @@
-import { encodeFrame } from '../sdk/codec.ts'
+import { encodeFrames } from '../sdk/codec.ts'
 import type { Assignment, FunctionDef, ObjectUpdate, ServerMessage } from '../sdk/protocol.ts'
 import type { ObjectSink } from './gcs/object-directory.ts'
 
@@ -71,20 +71,17 @@ export class Session implements ObjectSink {
       this.assignments = []
       return
     }
-    const out = this.out
+    const out: ServerMessage[] = this.out
     this.out = []
-    for (const m of out) this.sendBytes(encodeFrame(m))
     if (this.objects.length) {
-      const objects = this.objects
+      out.push({ type: 'objects', objects: this.objects })
       this.objects = []
-      this.sendBytes(encodeFrame({ type: 'objects', objects } satisfies ServerMessage))
     }
     if (this.assignments.length) {
-      const tasks = this.assignments
-      const functions = this.functions
+      out.push({ type: 'assign', tasks: this.assignments, functions: this.functions })
       this.assignments = []
       this.functions = []
-      this.sendBytes(encodeFrame({ type: 'assign', tasks, functions } satisfies ServerMessage))
     }
+    encodeFrames(out, this.sendBytes)
   }
 }

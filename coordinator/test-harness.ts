@@ -1,4 +1,4 @@
-import { decodeFrame, encodeValue } from '../sdk/codec.ts'
+import { decodeFrames, encodeValue } from '../sdk/codec.ts'
 import { functionIdOf, type JobId, newTaskId, objectIdOf, type TaskId } from '../sdk/ids.ts'
 import type { Assignment, ClientMessage, ObjectUpdate, ServerMessage, TaskSpec } from '../sdk/protocol.ts'
 import { PROTOCOL_VERSION } from '../sdk/protocol.ts'
@@ -15,7 +15,7 @@ export class FakeConn {
   closed: { code: number; reason: string } | undefined
   constructor(readonly cluster: Cluster) {
     this.session = new Session(
-      (b) => this.received.push(decodeFrame(b) as ServerMessage),
+      (b) => this.received.push(...(decodeFrames(b) as ServerMessage[])),
       (code, reason) => {
         this.closed = { code, reason }
         cluster.disconnected(this.session)

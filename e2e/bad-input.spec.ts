@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import WebSocket from 'ws'
-import { decodeFrame, encodeFrame } from '../sdk/codec.ts'
+import { decodeFrames, encodeFrame } from '../sdk/codec.ts'
 import { ConnectionError, connect, ObjectRef, TaskError, ValidationError } from '../sdk/index.ts'
 import type { ServerMessage } from '../sdk/protocol.ts'
 import { startCluster, type TestCluster } from './fixtures/cluster.ts'
@@ -20,10 +20,11 @@ async function rawSocket(url: string): Promise<{ ws: WebSocket; next(): Promise<
   const queue: ServerMessage[] = []
   const waiters: ((m: ServerMessage) => void)[] = []
   ws.on('message', (d: Buffer) => {
-    const m = decodeFrame(new Uint8Array(d)) as ServerMessage
-    const w = waiters.shift()
-    if (w) w(m)
-    else queue.push(m)
+    for (const m of decodeFrames(new Uint8Array(d)) as ServerMessage[]) {
+      const w = waiters.shift()
+      if (w) w(m)
+      else queue.push(m)
+    }
   })
   await new Promise((r) => ws.once('open', r))
   return { ws, next: () => new Promise((r) => (queue.length ? r(queue.shift() as ServerMessage) : waiters.push(r))) }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { decodeFrame, decodeValue, encodeFrame, encodeValue } from './codec.ts'
+import { decodeFrame, decodeFrames, decodeValue, encodeFrame, encodeFrames, encodeValue } from './codec.ts'
 import type { ObjectId } from './ids.ts'
 import { ObjectRef } from './object-ref.ts'
 
@@ -42,6 +42,14 @@ describe('value codec', () => {
     expect(() => encodeValue(Symbol('s'), 'x')).toThrow(/symbol/)
     expect(() => encodeValue(new Map([['k', Promise.resolve(1)]]), 'x')).toThrow(/x\.get\(k\) is a Promise/)
     expect(() => encodeValue(new WeakMap(), 'x')).toThrow(/WeakMap/)
+  })
+
+  it('packs the small messages of a turn into one frame, keeps order, and gives large chunks their own', () => {
+    const frames: Uint8Array[] = []
+    const big = new Uint8Array(1024 * 1024)
+    encodeFrames([{ type: 'a' }, { type: 'b' }, { type: 'chunk', data: big }, { type: 'c' }], (f) => frames.push(f))
+    expect(frames).toHaveLength(3)
+    expect(frames.map((f) => (decodeFrames(f) as { type: string }[]).map((m) => m.type))).toEqual([['a', 'b'], ['chunk'], ['c']])
   })
 
   it('frames carry user bytes opaquely', () => {

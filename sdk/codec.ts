@@ -20,6 +20,40 @@ const valuePackr = new Packr({
 export const encodeFrame = (msg: unknown): Uint8Array => framePackr.pack(msg)
 export const decodeFrame = (bytes: Uint8Array): unknown => framePackr.unpack(bytes)
 
+/** Messages bigger than this (object chunks) get a frame of their own; smaller ones share one per turn. */
+const BATCH_LIMIT = 64 * 1024
+
+/**
+ * Packs the messages of one turn of the event loop into as few frames as possible: a frame holds one message, or an
+ * array of small ones. Order is kept. Saves a WebSocket frame (and a wakeup on the other side) per message.
+ */
+export function encodeFrames(messages: readonly unknown[], send: (frame: Uint8Array) => void): void {
+  let batch: unknown[] = []
+  const flush = () => {
+    if (batch.length === 1) send(encodeFrame(batch[0]))
+    else if (batch.length > 1) send(encodeFrame(batch))
+    batch = []
+  }
+  for (const m of messages) {
+    if (isLarge(m)) {
+      flush()
+      send(encodeFrame(m))
+    } else batch.push(m)
+  }
+  flush()
+}
+
+function isLarge(m: unknown): boolean {
+  const data = (m as { data?: unknown }).data
+  return data instanceof Uint8Array && data.byteLength > BATCH_LIMIT
+}
+
+/** The messages in a frame (one, or a batch). */
+export function decodeFrames(bytes: Uint8Array): unknown[] {
+  const v = decodeFrame(bytes)
+  return Array.isArray(v) ? v : [v]
+}
+
 /** What decoding a value needs in order to rebuild live handles inside it (actor handles bind to a connection). */
 export interface DecodeContext {
   bindActorHandle?(wire: ActorHandleWire): unknown

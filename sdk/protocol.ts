@@ -17,19 +17,10 @@ export const INLINE_OBJECT_MAX_BYTES = 100 * 1024
 /** Large objects cross the control socket (driver puts and gets, relays) in chunks of this size. */
 export const OBJECT_CHUNK_BYTES = 1024 * 1024
 
-export const TASK_STATES = [
-  'PENDING_ARGS_AVAIL',
-  'PENDING_NODE_ASSIGNMENT',
-  'SUBMITTED_TO_WORKER',
-  'RUNNING',
-  'FINISHED',
-  'FAILED',
-] as const
-export type TaskState = (typeof TASK_STATES)[number]
-export const TASK_TYPES = ['NORMAL_TASK', 'ACTOR_CREATION_TASK', 'ACTOR_TASK'] as const
-export type TaskType = (typeof TASK_TYPES)[number]
-export const ACTOR_STATES = ['DEPENDENCIES_UNREADY', 'PENDING_CREATION', 'ALIVE', 'RESTARTING', 'DEAD'] as const
-export type ActorState = (typeof ACTOR_STATES)[number]
+import { ACTOR_STATES, type ActorState, TASK_STATES, TASK_TYPES, type TaskState, type TaskType } from './states.ts'
+
+export type { ActorState, TaskState, TaskType }
+export { ACTOR_STATES, TASK_STATES, TASK_TYPES }
 
 const hex = (len: number) => v.pipe(v.string(), v.regex(new RegExp(`^[0-9a-f]{${len}}$`), `must be ${len} hex digits`))
 const bytes = v.custom<Uint8Array>((x) => x instanceof Uint8Array, 'must be bytes')

@@ -1,7 +1,7 @@
 import type { Hono } from 'hono'
 import type { UpgradeWebSocket } from 'hono/ws'
 import * as v from 'valibot'
-import { decodeFrame } from '../../sdk/codec.ts'
+import { decodeFrames } from '../../sdk/codec.ts'
 import { ProtocolError } from '../../sdk/errors.ts'
 import { ClientMessageSchema, MAX_FRAME_BYTES } from '../../sdk/protocol.ts'
 import type { Cluster } from '../cluster.ts'
@@ -31,20 +31,24 @@ export function mountControlSocket(app: Hono, path: string, upgradeWebSocket: Up
           const bytes = data instanceof ArrayBuffer ? new Uint8Array(data) : (data as unknown as Uint8Array)
           if (bytes.byteLength > MAX_FRAME_BYTES)
             return reject(`frame of ${bytes.byteLength} bytes is over the ${MAX_FRAME_BYTES}-byte limit`)
-          let raw: unknown
+          let messages: unknown[]
           try {
-            raw = decodeFrame(bytes)
+            messages = decodeFrames(bytes)
           } catch (e) {
             return reject(`malformed frame: ${(e as Error).message}`)
           }
-          const parsed = v.safeParse(ClientMessageSchema, raw)
-          if (!parsed.success) {
-            const issue = parsed.issues[0]
-            const where = issue.path?.map((p) => String(p.key)).join('.')
-            const type = (raw as { type?: unknown })?.type
-            return reject(`invalid '${String(type)}' message${where ? ` at '${where}'` : ''}: ${issue.message}`)
+          // Each message of a batch stands alone: a bad one is answered and skipped, the others still count.
+          for (const raw of messages) {
+            const parsed = v.safeParse(ClientMessageSchema, raw)
+            if (!parsed.success) {
+              const issue = parsed.issues[0]
+              const where = issue.path?.map((p) => String(p.key)).join('.')
+              const type = (raw as { type?: unknown })?.type
+              reject(`invalid '${String(type)}' message${where ? ` at '${where}'` : ''}: ${issue.message}`)
+              continue
+            }
+            cluster.handle(s, parsed.output)
           }
-          cluster.handle(s, parsed.output)
         },
         onClose() {
           if (session) cluster.disconnected(session)

@@ -39,20 +39,22 @@ export class Scheduler<T extends Schedulable> {
   constructor(private hooks: SchedulerHooks<T>) {}
 
   enqueue(task: T): void {
-    task.shapeKey ??= JSON.stringify([task.resources, task.strategy])
-    let q = this.queues.get(task.shapeKey)
-    if (!q) this.queues.set(task.shapeKey, (q = []))
-    q.push(task)
+    this.queueOf(task).push(task)
     this.requestPass()
   }
 
   /** Puts a task back at the front (a retry keeps its place in line). */
   requeueFront(task: T): void {
+    this.queueOf(task).unshift(task)
+    this.requestPass()
+  }
+
+  /** The FIFO of the task's shape (resources + strategy), made on first use. */
+  private queueOf(task: T): T[] {
     task.shapeKey ??= JSON.stringify([task.resources, task.strategy])
     let q = this.queues.get(task.shapeKey)
     if (!q) this.queues.set(task.shapeKey, (q = []))
-    q.unshift(task)
-    this.requestPass()
+    return q
   }
 
   /** Removes a queued task (cancelled). Returns whether it was queued. */

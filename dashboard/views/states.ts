@@ -1,14 +1,5 @@
-import type { TaskState } from '../../sdk/protocol.ts'
-
-/** Ray's task states in lifecycle order (a local copy: importing the runtime list would bundle valibot). */
-export const TASK_STATES = [
-  'PENDING_ARGS_AVAIL',
-  'PENDING_NODE_ASSIGNMENT',
-  'SUBMITTED_TO_WORKER',
-  'RUNNING',
-  'FINISHED',
-  'FAILED',
-] as const satisfies readonly TaskState[]
+/** Ray's task states in lifecycle order. */
+export { TASK_STATES } from '../../sdk/states.ts'
 
 export type BadgeColor = 'grey' | 'yellow' | 'blue' | 'green' | 'red'
 

@@ -1,4 +1,4 @@
-import { decodeFrame, encodeFrame } from '../codec.ts'
+import { decodeFrames, encodeFrames } from '../codec.ts'
 import { ConnectionError } from '../errors.ts'
 import type { ClientMessage, ServerMessage } from '../protocol.ts'
 
@@ -39,7 +39,7 @@ export class ControlSocket {
     socket.onmessage = (ev) => {
       const data = ev.data
       const bytes = data instanceof ArrayBuffer ? new Uint8Array(data) : (data as Uint8Array)
-      this.onMessage(decodeFrame(bytes) as ServerMessage)
+      for (const m of decodeFrames(bytes)) this.onMessage(m as ServerMessage)
     }
     socket.onclose = (ev) => {
       this.closed = true
@@ -101,7 +101,7 @@ export class ControlSocket {
     const q = this.queue
     this.queue = []
     if (this.closed) return
-    for (const msg of q) this.socket.send(encodeFrame(msg))
+    encodeFrames(q, (frame) => this.socket.send(frame))
   }
 
   close(): void {
