@@ -174,8 +174,12 @@ export class ActorManager {
     }
   }
 
+  /** A call finished or failed: the calls behind it may go now (a failed or cancelled head must not block them). */
   callDone(rec: TaskRecord): void {
-    this.resolve(rec.spec.actorId)?.inflight.delete(rec.spec.taskId)
+    const actor = this.resolve(rec.spec.actorId)
+    if (!actor) return
+    actor.inflight.delete(rec.spec.taskId)
+    this.pump(actor.actorId)
   }
 
   lookup(name: string, namespace: string): { actorId: string; className: string; methods: string[] } {
@@ -215,15 +219,16 @@ export class ActorManager {
     for (const call of [...actor.inflight.values()].reverse()) {
       const left = actor.maxTaskRetries === -1 || call.attempt < actor.maxTaskRetries
       actor.inflight.delete(call.spec.taskId)
-      call.phase = 'waiting-deps'
+      // Off its old node for good: that node's later death must not touch the call's next attempt.
+      this.tasks.forgetPlacement(call)
       if (left) {
         call.attempt++
         actor.pending.unshift(call)
       } else this.tasks.fail(call, new ActorDiedError(actor.actorId, `${reason} while this call ran`).toWire())
     }
     const creation = actor.creation
+    this.tasks.forgetPlacement(creation) // the constructor may have been running when the worker died
     creation.attempt++
-    creation.phase = 'waiting-deps'
     this.tasks.requeueCreation(creation)
   }
 
@@ -238,6 +243,7 @@ export class ActorManager {
     actor.deathCause = cause
     if (actor.name) this.named.delete(`${actor.namespace}\u0000${actor.name}`)
     this.releaseResources(actor)
+    this.tasks.releasePins(actor.creation) // its constructor arguments were kept for restarts
     const node = actor.nodeId ? this.deps.nodes.get(actor.nodeId) : undefined
     if (node && node.state === 'ALIVE') this.deps.nodeSession(node.nodeId)?.send({ type: 'kill-actor', actorId: actor.actorId })
     const err = new ActorDiedError(actor.actorId, cause).toWire()

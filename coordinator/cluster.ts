@@ -102,6 +102,22 @@ export class Cluster {
       case 'release':
         for (const id of msg.objectIds) this.objects.release(id as ObjectId)
         return
+      case 'borrow':
+        for (const id of msg.objectIds) {
+          if (!this.objects.has(id)) continue
+          this.objects.pin(id as ObjectId)
+          s.borrowed.set(id, (s.borrowed.get(id) ?? 0) + 1)
+        }
+        return
+      case 'unborrow':
+        for (const id of msg.objectIds) {
+          const n = s.borrowed.get(id)
+          if (!n) continue
+          if (n === 1) s.borrowed.delete(id)
+          else s.borrowed.set(id, n - 1)
+          this.objects.unpin(id as ObjectId)
+        }
+        return
       case 'cancel':
         this.tasks.cancel(msg.objectId as ObjectId, msg.force)
         return s.send({ type: 'reply', reqId: msg.reqId, ok: true, value: null })
@@ -217,7 +233,11 @@ export class Cluster {
 
   /** A connection closed. A node's close is its death; a job root's close ends the job. */
   disconnected(s: Session): void {
+    if (s.closed && !s.borrowed.size) return
     s.closed = true
+    // What it borrowed is no longer held by it.
+    for (const [id, n] of s.borrowed) for (let i = 0; i < n; i++) this.objects.unpin(id as ObjectId)
+    s.borrowed.clear()
     if (s.role === 'node' && s.nodeId) this.nodeDied(s.nodeId, 'its connection closed (tab closed or network lost)')
     if (s.role === 'driver') this.transfers.dropUploads(s)
     if (s.role === 'driver' && s.isJobRoot && s.jobId) this.endJob(s.jobId)

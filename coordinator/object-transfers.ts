@@ -21,7 +21,7 @@ interface Upload {
 export class ObjectTransfers {
   private uploads = new Map<ObjectId, Upload>()
   /** Who waits for the bytes of an object a node is uploading to us, and from which node. */
-  private relays = new Map<ObjectId, { from: string; to: Set<Session>; tried: Set<string> }>()
+  private relays = new Map<ObjectId, { from: string; to: Set<Session>; tried: Set<string>; started: boolean; later: Set<Session> }>()
   /** Where each buffered object is being placed, so a second placement is not started. */
   private placing = new Map<ObjectId, string>()
 
@@ -80,7 +80,12 @@ export class ObjectTransfers {
 
   /** The driver went away: its half-put objects are dropped, and what it served itself is no longer there. */
   dropUploads(s: Session): void {
-    for (const [id, up] of this.uploads) if (up.owner === s) this.uploads.delete(id)
+    for (const [id, up] of this.uploads) {
+      if (up.owner !== s) continue
+      this.uploads.delete(id)
+      // Whatever waits on it (tasks, other connections) fails instead of waiting forever.
+      this.deps.objects.resolve(id, { error: new ObjectLostError(id, 'its driver disconnected before the upload finished').toWire() })
+    }
     if (s.peerId) this.deps.objects.removeNode(s.peerId)
   }
 
@@ -127,7 +132,8 @@ export class ObjectTransfers {
         continue
       }
       const relay = this.relays.get(id)
-      if (relay) relay.to.add(s)
+      // Joining a stream already under way would miss its first chunks: wait for the next upload instead.
+      if (relay) (relay.started ? relay.later : relay.to).add(s)
       else this.requestUpload(id, new Set([s]), new Set())
     }
   }
@@ -142,7 +148,7 @@ export class ObjectTransfers {
       return
     }
     tried.add(from)
-    this.relays.set(id, { from, to, tried })
+    this.relays.set(id, { from, to, tried, started: false, later: new Set() })
     this.deps.nodeSession(from)?.send({ type: 'upload-object', objectId: id })
   }
 
@@ -150,20 +156,25 @@ export class ObjectTransfers {
     const id = m.objectId as ObjectId
     const relay = this.relays.get(id)
     if (!relay) return
+    relay.started = true
     for (const s of relay.to) s.send({ type: 'object-chunk', objectId: id, offset: m.offset, total: m.total, data: m.data })
-    if (m.offset + m.data.byteLength >= m.total) this.relays.delete(id)
+    if (m.offset + m.data.byteLength < m.total) return
+    this.relays.delete(id)
+    if (relay.later.size) this.requestUpload(id, relay.later, new Set())
   }
 
   /** A node could not send an object (evicted, disk error): try another holder. */
   onUploadFailed(s: Session, id: ObjectId, reason: string): void {
     const relay = this.relays.get(id)
     this.deps.log(`[coordinator] node ${s.nodeId?.slice(0, 8)} could not send ${id.slice(0, 12)}: ${reason}`)
-    if (relay && relay.from === s.nodeId) this.requestUpload(id, relay.to, relay.tried)
+    if (relay && relay.from === s.nodeId) this.requestUpload(id, new Set([...relay.to, ...relay.later]), relay.tried)
   }
 
   /** A node died: relays from it move to another holder; placements on it start over. */
   onNodeDead(nodeId: string): void {
-    for (const [id, relay] of this.relays) if (relay.from === nodeId) this.requestUpload(id, relay.to, relay.tried)
+    // Receivers restart from offset 0 (they reset on a chunk at 0), late joiners included.
+    for (const [id, relay] of this.relays)
+      if (relay.from === nodeId) this.requestUpload(id, new Set([...relay.to, ...relay.later]), relay.tried)
     for (const [id, target] of this.placing) {
       if (target !== nodeId) continue
       this.placing.delete(id)

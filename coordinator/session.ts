@@ -16,6 +16,8 @@ export class Session implements ObjectSink {
   isJobRoot = false
   namespace = 'default'
   nodeId: string | undefined
+  /** Objects this connection borrows (refs it found inside values), with how many times: unpinned when it closes. */
+  readonly borrowed = new Map<string, number>()
   /** A browser driver's id in the peer mesh, once it serves objects itself. */
   peerId: string | undefined
   /** Functions this node already has; the rest ship with the first assignment that needs them. */

@@ -260,6 +260,7 @@ export class TaskManager {
   onResults(from: Session, results: TaskResult[]): void {
     for (const r of results) {
       const rec = this.tasks.get(r.taskId)
+      if (!rec) this.discardStored(from, r)
       if (rec?.phase !== 'assigned' || rec.attempt !== r.attempt || rec.nodeId !== from.nodeId) continue
       const nodeId = rec.nodeId as string
       this.unassign(rec)
@@ -270,6 +271,21 @@ export class TaskManager {
   }
 
   /** Takes a task off its node and gives back its resources. Leaves it unassigned, so this happens once. */
+  /**
+   * A result nobody takes any more (the task was cancelled or finished elsewhere): its large returns, already in the
+   * node's store, would stay there forever. The node drops the ones the directory does not list it for.
+   */
+  private discardStored(from: Session, r: TaskResult): void {
+    if (!r.ok) return
+    const orphans: string[] = []
+    r.returns.forEach((x, i) => {
+      if (x instanceof Uint8Array) return
+      const id = objectIdOf(r.taskId as TaskId, i + 1)
+      if (!this.deps.objects.read(id)?.locations?.has(from.nodeId as string)) orphans.push(id)
+    })
+    if (orphans.length) from.send({ type: 'delete-objects', objectIds: orphans })
+  }
+
   private unassign(rec: TaskRecord): void {
     const node = rec.nodeId ? this.deps.nodes.get(rec.nodeId) : undefined
     if (rec.nodeId) this.byNode.get(rec.nodeId)?.delete(rec)
@@ -324,7 +340,7 @@ export class TaskManager {
       else this.deps.objects.resolve(id, { size: r.stored, location: nodeId, ...extra })
     }
     this.deps.events.state(s.taskId, 'FINISHED', { attempt: rec.attempt })
-    this.done(rec)
+    this.done(rec, s.type === 'ACTOR_CREATION_TASK')
     if (s.type === 'ACTOR_TASK') this.actors.callDone(rec)
   }
 
@@ -360,11 +376,28 @@ export class TaskManager {
     if (s.type === 'ACTOR_TASK') this.actors.callDone(rec)
   }
 
-  private done(rec: TaskRecord): void {
+  /** A successful actor creation keeps its arguments pinned: a restart needs them again (released at its death). */
+  private done(rec: TaskRecord, keepPins = false): void {
     rec.phase = 'done'
     this.tasks.delete(rec.spec.taskId)
+    if (!keepPins) this.releasePins(rec)
+  }
+
+  releasePins(rec: TaskRecord): void {
     for (const id of rec.pinned) this.deps.objects.unpin(id)
     rec.pinned = []
+  }
+
+  /** Takes a task off the node it was sent to without giving resources back (they went with a dead worker or node). */
+  forgetPlacement(rec: TaskRecord): void {
+    if (rec.phase === 'assigned' && rec.nodeId) {
+      this.byNode.get(rec.nodeId)?.delete(rec)
+      const node = this.deps.nodes.get(rec.nodeId)
+      if (node) node.runningTasks = Math.max(0, node.runningTasks - 1)
+    }
+    if (rec.phase !== 'done') rec.phase = 'waiting-deps'
+    rec.nodeId = undefined
+    rec.backlogged = false
   }
 
   /** A node died: its tasks run again elsewhere while they have retries; its actors restart or die. */
@@ -373,7 +406,7 @@ export class TaskManager {
     this.byNode.delete(nodeId)
     this.backlogs.delete(nodeId)
     for (const rec of set ?? []) {
-      if (rec.phase !== 'assigned') continue
+      if (rec.phase !== 'assigned' || rec.nodeId !== nodeId) continue
       // The resources died with the node: nothing to give back.
       rec.phase = 'waiting-deps'
       rec.nodeId = undefined

@@ -57,6 +57,8 @@ export function decodeFrames(bytes: Uint8Array): unknown[] {
 /** What decoding a value needs in order to rebuild live handles inside it (actor handles bind to a connection). */
 export interface DecodeContext {
   bindActorHandle?(wire: ActorHandleWire): unknown
+  /** Makes the ObjectRefs found inside a value, so the connection can count them (borrowed refs). */
+  makeRef?(id: ObjectId): ObjectRef
 }
 /** An actor handle on the wire: enough to call it from anywhere. */
 export interface ActorHandleWire {
@@ -77,7 +79,7 @@ addExtension({
   Class: ObjectRef,
   type: OBJECT_REF_EXT,
   write: (ref: ObjectRef) => ref.id,
-  read: (id: ObjectId) => new ObjectRef(id),
+  read: (id: ObjectId) => decodeContext?.makeRef?.(id) ?? new ObjectRef(id),
 })
 
 /** Registered by the actor-handle module so the codec does not import it (the handle depends on the connection). */

@@ -75,9 +75,14 @@ export class Mesh implements TaskSubmitter, ActorSubmitter {
   private peers: PeerMesh | undefined
   /** Bytes of large objects moved peer to peer and through the coordinator's relay (diagnostics). */
   readonly transferStats = { peerBytes: 0, relayBytes: 0 }
-  private readonly decodeCtx: DecodeContext = {
+  /** @internal How values decoded on this connection rebuild handles and refs (used by task workers too). */
+  readonly decodeCtx: DecodeContext = {
     bindActorHandle: (w) => new ActorHandleBase(w.actorId as ActorId, w.className, w.methods, this),
+    makeRef: (id) => this.borrowRef(id),
   }
+  /** Refs found inside values that this connection did not make: pinned at the coordinator while they live. */
+  private borrowed = new Set<ObjectId>()
+  private borrows: ObjectId[] = []
 
   /** @internal use {@link connect} */
   constructor(
@@ -468,6 +473,23 @@ export class Mesh implements TaskSubmitter, ActorSubmitter {
     return ref
   }
 
+  /** A ref found inside a value: counted like our own, and announced as borrowed if we do not own it. */
+  private borrowRef<T>(id: ObjectId): ObjectRef<T> {
+    if (!this.refCounts.has(id) && !this.closedReason) {
+      this.borrowed.add(id)
+      this.borrows.push(id)
+      if (this.borrows.length === 1) queueMicrotask(() => this.flushBorrows())
+    }
+    return this.makeRef<T>(id)
+  }
+
+  private flushBorrows(): void {
+    if (!this.borrows.length || this.closedReason) return
+    const objectIds = this.borrows
+    this.borrows = []
+    this.socket.send({ type: 'borrow', objectIds })
+  }
+
   private dropRef(id: ObjectId): void {
     const n = (this.refCounts.get(id) ?? 1) - 1
     if (n > 0) {
@@ -476,6 +498,10 @@ export class Mesh implements TaskSubmitter, ActorSubmitter {
     }
     this.refCounts.delete(id)
     this.objects.delete(id)
+    if (this.borrowed.delete(id)) {
+      if (!this.closedReason) this.socket.send({ type: 'unborrow', objectIds: [id] })
+      return
+    }
     this.releases.push(id)
     if (this.releases.length === 1) setTimeout(() => this.flushReleases(), 100)
   }

@@ -74,7 +74,8 @@ export class ObjectTable {
   chunk(id: ObjectId, offset: number, total: number, data: Uint8Array): void {
     const e = this.entries.get(id)
     if (!e || e.data || e.error) return
-    e.fetching ??= { buffer: new Uint8Array(total), received: 0 }
+    // A chunk at offset 0 starts the object over (the relay failed over to another holder).
+    if (!e.fetching || offset === 0) e.fetching = { buffer: new Uint8Array(total), received: 0 }
     e.fetching.buffer.set(data, offset)
     e.fetching.received += data.byteLength
     if (e.fetching.received < total) return

@@ -153,6 +153,9 @@ export const ClientMessageSchema = v.variant('type', [
   v.strictObject({ type: v.literal('put'), reqId, objectId: hex(56), data: bytes, nestedRefs: v.optional(v.array(hex(56))) }),
   v.strictObject({ type: v.literal('subscribe'), objectIds: v.array(hex(56)) }),
   v.strictObject({ type: v.literal('release'), objectIds: v.array(hex(56)) }),
+  /** Refs this connection found inside values (Ray's borrowers): their objects live while the refs do. */
+  v.strictObject({ type: v.literal('borrow'), objectIds: v.array(hex(56)) }),
+  v.strictObject({ type: v.literal('unborrow'), objectIds: v.array(hex(56)) }),
   v.strictObject({ type: v.literal('cancel'), reqId, objectId: hex(56), force: v.boolean() }),
   v.strictObject({ type: v.literal('state'), reqId, query: StateQuerySchema }),
   v.strictObject({ type: v.literal('get-actor'), reqId, name: v.string(), namespace: v.string() }),

@@ -5,11 +5,10 @@
  */
 import * as Comlink from 'comlink'
 import type { IDBPDatabase } from 'idb'
-import { ActorHandleBase } from '../sdk/actor-handle.ts'
 import { decodeValue, encodeValue } from '../sdk/codec.ts'
 import { connect, type Mesh } from '../sdk/connect.ts'
 import { ObjectLostError, ObjectStoreFullError, toWireError, ValidationError, type WireError } from '../sdk/errors.ts'
-import { type ActorId, type ObjectId, objectIdOf, type TaskId } from '../sdk/ids.ts'
+import { type ObjectId, objectIdOf, type TaskId } from '../sdk/ids.ts'
 import { INLINE_OBJECT_MAX_BYTES } from '../sdk/protocol.ts'
 import { openPlasma, readObject, writeObject } from './object-store/plasma-db.ts'
 
@@ -75,10 +74,8 @@ async function meshFor(jobId: string): Promise<Mesh> {
 
 /** Large arguments are read straight from the node's IndexedDB plasma store: they never pass through the page. */
 async function decodeArgs(args: ExecArg[], mesh: Mesh): Promise<unknown[]> {
-  const bind = {
-    bindActorHandle: (w: { actorId: string; className: string; methods: string[] }) =>
-      new ActorHandleBase(w.actorId as ActorId, w.className, w.methods, mesh),
-  }
+  // Refs and actor handles inside the arguments belong to the task's connection (`self.shoal`).
+  const bind = mesh.decodeCtx
   const db = args.some((a) => !(a instanceof Uint8Array)) ? await openPlasma((ctx as ExecutorContext).nodeId) : undefined
   const out: unknown[] = []
   for (const a of args) {

@@ -81,7 +81,8 @@ export class ObjectManager {
   /** A chunk from the coordinator: an object it places here, or one this node asked for. */
   onChunk(id: string, offset: number, total: number, data: Uint8Array): void {
     let a = this.assemblies.get(id)
-    if (!a) this.assemblies.set(id, (a = { buffer: new Uint8Array(total), received: 0 }))
+    // A chunk at offset 0 starts the object over (the relay failed over to another holder).
+    if (!a || offset === 0) this.assemblies.set(id, (a = { buffer: new Uint8Array(total), received: 0 }))
     a.buffer.set(data, offset)
     a.received += data.byteLength
     if (a.received < total) return

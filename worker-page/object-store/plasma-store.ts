@@ -127,7 +127,14 @@ export class PlasmaStore {
     if (!e) throw new Error(`object ${id} is not in this node's store`)
     e.pins++
     e.lastUsed = performance.now()
+    // A spill under way may be taking this very object out of IndexedDB: let it finish, then bring it back.
+    await this.settled()
     if (e.spilled) await this.restore(id, e)
+  }
+
+  /** Waits until no spill is running. */
+  private async settled(): Promise<void> {
+    while (this.spilling) await this.spilling.catch(() => {})
   }
 
   unpin(id: string): void {
@@ -144,6 +151,7 @@ export class PlasmaStore {
       this.remember(id, hot)
       return hot
     }
+    await this.settled()
     if (e.spilled) await this.restore(id, e)
     const bytes = await readObject(this.db, id)
     if (bytes) this.remember(id, bytes)
@@ -151,6 +159,9 @@ export class PlasmaStore {
   }
 
   async delete(id: string): Promise<void> {
+    // Let a restore or spill of it finish first, so the bytes and the counts end up in one place.
+    await this.restoring.get(id)?.catch(() => {})
+    await this.settled()
     const e = this.index.get(id)
     if (!e) return
     this.index.delete(id)
@@ -203,14 +214,19 @@ export class PlasmaStore {
       } catch (e) {
         throw new ObjectStoreFullError(`spilling to OPFS failed: ${(e as Error).message}`)
       }
+      const gone: string[] = []
       for (const id of r.spilled) {
         this.forget(id)
         const e = this.index.get(id)
-        if (!e) continue
+        if (!e) {
+          gone.push(id) // deleted while it was being spilled: its file must not stay behind
+          continue
+        }
         e.spilled = true
         this.used -= e.size
         this.spilledBytes += e.size
       }
+      if (gone.length) await this.spiller.remove(gone)
       const line = `Spilled ${Math.round(r.bytes / MiB)} MiB, ${r.spilled.length} objects, write throughput ${Math.round(r.bytes / MiB / (r.ms / 1000))} MiB/s`
       this.onSpilled(r.spilled, true, line)
     })()
