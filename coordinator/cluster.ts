@@ -171,6 +171,10 @@ export class Cluster {
         this.requireRole(s, 'node', msg.type)
         this.tasks.onResults(s, msg.results)
         return
+      case 'task-blocked':
+        this.requireRole(s, 'node', msg.type)
+        this.tasks.onBlocked(s, msg.taskId, msg.attempt, msg.blocked)
+        return
       case 'actor-died':
         this.requireRole(s, 'node', msg.type)
         this.actors.workerDied(msg.actorId, msg.reason)

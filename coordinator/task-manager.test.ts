@@ -217,3 +217,43 @@ describe('pipelining of short tasks', () => {
     expect(n.assignments().map((a) => !!a.queued)).toEqual([false])
   })
 })
+
+describe('tasks blocked in get', () => {
+  it('lend their CPU to the node while they wait, take it back after, and end with the node whole', async () => {
+    cluster = new Cluster({ log: () => {} })
+    const n = await node(cluster, 1)
+    const d = await driver(cluster)
+    const parent = task(d)
+    submit(d, [parent])
+    await tick()
+    const pa = n.assignments()[0]!
+    const child = task(d)
+    submit(d, [child])
+    await tick()
+    expect(n.assignments()).toHaveLength(1) // no CPU for the child yet
+    n.send({ type: 'task-blocked', taskId: pa.taskId as never, attempt: 0, blocked: true })
+    await tick()
+    expect(n.assignments().map((a) => a.taskId)).toEqual([parent.taskId, child.taskId])
+    n.send({ type: 'task-results', results: [ok(n.assignments()[1]!)] })
+    await tick()
+    n.send({ type: 'task-blocked', taskId: pa.taskId as never, attempt: 0, blocked: false })
+    await tick()
+    expect(cpuFree(cluster, n.nodeId)).toBe(0)
+    n.send({ type: 'task-results', results: [ok(pa)] })
+    await tick()
+    expect(cpuFree(cluster, n.nodeId)).toBe(1)
+  })
+
+  it('a task that finishes while still marked blocked gives back nothing twice', async () => {
+    cluster = new Cluster({ log: () => {} })
+    const n = await node(cluster, 2)
+    const d = await driver(cluster)
+    submit(d, [task(d)])
+    await tick()
+    const a = n.assignments()[0]!
+    n.send({ type: 'task-blocked', taskId: a.taskId as never, attempt: 0, blocked: true })
+    n.send({ type: 'task-results', results: [ok(a)] })
+    await tick()
+    expect(cpuFree(cluster, n.nodeId)).toBe(2)
+  })
+})

@@ -31,6 +31,8 @@ export interface TaskRecord {
   backlogged?: boolean
   /** When the task got its resources on a node (ms), to learn how long its function runs. */
   startedAt?: number
+  /** Waiting in get/wait inside the task: its resources are lent back to the node meanwhile. */
+  blocked?: boolean
   preferNode?: string
 }
 
@@ -243,6 +245,22 @@ export class TaskManager {
     session.pushAssignment(a, s.type === 'ACTOR_TASK' ? undefined : this.deps.functions.get(s.functionId))
   }
 
+  /**
+   * A task waits for other objects (Ray releases a blocked worker's CPU): its resources go back to the node, so the
+   * tasks it waits for can run there, and come back when it stops waiting (the node may be briefly over-committed,
+   * as in Ray). The node does the same on its side, in the same order.
+   */
+  onBlocked(from: Session, taskId: string, attempt: number, blocked: boolean): void {
+    const rec = this.tasks.get(taskId)
+    if (rec?.phase !== 'assigned' || rec.nodeId !== from.nodeId || rec.attempt !== attempt) return
+    if (rec.spec.type !== 'NORMAL_TASK' || rec.backlogged || !!rec.blocked === blocked) return
+    const node = this.deps.nodes.get(from.nodeId as string)
+    if (!node) return
+    rec.blocked = blocked
+    if (blocked) this.releaseOn(node, rec.resources)
+    else allocate(rec.resources, node.available)
+  }
+
   /** getIfExists found a live actor of that name: the creation is settled as ready without running. */
   actorAliasReady(rec: TaskRecord): void {
     this.deps.objects.resolve(objectIdOf(rec.spec.taskId as TaskId, 1), { data: NULL_VALUE })
@@ -291,9 +309,12 @@ export class TaskManager {
     if (rec.nodeId) this.byNode.get(rec.nodeId)?.delete(rec)
     rec.phase = 'waiting-deps'
     rec.nodeId = undefined
+    const lent = rec.blocked // it gave its resources back while it waited: nothing more to give now
+    rec.blocked = false
     if (!node) return
     node.runningTasks = Math.max(0, node.runningTasks - 1)
     if (rec.backlogged) return this.dropBacklogged(rec, node.nodeId) // it held nothing
+    if (lent) return
     // An actor keeps its creation resources for its whole life; the actor manager releases them.
     if (rec.spec.type === 'NORMAL_TASK') this.releaseOn(node, rec.resources)
   }
@@ -398,6 +419,7 @@ export class TaskManager {
     if (rec.phase !== 'done') rec.phase = 'waiting-deps'
     rec.nodeId = undefined
     rec.backlogged = false
+    rec.blocked = false
   }
 
   /** A node died: its tasks run again elsewhere while they have retries; its actors restart or die. */
@@ -411,6 +433,7 @@ export class TaskManager {
       rec.phase = 'waiting-deps'
       rec.nodeId = undefined
       rec.backlogged = false
+      rec.blocked = false
       if (rec.spec.type === 'ACTOR_CREATION_TASK' || rec.spec.type === 'ACTOR_TASK') continue // the actor manager decides
       const left = rec.spec.maxRetries === -1 || rec.attempt < rec.spec.maxRetries
       if (left) this.retry(rec)

@@ -73,6 +73,11 @@ export class Mesh implements TaskSubmitter, ActorSubmitter {
   private readonly finalizer = new FinalizationRegistry<ObjectId>((id) => this.dropRef(id))
   /** In a browser page: this driver's place in the peer mesh (WebRTC to and from nodes). Absent in Node. */
   private peers: PeerMesh | undefined
+  /**
+   * @internal Set by a task's worker: told when a call here starts and stops waiting, so the task's CPU can be lent
+   * back to its node meanwhile (as Ray does for a worker blocked in ray.get).
+   */
+  blockingHooks: { enter(): void; leave(): void } | undefined
   /** Bytes of large objects moved peer to peer and through the coordinator's relay (diagnostics). */
   readonly transferStats = { peerBytes: 0, relayBytes: 0 }
   /** @internal How values decoded on this connection rebuild handles and refs (used by task workers too). */
@@ -172,7 +177,17 @@ export class Mesh implements TaskSubmitter, ActorSubmitter {
     }
     const missing = refs.filter((r) => !this.objects.read(r.id))
     if (!missing.length) return
-    await new Promise<void>((resolve, reject) => {
+    const hooks = this.blockingHooks
+    hooks?.enter()
+    try {
+      await this.bytesOf(missing, deadline, timeout)
+    } finally {
+      hooks?.leave()
+    }
+  }
+
+  private bytesOf(missing: readonly ObjectRef[], deadline: number | undefined, timeout: number): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
       let left = missing.length
       const timer =
         deadline !== undefined
@@ -530,6 +545,18 @@ export class Mesh implements TaskSubmitter, ActorSubmitter {
   /** Resolves with how many of `refs` became ready: `need` of them, or fewer once `timeoutMs` passes. */
   private waitFor(refs: readonly ObjectRef[], need: number, timeoutMs: number | undefined): Promise<number> {
     this.flushSubmits()
+    return this.blocking(this.waitForReady(refs, need, timeoutMs))
+  }
+
+  /** Marks a wait as blocking the calling task (if this connection belongs to a task) while `p` runs. */
+  private blocking<T>(p: Promise<T>): Promise<T> {
+    const hooks = this.blockingHooks
+    if (!hooks) return p
+    hooks.enter()
+    return p.finally(() => hooks.leave())
+  }
+
+  private waitForReady(refs: readonly ObjectRef[], need: number, timeoutMs: number | undefined): Promise<number> {
     return new Promise((resolve) => {
       let ready = 0
       const cancels: (() => void)[] = []

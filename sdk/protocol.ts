@@ -195,6 +195,8 @@ export const ClientMessageSchema = v.variant('type', [
   v.strictObject({ type: v.literal('task-events'), events: v.array(TaskEventSchema) }),
   v.strictObject({ type: v.literal('task-results'), results: v.array(TaskResultSchema) }),
   v.strictObject({ type: v.literal('actor-died'), actorId: hex(32), reason: v.string() }),
+  /** A running task waits in get/wait (its CPU is free meanwhile, as in Ray), or stopped waiting. */
+  v.strictObject({ type: v.literal('task-blocked'), taskId: hex(48), attempt: v.number(), blocked: v.boolean() }),
 ])
 export type ClientMessage = v.InferOutput<typeof ClientMessageSchema>
 export type ClientMessageOf<T extends ClientMessage['type']> = Extract<ClientMessage, { type: T }>

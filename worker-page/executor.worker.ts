@@ -41,6 +41,7 @@ const compiled = new Map<string, unknown>()
 const meshes = new Map<string, Promise<Mesh>>()
 let ctx: ExecutorContext | undefined
 let reserveRoom: ((bytes: number) => Promise<void>) | undefined
+let reportBlocked: ((taskId: string, blocked: boolean) => void) | undefined
 let actor: { instance: Record<string, unknown>; className: string } | undefined
 
 function compile(source: string, name: string): unknown {
@@ -172,15 +173,28 @@ function transfer(r: ExecResult): ExecResult {
 }
 
 const api = {
-  init(c: ExecutorContext, reserve: (bytes: number) => Promise<void>): void {
+  init(c: ExecutorContext, reserve: (bytes: number) => Promise<void>, blocked: (taskId: string, blocked: boolean) => void): void {
     ctx = c
     reserveRoom = reserve
+    reportBlocked = blocked
   },
   run(t: ExecTask & { source: string; funcName: string }): Promise<ExecResult> {
-    return execute(t, (args) => {
+    return execute(t, async (args) => {
       const fn = compile(t.source, t.funcName)
       if (typeof fn !== 'function') throw new ValidationError(`${t.funcName} did not compile to a function`)
-      return fn(...args)
+      // While the task waits in self.shoal.get/wait, its CPU is lent back to the node (nested tasks can then run).
+      const mesh = await meshFor(t.jobId)
+      let waits = 0
+      mesh.blockingHooks = {
+        enter: () => void (waits++ === 0 && reportBlocked?.(t.taskId, true)),
+        leave: () => void (--waits === 0 && reportBlocked?.(t.taskId, false)),
+      }
+      try {
+        return await fn(...args)
+      } finally {
+        mesh.blockingHooks = undefined
+        if (waits > 0) reportBlocked?.(t.taskId, false)
+      }
     })
   },
   createActor(t: ExecTask & { source: string; className: string }): Promise<ExecResult> {

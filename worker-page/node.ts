@@ -67,6 +67,8 @@ export class NodeAgent {
   private actors = new Map<string, HostedActor>()
   /** Normal tasks running now, so a crashed worker's task can be reported (and retried) instead of hanging. */
   private runningTasks = new Map<string, Assignment>()
+  /** Running tasks waiting in get/wait: their resources are free here meanwhile (the coordinator does the same). */
+  private blockedTasks = new Set<string>()
   /** Pipelined tasks waiting for a free slot here, started in arrival order (the coordinator promotes them alike). */
   private localQueue: Assignment[] = []
   /** This node's own count of free resources; tasks the coordinator sent with resources start regardless. */
@@ -124,6 +126,7 @@ export class NodeAgent {
       { nodeId: this.nodeId, address, storeCapacity: objectStoreMemory, ...(token && { token }) },
       Math.max(1, Math.ceil(cpus)),
       (bytes) => store.reserve(bytes),
+      (taskId, blocked) => this.taskBlocked(taskId, blocked),
     )
     this.pool.onCrash = (w, reason) => this.workerCrashed(w, reason)
     socket.onMessage = (m) => this.onMessage(m)
@@ -186,7 +189,7 @@ export class NodeAgent {
           this.runningTasks.delete(msg.taskId)
           this.pool?.terminate(w)
           this.stats.running--
-          this.hold(t.resources, -1)
+          this.releaseTask(t)
           this.pumpLocalQueue()
         }
         return
@@ -277,7 +280,7 @@ export class NodeAgent {
     void this.withArgs(t, (args) => w.api.run({ ...this.execTask(t, args), source: fn.source, funcName: fn.name })).then((r) => {
       pool.release(w)
       if (!this.runningTasks.delete(t.taskId)) return // cancelled meanwhile
-      this.hold(t.resources, -1)
+      this.releaseTask(t)
       this.finished(t, r)
       this.pumpLocalQueue()
     })
@@ -380,6 +383,22 @@ export class NodeAgent {
     this.scheduleFlush()
   }
 
+  /** A task started or stopped waiting in get/wait: lend its resources to the node meanwhile (Ray does this). */
+  private taskBlocked(taskId: string, blocked: boolean): void {
+    const t = this.runningTasks.get(taskId)
+    if (!t || this.blockedTasks.has(taskId) === blocked) return
+    if (blocked) this.blockedTasks.add(taskId)
+    else this.blockedTasks.delete(taskId)
+    this.hold(t.resources, blocked ? -1 : 1)
+    this.send({ type: 'task-blocked', taskId: taskId as never, attempt: t.attempt, blocked })
+    if (blocked) this.pumpLocalQueue()
+  }
+
+  /** A task leaves: give back what it holds, unless it already lent it while blocked. */
+  private releaseTask(t: Assignment): void {
+    if (!this.blockedTasks.delete(t.taskId)) this.hold(t.resources, -1)
+  }
+
   /** Stops an actor's worker and gives back what it held. */
   private dropActor(actorId: string): boolean {
     const a = this.actors.get(actorId)
@@ -396,7 +415,7 @@ export class NodeAgent {
     const t = w.taskId ? this.runningTasks.get(w.taskId) : undefined
     if (t) {
       this.runningTasks.delete(t.taskId)
-      this.hold(t.resources, -1)
+      this.releaseTask(t)
       this.pumpLocalQueue()
       this.finished(t, { ok: false, error: { name: 'WorkerCrashedError', code: 'WORKER_CRASHED', message: reason }, userError: false })
     }

@@ -27,6 +27,8 @@ export class WorkerPool {
     private readonly prewarm: number,
     /** Makes room in the plasma store before a worker writes a large result into it. */
     private readonly reserve: (bytes: number) => Promise<void>,
+    /** A task in a worker started or stopped waiting in get/wait. */
+    private readonly blocked: (taskId: string, blocked: boolean) => void,
   ) {
     for (let i = 0; i < prewarm; i++) this.spawn()
   }
@@ -42,7 +44,7 @@ export class WorkerPool {
     const worker = new Worker(new URL('./executor.worker.ts', import.meta.url), { type: 'module', name: 'shoal-worker' })
     const id = newWorkerId()
     const api = Comlink.wrap<ExecutorApi>(worker)
-    void api.init({ ...this.ctx, workerId: id }, Comlink.proxy(this.reserve))
+    void api.init({ ...this.ctx, workerId: id }, Comlink.proxy(this.reserve), Comlink.proxy(this.blocked))
     const w: PooledWorker = { id, api, worker, busy: false }
     worker.addEventListener('error', (ev) => {
       ev.preventDefault()
