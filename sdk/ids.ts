@@ -39,11 +39,6 @@ export const newPutObjectId = (job: JobId): ObjectId => objectIdOf(newTaskId(job
 
 export const taskIdOfObject = (id: ObjectId): TaskId => id.slice(0, 48) as TaskId
 export const jobIdOfTask = (id: TaskId): JobId => id.slice(40, 48) as JobId
-export const jobIdOfActor = (id: ActorId): JobId => id.slice(24, 32) as JobId
-export const isPutObject = (id: ObjectId): boolean => id.endsWith('00000000')
-
-const OBJECT_ID = /^[0-9a-f]{56}$/
-export const isObjectId = (s: unknown): s is ObjectId => typeof s === 'string' && OBJECT_ID.test(s)
 
 /** cyrb53 twice with two seeds: a stable 104-bit content hash that needs no async crypto (it runs in every realm). */
 export function functionIdOf(source: string): FunctionId {
