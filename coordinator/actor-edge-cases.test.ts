@@ -46,25 +46,29 @@ function actorSpecs(d: D, over: Partial<NonNullable<TaskSpec['actor']>> = {}, ar
 }
 
 // Regression tests for bugs found in review (each hung a user's get, or freed what a restart needed).
+/** A live actor on a 2-CPU node, and two calls: c1 waits for a normal task's result (dep), c2 is ready. */
+async function actorWithTwoCalls() {
+  const n = await node(cluster, 2)
+  const d = await driver(cluster)
+  const { creation, call } = actorSpecs(d)
+  submit(d, [creation])
+  await tick()
+  n.send({ type: 'task-results', results: [ok(n.assignments()[0]!)] })
+  await tick()
+  const dep = task(d, { maxRetries: 0, resources: { CPU: 1 } })
+  submit(d, [dep])
+  await tick()
+  const c1 = call([{ ref: dep.returnId }])
+  const c2 = call()
+  submit(d, [c1, c2])
+  await tick()
+  return { n, d, dep, c1, c2 }
+}
+
 describe('actor and relay edge cases', () => {
   it('an actor call queued behind a call whose argument failed still runs', async () => {
     cluster = new Cluster({ log: () => {} })
-    const n = await node(cluster, 2)
-    const d = await driver(cluster)
-    const { creation, call } = actorSpecs(d)
-    submit(d, [creation])
-    await tick()
-    const ca = n.assignments()[0]!
-    n.send({ type: 'task-results', results: [ok(ca)] })
-    await tick()
-    // a normal task whose result the first call depends on
-    const dep = task(d, { maxRetries: 0, resources: { CPU: 1 } })
-    submit(d, [dep])
-    await tick()
-    const c1 = call([{ ref: dep.returnId }])
-    const c2 = call()
-    submit(d, [c1, c2])
-    await tick()
+    const { n, d, dep, c1, c2 } = await actorWithTwoCalls()
     expect(n.assignments().filter((a) => a.type === 'ACTOR_TASK')).toHaveLength(0) // c2 waits behind c1: ok
     const depA = n.assignments().find((a) => a.taskId === dep.taskId)!
     n.send({ type: 'task-results', results: [userError(depA)] })
@@ -78,20 +82,7 @@ describe('actor and relay edge cases', () => {
 
   it('an actor call queued behind a cancelled call still runs', async () => {
     cluster = new Cluster({ log: () => {} })
-    const n = await node(cluster, 2)
-    const d = await driver(cluster)
-    const { creation, call } = actorSpecs(d)
-    submit(d, [creation])
-    await tick()
-    n.send({ type: 'task-results', results: [ok(n.assignments()[0]!)] })
-    await tick()
-    const dep = task(d, { maxRetries: 0, resources: { CPU: 1 } })
-    submit(d, [dep])
-    await tick()
-    const c1 = call([{ ref: dep.returnId }])
-    const c2 = call()
-    submit(d, [c1, c2])
-    await tick()
+    const { n, d, c1, c2 } = await actorWithTwoCalls()
     d.send({ type: 'cancel', reqId: 5, objectId: c1.returnId as never, force: false })
     await tick()
     expect(n.assignments().filter((a) => a.taskId === c2.taskId)).toHaveLength(1)

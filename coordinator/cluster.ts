@@ -1,6 +1,5 @@
 import { ConnectionError, ShoalError, toWireError, ValidationError } from '../sdk/errors.ts'
 import type { ObjectId } from '../sdk/ids.ts'
-import { jobIdOfTask, type TaskId } from '../sdk/ids.ts'
 import type { ClientMessage, ClientMessageOf, RTCIceServerLike, StateFilter, StateQuery } from '../sdk/protocol.ts'
 import { PROTOCOL_VERSION } from '../sdk/protocol.ts'
 import { ActorManager } from './actor-manager.ts'
@@ -89,13 +88,7 @@ export class Cluster {
         return
       case 'put':
         this.requireRole(s, 'driver', msg.type)
-        if (jobIdOfTask(msg.objectId.slice(0, 48) as TaskId) !== s.jobId)
-          throw new ValidationError('put: the object id does not belong to this job')
-        for (const n of msg.nestedRefs ?? []) {
-          if (!this.objects.has(n)) throw new ValidationError(`put: the value holds ObjectRef(${n}), which this coordinator does not know`)
-        }
-        this.objects.put(msg.objectId as ObjectId, s.jobId as string, s, msg.data, msg.nestedRefs as ObjectId[] | undefined)
-        return s.send({ type: 'reply', reqId: msg.reqId, ok: true, value: null })
+        return this.transfers.onPut(s, msg)
       case 'subscribe':
         for (const id of msg.objectIds) this.objects.subscribe(id as ObjectId, s)
         return

@@ -34,6 +34,23 @@ export class ObjectTransfers {
     },
   ) {}
 
+  /** What every put must satisfy: the id is this job's and new, and refs inside the value are known. */
+  private checkPut(s: Session, id: ObjectId, nested: readonly string[] | undefined): void {
+    const objects = this.deps.objects
+    if (jobIdOfTask(id.slice(0, 48) as TaskId) !== s.jobId) throw new ValidationError('put: the object id does not belong to this job')
+    if (objects.has(id)) throw new ValidationError(`put: object ${id} already exists`)
+    for (const n of nested ?? [])
+      if (!objects.has(n)) throw new ValidationError(`put: the value holds ObjectRef(${n}), which this coordinator does not know`)
+  }
+
+  /** A small put (≤ 100 KiB): the value travels inline and the coordinator keeps it. */
+  onPut(s: Session, m: ClientMessageOf<'put'>): void {
+    const id = m.objectId as ObjectId
+    this.checkPut(s, id, m.nestedRefs)
+    this.deps.objects.put(id, s.jobId as string, s, { data: m.data, ...(m.nestedRefs && { nested: m.nestedRefs as ObjectId[] }) })
+    s.send({ type: 'reply', reqId: m.reqId, ok: true, value: null })
+  }
+
   /** A chunk from a driver (its put) or from a node (answering upload-object). */
   onChunk(s: Session, m: ClientMessageOf<'object-chunk'>): void {
     if (s.role === 'node') return this.relayChunk(m)
@@ -42,10 +59,7 @@ export class ObjectTransfers {
     let up = this.uploads.get(id)
     if (!up) {
       if (m.offset !== 0) throw new ValidationError(`put of ${id}: the first chunk must start at offset 0`)
-      if (jobIdOfTask(id.slice(0, 48) as TaskId) !== s.jobId) throw new ValidationError('put: the object id does not belong to this job')
-      if (objects.has(id)) throw new ValidationError(`put: object ${id} already exists`)
-      for (const n of m.nestedRefs ?? [])
-        if (!objects.has(n)) throw new ValidationError(`put: the value holds ObjectRef(${n}), which this coordinator does not know`)
+      this.checkPut(s, id, m.nestedRefs)
       up = { buffer: new Uint8Array(m.total), received: 0, owner: s, ...(m.nestedRefs && { nested: m.nestedRefs as ObjectId[] }) }
       this.uploads.set(id, up)
       // Created now, before the last chunk, so tasks submitted right after the put wait for it (PENDING_ARGS_AVAIL).
@@ -66,15 +80,13 @@ export class ObjectTransfers {
   /** A browser driver put a large object and serves it itself over WebRTC: it is the object's first location. */
   onPutRemote(s: Session, m: ClientMessageOf<'put-remote'>): void {
     const id = m.objectId as ObjectId
-    const objects = this.deps.objects
-    if (jobIdOfTask(id.slice(0, 48) as TaskId) !== s.jobId) throw new ValidationError('put: the object id does not belong to this job')
-    if (objects.has(id)) throw new ValidationError(`put: object ${id} already exists`)
-    for (const n of m.nestedRefs ?? [])
-      if (!objects.has(n)) throw new ValidationError(`put: the value holds ObjectRef(${n}), which this coordinator does not know`)
+    this.checkPut(s, id, m.nestedRefs)
     s.peerId = m.peerId
-    objects.create(id, s.jobId as string, undefined)
-    objects.resolve(id, { size: m.size, location: m.peerId, ...(m.nestedRefs && { nested: m.nestedRefs as ObjectId[] }) })
-    objects.setOwner(id, s)
+    this.deps.objects.put(id, s.jobId as string, s, {
+      size: m.size,
+      location: m.peerId,
+      ...(m.nestedRefs && { nested: m.nestedRefs as ObjectId[] }),
+    })
     s.send({ type: 'reply', reqId: m.reqId, ok: true, value: null })
   }
 

@@ -1,13 +1,12 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
+import { afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { ActorDiedError, type ActorHandle, type Mesh, TaskError, ValidationError } from '../sdk/index.ts'
-import { eventually, startCluster, type TestCluster } from './fixtures/cluster.ts'
+import { eventually, useCluster } from './fixtures/cluster.ts'
 
 // The seed's "lifecycle of an actor": the counter, the async service, the actor table owned by the coordinator.
-let cluster: TestCluster
 let mesh: Mesh
+const cluster = useCluster({ nodes: 2, cpus: 2 })
 beforeAll(async () => {
-  cluster = await startCluster({ nodes: 2, cpus: 2 })
-  mesh = await cluster.connect({ namespace: 'seed' })
+  mesh = await cluster().connect({ namespace: 'seed' })
 })
 // Actors hold their CPU until they die (as in Ray): each test kills what it made, or the next would wait for CPUs.
 const made: ActorHandle[] = []
@@ -18,10 +17,6 @@ const keep = <T extends ActorHandle>(h: T): T => {
   made.push(h)
   return h
 }
-afterAll(async () => {
-  await cluster?.stop()
-  expect(cluster?.pageErrors ?? []).toEqual([])
-})
 
 class MyCounter {
   counter = 0
@@ -89,12 +84,12 @@ describe('seed: actors', () => {
   })
 
   it('a named detached actor outlives its creator and is reached from another connection; kill frees it', async () => {
-    const creator = await cluster.connect()
+    const creator = await cluster().connect()
     const h = creator.remote(MyCounter).options({ name: 'shared-counter', namespace: 'team', lifetime: 'detached' }).remote()
     await creator.get(h.push.remote(1))
     await creator.close()
 
-    const other = await cluster.connect()
+    const other = await cluster().connect()
     const same = await other.getActor<MyCounter>('shared-counter', { namespace: 'team' })
     expect(await other.get(same.push.remote(2))).toBe(2)
     await expect(other.getActor('shared-counter')).rejects.toThrow(/no actor named 'shared-counter' in namespace 'default'/)
@@ -115,7 +110,7 @@ describe('seed: actors', () => {
   })
 
   it('a non-detached actor dies with its job', async () => {
-    const owner = await cluster.connect()
+    const owner = await cluster().connect()
     const h = owner.remote(MyCounter).options({ name: 'ephemeral' }).remote()
     await owner.get(h.push.remote(1))
     const actorId = h.actorId
@@ -158,14 +153,14 @@ describe('seed: actors', () => {
     await mesh.get(c.push.remote(1))
     const [row] = await mesh.state.listActors({ filters: [['name', '=', 'listed']] })
     expect(row).toMatchObject({ className: 'MyCounter', namespace: 'seed', state: 'ALIVE', jobId: mesh.jobId, restarts: 0 })
-    expect(cluster.nodes.map((n) => n.nodeId)).toContain(row?.nodeId)
+    expect(cluster().nodes.map((n) => n.nodeId)).toContain(row?.nodeId)
     const tasks = await mesh.state.listTasks({ filters: [['actorId', '=', c.actorId]] })
     expect(tasks.map((t) => t.type).sort()).toEqual(['ACTOR_CREATION_TASK', 'ACTOR_TASK'])
     expect(tasks.find((t) => t.type === 'ACTOR_TASK')?.funcOrClassName).toBe('MyCounter.push')
   })
 
   it('restarts an actor whose node died (maxRestarts), then dies when none are left', async () => {
-    const extra = await cluster.addNode(1)
+    const extra = await cluster().addNode(1)
     const h = keep(
       mesh
         .remote(MyCounter)

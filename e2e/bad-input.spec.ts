@@ -1,19 +1,12 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import WebSocket from 'ws'
 import { decodeFrames, encodeFrame } from '../sdk/codec.ts'
 import { ConnectionError, connect, ObjectRef, TaskError, ValidationError } from '../sdk/index.ts'
 import type { ServerMessage } from '../sdk/protocol.ts'
-import { startCluster, type TestCluster } from './fixtures/cluster.ts'
+import { useCluster } from './fixtures/cluster.ts'
 
 // Every error a user can cause gets a clear message and changes no state.
-let cluster: TestCluster
-beforeAll(async () => {
-  cluster = await startCluster({ nodes: 1, cpus: 2, token: 'let-me-in' })
-})
-afterAll(async () => {
-  await cluster?.stop()
-  expect(cluster?.pageErrors ?? []).toEqual([])
-})
+const cluster = useCluster({ nodes: 1, cpus: 2, token: 'let-me-in' })
 
 async function rawSocket(url: string): Promise<{ ws: WebSocket; next(): Promise<ServerMessage> }> {
   const ws = new WebSocket(`${url.replace('http', 'ws')}/ws`)
@@ -38,17 +31,17 @@ describe('bad input', () => {
   })
 
   it('a wrong or missing token gives ConnectionError; the right one connects', async () => {
-    const wrong = await connect({ address: cluster.url, token: 'nope' }).catch((e) => e)
+    const wrong = await connect({ address: cluster().url, token: 'nope' }).catch((e) => e)
     expect(wrong).toBeInstanceOf(ConnectionError)
     expect(wrong.message).toMatch(/refused the token/)
-    const missing = await connect({ address: cluster.url }).catch((e) => e)
+    const missing = await connect({ address: cluster().url }).catch((e) => e)
     expect(missing.message).toMatch(/requires a token/)
-    const mesh = await cluster.connect()
+    const mesh = await cluster().connect()
     expect(mesh.jobId).toMatch(/^[0-9a-f]{8}$/)
   })
 
   it('bad options, non-functions and unserializable arguments fail at the call, naming the problem', async () => {
-    const mesh = await cluster.connect()
+    const mesh = await cluster().connect()
     const f = mesh.remote(function f(x: unknown) {
       return x
     })
@@ -72,7 +65,7 @@ describe('bad input', () => {
   })
 
   it('a malformed, invalid or oversized frame gets an error reply and the coordinator stays up', async () => {
-    const { ws, next } = await rawSocket(cluster.url)
+    const { ws, next } = await rawSocket(cluster().url)
     ws.send(Buffer.from([0xc1, 0xff, 0x00]))
     expect(await next()).toMatchObject({ type: 'error', error: { code: 'PROTOCOL', message: expect.stringMatching(/malformed frame/) } })
     ws.send('{"type":"hello"}')
@@ -86,12 +79,12 @@ describe('bad input', () => {
     ws.send(new Uint8Array(65 * 1024 * 1024))
     expect(await next()).toMatchObject({ type: 'error', error: { message: expect.stringMatching(/over the 67108864-byte limit/) } })
     ws.close()
-    const mesh = await cluster.connect()
+    const mesh = await cluster().connect()
     expect((await mesh.state.listNodes()).length).toBe(1)
   })
 
   it('a ref from another coordinator or a forged id gives a clear error', async () => {
-    const mesh = await cluster.connect()
+    const mesh = await cluster().connect()
     const forged = new ObjectRef(`${'cd'.repeat(24)}01000000` as never)
     const err = (await mesh.get(forged).catch((e: Error) => e)) as Error
     expect(err.name).toBe('ObjectLostError')

@@ -1,21 +1,14 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import type { Mesh } from '../sdk/index.ts'
-import { startCluster, type TestCluster } from './fixtures/cluster.ts'
+import { useCluster } from './fixtures/cluster.ts'
 
 // Tasks that submit tasks and wait for them (Ray's nested tasks) on a cluster with a single CPU: the waiting task
 // gives its CPU back while it waits, as in Ray, or this would deadlock.
-let cluster: TestCluster
-beforeAll(async () => {
-  cluster = await startCluster({ nodes: 1, cpus: 1 })
-})
-afterAll(async () => {
-  await cluster?.stop()
-  expect(cluster?.pageErrors ?? []).toEqual([])
-})
+const cluster = useCluster({ nodes: 1, cpus: 1 })
 
 describe('nested tasks', () => {
   it('a task that waits for its own sub-tasks does not deadlock a one-CPU cluster', async () => {
-    const mesh = await cluster.connect()
+    const mesh = await cluster().connect()
     const parent = mesh.remote(async function parent(n: number) {
       const shoal = (self as unknown as { shoal: Mesh }).shoal
       const child = shoal.remote(function child(i: number) {

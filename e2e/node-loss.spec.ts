@@ -1,26 +1,19 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import { NodeDiedError } from '../sdk/index.ts'
-import { eventually, startCluster, type TestCluster } from './fixtures/cluster.ts'
+import { eventually, useCluster } from './fixtures/cluster.ts'
 
 // Tabs close at any moment: that is the normal case (DESIGN.md §5).
-let cluster: TestCluster
-beforeAll(async () => {
-  cluster = await startCluster({ nodes: 3, cpus: 2 })
-})
-afterAll(async () => {
-  await cluster?.stop()
-  expect(cluster?.pageErrors ?? []).toEqual([])
-})
+const cluster = useCluster({ nodes: 3, cpus: 2 })
 
 describe('node loss', () => {
   it('closing one of three node tabs mid-job still yields all 60 results, each once', async () => {
-    const mesh = await cluster.connect()
+    const mesh = await cluster().connect()
     const work = mesh.remote(async function work(i: number) {
       await new Promise((r) => setTimeout(r, 300))
       return i
     })
     const refs = Array.from({ length: 60 }, (_, i) => work.remote(i))
-    const victim = cluster.nodes[1]
+    const victim = cluster().nodes[1]
     if (!victim) throw new Error('no node 1')
     // Close the tab once it is running tasks.
     await eventually(
@@ -53,8 +46,8 @@ describe('node loss', () => {
   })
 
   it('a task with no retries left fails with NodeDiedError naming the lost node', async () => {
-    const mesh = await cluster.connect()
-    const target = cluster.nodes[2]
+    const mesh = await cluster().connect()
+    const target = cluster().nodes[2]
     if (!target) throw new Error('no node 2')
     const hang = mesh.remote(async function hang() {
       await new Promise((r) => setTimeout(r, 60_000))
@@ -71,8 +64,8 @@ describe('node loss', () => {
   })
 
   it('a node that misses heartbeats is declared DEAD', async () => {
-    const mesh = await cluster.connect()
-    const node = cluster.nodes[0]
+    const mesh = await cluster().connect()
+    const node = cluster().nodes[0]
     if (!node) throw new Error('no node 0')
     // Freeze the page's timers and socket handling, as a hung or suspended tab would.
     await node.page.evaluate(() => {

@@ -1,17 +1,12 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { beforeAll, describe, expect, it } from 'vitest'
 import { type Mesh, ObjectLostError } from '../sdk/index.ts'
-import { eventually, startCluster, type TestCluster } from './fixtures/cluster.ts'
+import { eventually, useCluster } from './fixtures/cluster.ts'
 
 // The seed's "object management and dependency resolution" and the 100-feet view of the object store.
-let cluster: TestCluster
 let mesh: Mesh
+const cluster = useCluster({ nodes: 2, cpus: 2, objectStoreMemory: '1GiB' })
 beforeAll(async () => {
-  cluster = await startCluster({ nodes: 2, cpus: 2, objectStoreMemory: '1GiB' })
-  mesh = await cluster.connect()
-})
-afterAll(async () => {
-  await cluster?.stop()
-  expect(cluster?.pageErrors ?? []).toEqual([])
+  mesh = await cluster().connect()
 })
 
 const MiB = 1024 * 1024
@@ -50,7 +45,7 @@ describe('objects', () => {
     expect(row?.state).toBe('PENDING_ARGS_AVAIL')
     expect(await mesh.get(out)).toEqual([42, 'ObjectRef('])
     expect(await mesh.get(small)).toEqual({ a: 1, list: [1, 2, 3] })
-    const other = await cluster.connect()
+    const other = await cluster().connect()
     expect(await other.get(small)).toEqual({ a: 1, list: [1, 2, 3] })
     // A ref returned inside a value stays a ref, and the object stays alive for whoever receives it.
     const wrap = mesh.remote(function wrap(x: { r: unknown }) {
@@ -62,7 +57,7 @@ describe('objects', () => {
   })
 
   it('the seed model: passing one 64 MiB buffer by value to 3 tasks stores it once, like put', async () => {
-    const m1 = await cluster.connect()
+    const m1 = await cluster().connect()
     const predict = m1.remote(function predict(model: Uint8Array, input: number) {
       let s = 0
       for (let i = 0; i < model.length; i += 4096) s += model[i] as number
@@ -82,7 +77,7 @@ describe('objects', () => {
   })
 
   it('a 16 MiB result made on one node is consumed by a task pinned to another, intact', async () => {
-    const [a, b] = cluster.nodes
+    const [a, b] = cluster().nodes
     if (!a || !b) throw new Error('two nodes expected')
     const made = mesh
       .remote(makeTask)
@@ -105,7 +100,7 @@ describe('objects', () => {
   })
 
   it('locality: a task goes to the node that holds its large argument', async () => {
-    const [, b] = cluster.nodes
+    const [, b] = cluster().nodes
     if (!b) throw new Error('node b expected')
     const made = mesh
       .remote(makeTask)
@@ -118,7 +113,7 @@ describe('objects', () => {
   })
 
   it('a node with a 96 MiB store takes 8 x 24 MiB objects by spilling to OPFS, and every one reads back intact', async () => {
-    const small = await cluster.addNode(1, '96MiB')
+    const small = await cluster().addNode(1, '96MiB')
     const pinned = mesh.remote(makeTask).options({ schedulingStrategy: { nodeId: small.nodeId, soft: false } })
     const refs = Array.from({ length: 8 }, (_, i) => pinned.remote(24 * MiB, i + 1))
     await mesh.wait(refs, { numReturns: 8 })
@@ -138,8 +133,8 @@ describe('objects', () => {
   })
 
   it('an object disappears from every store once nothing refers to it', async () => {
-    const m2 = await cluster.connect()
-    const [a, b] = cluster.nodes
+    const m2 = await cluster().connect()
+    const [a, b] = cluster().nodes
     if (!a || !b) throw new Error('two nodes expected')
     const made = m2
       .remote(makeTask)
@@ -185,7 +180,7 @@ describe('objects', () => {
   })
 
   it('a browser driver moves large objects to and from nodes over WebRTC, not through the coordinator', async () => {
-    const page = await cluster.driverPage()
+    const page = await cluster().driverPage()
     const out = await page.evaluate<{
       sum: number
       len: number
@@ -216,10 +211,10 @@ describe('objects', () => {
   })
 
   it('a pull cut mid-way (holder closed) is retried from another location', async () => {
-    const [a] = cluster.nodes
+    const [a] = cluster().nodes
     if (!a) throw new Error('node a expected')
-    const holder = await cluster.addNode(1)
-    const reader = await cluster.addNode(1)
+    const holder = await cluster().addNode(1)
+    const reader = await cluster().addNode(1)
     const made = mesh
       .remote(makeTask)
       .options({ schedulingStrategy: { nodeId: holder.nodeId, soft: false } })
@@ -251,7 +246,7 @@ describe('objects', () => {
   })
 
   it('an object whose only copy died with its node gives ObjectLostError', async () => {
-    const doomed = await cluster.addNode(1)
+    const doomed = await cluster().addNode(1)
     const made = mesh
       .remote(makeTask)
       .options({ schedulingStrategy: { nodeId: doomed.nodeId, soft: false } })

@@ -1,18 +1,11 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { startCluster, type TestCluster } from './fixtures/cluster.ts'
+import { describe, expect, it } from 'vitest'
+import { useCluster } from './fixtures/cluster.ts'
 
-let cluster: TestCluster
-beforeAll(async () => {
-  cluster = await startCluster({ nodes: 2, cpus: 1 })
-})
-afterAll(async () => {
-  await cluster?.stop()
-  expect(cluster?.pageErrors ?? []).toEqual([])
-})
+const cluster = useCluster({ nodes: 2, cpus: 1 })
 
 describe('peer mesh', () => {
   it("opens a data channel between two nodes through the coordinator's /peerjs and carries a message", async () => {
-    const [a, b] = cluster.nodes
+    const [a, b] = cluster().nodes
     if (!a || !b) throw new Error('two nodes expected')
     const reply = await a.page.evaluate(async (target) => {
       const peers = (window as unknown as { shoalNode: { peers: { ping(id: string, text: string): Promise<string> } } }).shoalNode.peers

@@ -1,16 +1,11 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { beforeAll, describe, expect, it } from 'vitest'
 import type { Mesh } from '../sdk/index.ts'
-import { eventually, startCluster, type TestCluster } from './fixtures/cluster.ts'
+import { eventually, useCluster } from './fixtures/cluster.ts'
 
-let cluster: TestCluster
 let mesh: Mesh
+const cluster = useCluster({ nodes: 2, cpus: 2 })
 beforeAll(async () => {
-  cluster = await startCluster({ nodes: 2, cpus: 2 })
-  mesh = await cluster.connect()
-})
-afterAll(async () => {
-  await cluster?.stop()
-  expect(cluster?.pageErrors ?? []).toEqual([])
+  mesh = await cluster().connect()
 })
 
 /** A task that reports which node ran it (from its runtime context). */
@@ -26,7 +21,7 @@ describe('scheduling on real nodes', () => {
     let maxRunning = 0
     const poll = setInterval(async () => {
       const rows = await mesh.state.listTasks({ filters: [['state', '=', 'RUNNING']] })
-      for (const n of cluster.nodes) maxRunning = Math.max(maxRunning, rows.filter((r) => r.nodeId === n.nodeId).length)
+      for (const n of cluster().nodes) maxRunning = Math.max(maxRunning, rows.filter((r) => r.nodeId === n.nodeId).length)
     }, 50)
     await mesh.get(refs)
     clearInterval(poll)
@@ -41,7 +36,7 @@ describe('scheduling on real nodes', () => {
       f.options({ schedulingStrategy: 'SPREAD' }).remote(10),
     ])
     expect(new Set(spread).size).toBe(2)
-    const target = cluster.nodes[1]?.nodeId as string
+    const target = cluster().nodes[1]?.nodeId as string
     const pinned = await mesh.get(
       Array.from({ length: 4 }, () => f.options({ schedulingStrategy: { nodeId: target, soft: false } }).remote(10)),
     )
@@ -56,9 +51,9 @@ describe('scheduling on real nodes', () => {
       return s.infeasible.length ? s : undefined
     }, 'the task to be reported infeasible')
     expect(summary.infeasible[0]).toMatchObject({ name: 'needs-six', requiredResources: { CPU: 6 } })
-    const status = await (await fetch(`${cluster.url}/api/status`)).json()
+    const status = await (await fetch(`${cluster().url}/api/status`)).json()
     expect(status.infeasible).toHaveLength(1)
-    const big = await cluster.addNode(8)
+    const big = await cluster().addNode(8)
     expect(await mesh.get(ref, { timeout: 30_000 })).toBe(big.nodeId)
     expect((await mesh.state.summarizeTasks()).infeasible).toEqual([])
   })

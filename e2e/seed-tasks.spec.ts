@@ -2,25 +2,20 @@ import { execFile } from 'node:child_process'
 import { mkdir, writeFile } from 'node:fs/promises'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { beforeAll, describe, expect, it } from 'vitest'
 import { GetTimeoutError, type Mesh, TaskError } from '../sdk/index.ts'
-import { eventually, startCluster, type TestCluster } from './fixtures/cluster.ts'
+import { eventually, useCluster } from './fixtures/cluster.ts'
 
 // The seed's "lifecycle of a task" on 3 browser-tab nodes × 4 CPUs.
-let cluster: TestCluster
 let mesh: Mesh
 const sleepFn = async function sleep(ms: number) {
   await new Promise((r) => setTimeout(r, ms))
   return ms
 }
 
+const cluster = useCluster({ nodes: 3, cpus: 4 })
 beforeAll(async () => {
-  cluster = await startCluster({ nodes: 3, cpus: 4 })
-  mesh = await cluster.connect()
-})
-afterAll(async () => {
-  await cluster?.stop()
-  expect(cluster?.pageErrors ?? []).toEqual([])
+  mesh = await cluster().connect()
 })
 
 describe('seed: tasks', () => {
@@ -49,7 +44,7 @@ describe('seed: tasks', () => {
       return t?.state === 'RUNNING' ? t : undefined
     }, 'the task to be RUNNING')
     expect(running.workerId).toMatch(/^[0-9a-f]{56}$/)
-    expect(cluster.nodes.map((n) => n.nodeId)).toContain(running.nodeId)
+    expect(cluster().nodes.map((n) => n.nodeId)).toContain(running.nodeId)
     expect(running.jobId).toBe(mesh.jobId)
     expect(running.startTime).toBeGreaterThan(0)
     expect(running.events.map((e) => e.state)).toEqual(['PENDING_ARGS_AVAIL', 'PENDING_NODE_ASSIGNMENT', 'SUBMITTED_TO_WORKER', 'RUNNING'])
@@ -147,7 +142,7 @@ console.log(JSON.stringify({ sum: results.reduce((a, b) => a + b, 0), ms: Date.n
 await mesh.close()
 `,
     )
-    const { stdout } = await promisify(execFile)(process.execPath, [script, cluster.url], { timeout: 60_000 })
+    const { stdout } = await promisify(execFile)(process.execPath, [script, cluster().url], { timeout: 60_000 })
     const out = JSON.parse(stdout)
     expect(out.sum).toBe(30)
     expect(out.ms).toBeLessThan(6000)
@@ -155,7 +150,7 @@ await mesh.close()
   })
 
   it('the same job runs from a web page importing /sdk.js', async () => {
-    const page = await cluster.driverPage()
+    const page = await cluster().driverPage()
     // A string, so the test runner does not rewrite the page's own `import()`.
     const out = await page.evaluate<{ sum: number; ms: number; errName: string; errCode: string }>(`(async () => {
       const { connect } = await import(location.origin + '/sdk.js')

@@ -26,7 +26,7 @@ export interface NodeConfig {
 }
 
 export interface NodeActivity {
-  kind: 'registered' | 'task-start' | 'task-end' | 'disconnected' | 'actor'
+  kind: 'registered' | 'task-start' | 'task-end' | 'disconnected' | 'actor' | 'store'
   text: string
 }
 
@@ -112,7 +112,7 @@ export class NodeAgent {
       this.send({ type: 'objects-spilled', objectIds: ids as never[], spilled, ...(line && { log: line }) })
       if (line) {
         console.info(`[shoal node] ${line}`)
-        this.onActivity({ kind: 'actor', text: line })
+        this.onActivity({ kind: 'store', text: line })
       }
     }
     this.objects = new ObjectManager(

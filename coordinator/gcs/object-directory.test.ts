@@ -13,7 +13,7 @@ describe('object directory', () => {
   it('keeps a small put while its owner holds the ref, and serves it to others', () => {
     const d = new ObjectDirectory()
     const owner = sink()
-    d.put(id(1), 'job', owner, new Uint8Array([1]))
+    d.put(id(1), 'job', owner, { data: new Uint8Array([1]) })
     expect(d.has(id(1))).toBe(true)
     expect(owner.got).toEqual([]) // the owner has its own copy
     const other = sink()
@@ -40,8 +40,8 @@ describe('object directory', () => {
 
   it('keeps objects nested in another alive while the container lives', () => {
     const d = new ObjectDirectory()
-    d.put(id(3), 'job', sink(), new Uint8Array([3]))
-    d.put(id(4), 'job', sink(), new Uint8Array([4]), [id(3)])
+    d.put(id(3), 'job', sink(), { data: new Uint8Array([3]) })
+    d.put(id(4), 'job', sink(), { data: new Uint8Array([4]), nested: [id(3)] })
     d.release(id(3))
     expect(d.has(id(3))).toBe(true)
     d.release(id(4))

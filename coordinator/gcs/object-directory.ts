@@ -135,11 +135,6 @@ export class ObjectDirectory {
     return true
   }
 
-  setOwner(id: ObjectId, owner: ObjectSink): void {
-    const e = this.objects.get(id)
-    if (e) e.owner = owner
-  }
-
   /** The coordinator's own copy is no longer needed once a node stores the object. */
   dropBuffer(id: ObjectId): void {
     const e = this.objects.get(id)
@@ -205,11 +200,11 @@ export class ObjectDirectory {
     }
   }
 
-  /** Adds a small value that already exists (a driver's `put`). */
-  put(id: ObjectId, jobId: string, owner: ObjectSink, data: Uint8Array, nested?: ObjectId[]): void {
+  /** Adds an object its owner already has (a driver's `put`: inline bytes, or a large value it serves itself). */
+  put(id: ObjectId, jobId: string, owner: ObjectSink, result: ObjectResult): void {
     // Created without its owner's sink: the owner already has the value, so nothing is pushed back to it.
     this.create(id, jobId, undefined)
-    this.resolve(id, { data, ...(nested && { nested }) })
+    this.resolve(id, result)
     const e = this.objects.get(id)
     if (e) e.owner = owner
   }
