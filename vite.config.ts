@@ -51,6 +51,8 @@ export default defineConfig(({ mode }) => {
             name: 'e2e',
             include: ['e2e/**/*.spec.ts'],
             environment: 'node',
+            // Reference-counting tests collect a driver's dropped refs deterministically (Ray's tests rely on `del x`).
+            execArgv: ['--expose-gc'],
             testTimeout: 120_000,
             hookTimeout: 120_000,
             fileParallelism: false,

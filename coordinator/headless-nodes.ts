@@ -33,8 +33,8 @@ export function findChromium(): string {
   )
 }
 
-export async function launchChromium(): Promise<Browser> {
-  return chromium.launch({ executablePath: findChromium(), args: CHROMIUM_ARGS, headless: true })
+export async function launchChromium(extraArgs: string[] = []): Promise<Browser> {
+  return chromium.launch({ executablePath: findChromium(), args: [...CHROMIUM_ARGS, ...extraArgs], headless: true })
 }
 
 export interface HeadlessNodeOptions {
@@ -43,6 +43,8 @@ export interface HeadlessNodeOptions {
   cpus: number
   token?: string
   objectStoreMemory?: string
+  /** More Chromium switches (tests add `--js-flags=--expose-gc` so pages and workers can be collected on demand). */
+  extraArgs?: string[]
   /** Forwarded from each node page's console, prefixed with the node's index. */
   onConsole?: (index: number, type: string, text: string) => void
 }
@@ -66,7 +68,11 @@ export async function startHeadlessNode(
 ): Promise<HeadlessNode> {
   const profile = await mkdtemp(join(tmpdir(), 'shoal-node-'))
   const origin = new URL(opts.address).origin
-  const context = await chromium.launchPersistentContext(profile, { executablePath: findChromium(), args: CHROMIUM_ARGS, headless: true })
+  const context = await chromium.launchPersistentContext(profile, {
+    executablePath: findChromium(),
+    args: [...CHROMIUM_ARGS, ...(opts.extraArgs ?? [])],
+    headless: true,
+  })
   const closeAll = async () => {
     await context.close().catch(() => {})
     await rm(profile, { recursive: true, force: true })
