@@ -23,7 +23,7 @@ async function transfer(c: BenchCluster) {
   if (!a || !b) throw new Error('two nodes needed')
   const id = await pageCall<string>(
     a.page,
-    `const id = randomId(); await node.agent.store.put(id, new Uint8Array(${TRANSFER}).fill(5)); return id`,
+    `const id = randomId(); await node.store.put(id, new Uint8Array(${TRANSFER}).fill(5)); return id`,
   )
   const oursRun = () =>
     pageCall<number>(
@@ -75,7 +75,7 @@ async function transfer(c: BenchCluster) {
     o.push(await oursRun())
     bb.push(await bareRun())
   }
-  await pageCall(a.page, `await node.agent.store.delete(${JSON.stringify(id)})`)
+  await pageCall(a.page, `await node.store.delete(${JSON.stringify(id)})`)
   const ours = { median: median(o), runs: o.map(Math.round) }
   const bare = { median: median(bb), runs: bb.map(Math.round) }
   return { oursMiBps: ours, bareRtcDataChannelMiBps: bare, ratio: ratio(ours.median, bare.median), goal: 0.8 }
@@ -87,7 +87,7 @@ async function plasma(c: BenchCluster) {
   const run = () =>
     pageCall<{ put: number; get: number; hotGet: number; barePut: number; bareGet: number }>(
       page,
-      `const N = 16, size = 16 * 1024 * 1024, data = new Uint8Array(size).fill(1), ids = Array.from({ length: N }, randomId), store = node.agent.store;
+      `const N = 16, size = 16 * 1024 * 1024, data = new Uint8Array(size).fill(1), ids = Array.from({ length: N }, randomId), store = node.store;
        let t0 = performance.now(); for (const id of ids) await store.put(id, data); const put = N * 16 / ((performance.now() - t0) / 1000);
        t0 = performance.now(); for (const id of ids) await store.read(id); const hotGet = N * 16 / ((performance.now() - t0) / 1000);
        store.dropHot();
@@ -121,7 +121,7 @@ async function spill(c: BenchCluster) {
   const run = () =>
     pageCall<{ spill: number; page: number; bare: number; floor: number }>(
       page,
-      `const N = 8, size = 16 * 1024 * 1024, data = new Uint8Array(size).fill(2), ids = Array.from({ length: N }, randomId), store = node.agent.store;
+      `const N = 8, size = 16 * 1024 * 1024, data = new Uint8Array(size).fill(2), ids = Array.from({ length: N }, randomId), store = node.store;
        for (const id of ids) await store.put(id, data);
        const floorMs = await store.bareReadWriteMs(ids);
        const tPage = performance.now();

@@ -92,7 +92,7 @@ describe('actor and relay edge cases', () => {
     cluster = new Cluster({ log: () => {} })
     const n = await node(cluster, 1)
     const d1 = await driver(cluster)
-    const d2 = await driver(cluster, { attachJob: d1.jobId } as never)
+    const d2 = await driver(cluster)
     const t = task(d1)
     submit(d1, [t])
     await tick()

@@ -1,4 +1,5 @@
 import { ActorDiedError, ValidationError, type WireError } from '../sdk/errors.ts'
+import { objectIdOf, type TaskId } from '../sdk/ids.ts'
 import type { ActorState } from '../sdk/protocol.ts'
 import type { ActorRow } from '../sdk/state.ts'
 import type { NodeTable } from './gcs/nodes.ts'
@@ -26,6 +27,8 @@ interface ActorRecord {
   /** Calls in submission order, not yet sent to the node (waiting for the actor or for their arguments). */
   pending: TaskRecord[]
   inflight: Map<string, TaskRecord>
+  /** Every handle to it is gone: it ends once the calls already submitted are done (Ray's actor ref counting). */
+  unreferenced: boolean
 }
 
 /**
@@ -38,6 +41,8 @@ export class ActorManager {
   /** `getIfExists` creations that found the name taken point at the existing actor. */
   private aliases = new Map<string, string>()
   private named = new Map<string, string>()
+  /** Actors by the object their handles refer to (the creation task's return), for handle counting. */
+  private byHandle = new Map<string, string>()
 
   constructor(
     private readonly tasks: TaskManager,
@@ -68,6 +73,7 @@ export class ActorManager {
     }
     this.actors.set(actorId, this.record(rec, actorId, a))
     if (a.name) this.named.set(key, actorId)
+    this.byHandle.set(objectIdOf(rec.spec.taskId as TaskId, 1), actorId)
     return true
   }
 
@@ -90,6 +96,7 @@ export class ActorManager {
       creation: rec,
       pending: [],
       inflight: new Map(),
+      unreferenced: false,
     }
   }
 
@@ -180,6 +187,27 @@ export class ActorManager {
     if (!actor) return
     actor.inflight.delete(rec.spec.taskId)
     this.pump(actor.actorId)
+    this.endIfUnreferenced(actor)
+  }
+
+  /**
+   * The object every handle of an actor refers to was collected: no handle to it is left anywhere (drivers, tasks,
+   * other actors, stored objects). An unnamed, non-detached actor then ends, after the calls already submitted to it,
+   * as in Ray. Named and detached actors can be found again by name, so they stay.
+   */
+  handlesGone(handleObjectId: string): void {
+    const actorId = this.byHandle.get(handleObjectId)
+    if (!actorId) return
+    this.byHandle.delete(handleObjectId)
+    const actor = this.actors.get(actorId)
+    if (!actor || actor.state === 'DEAD' || actor.name || actor.detached) return
+    actor.unreferenced = true
+    this.endIfUnreferenced(actor)
+  }
+
+  private endIfUnreferenced(actor: ActorRecord): void {
+    if (!actor.unreferenced || actor.state === 'DEAD' || actor.pending.length || actor.inflight.size) return
+    this.die(actor, 'all references to the actor were removed')
   }
 
   lookup(name: string, namespace: string): { actorId: string; className: string; methods: string[] } {

@@ -1,15 +1,17 @@
 import { ConnectionError, ShoalError, toWireError, ValidationError } from '../sdk/errors.ts'
 import type { ObjectId } from '../sdk/ids.ts'
-import type { ClientMessage, ClientMessageOf, RTCIceServerLike, StateFilter, StateQuery } from '../sdk/protocol.ts'
-import { PROTOCOL_VERSION } from '../sdk/protocol.ts'
+import type { ClientMessage, ClientMessageOf, RTCIceServerLike, StateFilter, StateQuery, TaskResult } from '../sdk/protocol.ts'
+import { MAX_FRAME_BYTES, PROTOCOL_VERSION, RELAY_OVERHEAD_BYTES } from '../sdk/protocol.ts'
+import { fromUnits, type ResourceUnits } from '../sdk/resources.ts'
 import { ActorManager } from './actor-manager.ts'
+import { receiveFrame } from './edge.ts'
 import { FunctionTable } from './gcs/functions.ts'
 import { JobTable } from './gcs/jobs.ts'
 import { NodeTable } from './gcs/nodes.ts'
 import { ObjectDirectory } from './gcs/object-directory.ts'
 import { TaskEvents } from './gcs/task-events.ts'
 import { ObjectTransfers } from './object-transfers.ts'
-import type { Session } from './session.ts'
+import { Session } from './session.ts'
 import { TaskManager } from './task-manager.ts'
 
 export interface ClusterOptions {
@@ -19,7 +21,13 @@ export interface ClusterOptions {
   heartbeatTimeoutMs?: number
   iceServers?: RTCIceServerLike[]
   peerjsPath?: string
+  /** Largest frame a driver may send (a node's may be larger by RELAY_OVERHEAD_BYTES, to carry its workers'). */
+  maxFrameBytes?: number
   log?: (line: string) => void
+  /** The clock heartbeats are judged by (the simulator gives its own). */
+  now?: () => number
+  /** Check heartbeats on a timer (the simulator calls `checkHeartbeats` itself). */
+  monitor?: boolean
 }
 
 /**
@@ -27,7 +35,7 @@ export interface ClusterOptions {
  * never decodes user values. Routes hand it validated messages; everything else happens here.
  */
 export class Cluster {
-  readonly nodes = new NodeTable()
+  readonly nodes: NodeTable
   readonly jobs = new JobTable()
   readonly functions = new FunctionTable()
   readonly objects = new ObjectDirectory()
@@ -36,31 +44,45 @@ export class Cluster {
   readonly actors: ActorManager
   readonly transfers: ObjectTransfers
   private nodeSessions = new Map<string, Session>()
-  private monitor: ReturnType<typeof setInterval>
+  /** Browser drivers serving their own large puts, by peer id: told when those objects are deleted. */
+  private peerSessions = new Map<string, Session>()
+  private monitor: ReturnType<typeof setInterval> | undefined
   private readonly log: (line: string) => void
+  private readonly heartbeatTimeoutMs: number
 
   constructor(private readonly opts: ClusterOptions = {}) {
     this.log = opts.log ?? ((l) => console.log(l))
+    this.nodes = new NodeTable(opts.now)
     const nodeSession = (id: string) => this.nodeSessions.get(id)
     this.tasks = new TaskManager({ nodes: this.nodes, functions: this.functions, objects: this.objects, events: this.events, nodeSession })
     this.actors = new ActorManager(this.tasks, { nodes: this.nodes, events: this.events, nodeSession })
     this.tasks.actors = this.actors
     this.transfers = new ObjectTransfers({ nodes: this.nodes, objects: this.objects, nodeSession, log: this.log })
-    this.objects.onDelete = (id, nodes) => {
-      for (const n of nodes) this.nodeSessions.get(n)?.send({ type: 'delete-objects', objectIds: [id] })
+    this.objects.onDelete = (id, holders) => {
+      for (const n of holders) (this.nodeSessions.get(n) ?? this.peerSessions.get(n))?.send({ type: 'delete-objects', objectIds: [id] })
     }
-    const timeout = opts.heartbeatTimeoutMs ?? 5000
-    this.monitor = setInterval(
-      () => {
-        for (const n of this.nodes.silentSince(timeout)) this.nodeDied(n.nodeId, `missed heartbeats for ${timeout / 1000} s`)
-      },
-      Math.min(1000, timeout / 2),
-    )
-    this.monitor.unref?.()
+    this.objects.onCollected = (id) => this.actors.handlesGone(id)
+    this.heartbeatTimeoutMs = opts.heartbeatTimeoutMs ?? 5000
+    if (opts.monitor !== false) {
+      this.monitor = setInterval(() => this.checkHeartbeats(), Math.min(1000, this.heartbeatTimeoutMs / 2))
+      this.monitor.unref?.()
+    }
+  }
+
+  /** Declares dead every node silent for longer than the heartbeat timeout. */
+  checkHeartbeats(): void {
+    const timeout = this.heartbeatTimeoutMs
+    for (const n of this.nodes.silentSince(timeout)) this.nodeDied(n.nodeId, `missed heartbeats for ${timeout / 1000} s`)
+  }
+
+  /** The largest frame this connection may send. */
+  frameLimit(s: Session): number {
+    const max = this.opts.maxFrameBytes ?? MAX_FRAME_BYTES
+    return s.role === 'node' ? max + RELAY_OVERHEAD_BYTES : max
   }
 
   close(): void {
-    clearInterval(this.monitor)
+    if (this.monitor) clearInterval(this.monitor)
   }
 
   /** One validated message from a connection. Errors a client can cause are answered, never thrown out. */
@@ -93,8 +115,12 @@ export class Cluster {
         for (const id of msg.objectIds) this.objects.subscribe(id as ObjectId, s)
         return
       case 'release':
-        for (const id of msg.objectIds) this.objects.release(id as ObjectId)
+        for (const id of msg.objectIds) this.objects.release(id as ObjectId, s)
         return
+      case 'free':
+        this.requireRole(s, 'driver', msg.type)
+        for (const id of msg.objectIds) this.objects.free(id as ObjectId)
+        return s.send({ type: 'reply', reqId: msg.reqId, ok: true, value: null })
       case 'borrow':
         for (const id of msg.objectIds) {
           if (!this.objects.has(id)) continue
@@ -112,7 +138,7 @@ export class Cluster {
         }
         return
       case 'cancel':
-        this.tasks.cancel(msg.objectId as ObjectId, msg.force)
+        this.tasks.cancel(msg.objectId as ObjectId, msg.force, 'cancelled', msg.recursive ?? true)
         return s.send({ type: 'reply', reqId: msg.reqId, ok: true, value: null })
       case 'state':
         return s.send({ type: 'reply', reqId: msg.reqId, ok: true, value: this.query(msg.query) })
@@ -131,6 +157,7 @@ export class Cluster {
       case 'put-remote':
         this.requireRole(s, 'driver', msg.type)
         this.transfers.onPutRemote(s, msg)
+        this.peerSessions.set(msg.peerId, s)
         return
       case 'fetch-objects':
         this.transfers.fetch(s, msg.objectIds as ObjectId[])
@@ -163,6 +190,8 @@ export class Cluster {
       case 'task-results':
         this.requireRole(s, 'node', msg.type)
         this.tasks.onResults(s, msg.results)
+        // What the tasks' workers let go at their end goes only now, after their results took what they contain.
+        for (const r of msg.results) if (r.scope) this.endScope(s, r.scope)
         return
       case 'task-blocked':
         this.requireRole(s, 'node', msg.type)
@@ -171,6 +200,16 @@ export class Cluster {
       case 'actor-died':
         this.requireRole(s, 'node', msg.type)
         this.actors.workerDied(msg.actorId, msg.reason)
+        return
+      case 'relay-up':
+        this.requireRole(s, 'node', msg.type)
+        return this.relayUp(s, msg.channel, msg.frame)
+      case 'relay-close':
+        this.requireRole(s, 'node', msg.type)
+        for (const c of msg.channels) {
+          const sub = s.relays.get(c)
+          if (sub) this.disconnected(sub)
+        }
         return
       default:
         msg satisfies never
@@ -200,6 +239,7 @@ export class Cluster {
       reqId: msg.reqId,
       peerjsPath: this.opts.peerjsPath ?? '/peerjs',
       iceServers: this.opts.iceServers ?? [],
+      maxFrameBytes: this.opts.maxFrameBytes ?? MAX_FRAME_BYTES,
     }
     if (msg.role === 'node') {
       if (!msg.node) throw new ValidationError('a node must describe its resources in hello')
@@ -208,19 +248,24 @@ export class Cluster {
       s.nodeId = rec.nodeId
       this.nodeSessions.set(rec.nodeId, s)
       this.log(`[coordinator] node ${rec.nodeId.slice(0, 8)} joined: ${JSON.stringify(rec.total)}${rec.name ? ` (${rec.name})` : ''}`)
-      s.send({ ...base, nodeId: rec.nodeId, namespace: 'default' })
+      s.send({ ...base, nodeId: rec.nodeId, namespace: '' })
       this.tasks.scheduler.nodesChanged()
       this.transfers.onNodeJoined()
       return
     }
-    s.role = 'driver'
+    if (msg.namespace === '') throw new ValidationError('namespace must not be empty (leave it out for an anonymous namespace of this job)')
     if (msg.attachJob) {
+      // Only a node's worker (a task of that job, on its relay channel) joins a job; a driver starts its own.
+      if (!s.carrier) throw new ValidationError('only a task running on a node can join an existing job')
       const job = this.jobs.get(msg.attachJob)
       if (job?.state !== 'RUNNING') throw new ConnectionError(`job ${msg.attachJob} is not running`)
+      s.role = 'driver'
       s.jobId = job.jobId
       s.namespace = job.namespace
     } else {
-      const job = this.jobs.create(msg.namespace ?? 'default')
+      // A job that names no namespace gets an anonymous one of its own, as in Ray.
+      const job = this.jobs.create(msg.namespace)
+      s.role = 'driver'
       s.jobId = job.jobId
       s.namespace = job.namespace
       s.isJobRoot = true
@@ -228,16 +273,52 @@ export class Cluster {
     s.send({ ...base, jobId: s.jobId, namespace: s.namespace })
   }
 
-  /** A connection closed. A node's close is its death; a job root's close ends the job. */
+  /**
+   * A connection closed. A node's close is its death (and its workers' channels close with it); a job root's close
+   * ends the job; any driver's close (a worker's channel too) lets go of every object it owned or borrowed.
+   */
   disconnected(s: Session): void {
-    if (s.closed && !s.borrowed.size) return
+    if (s.closed) return
     s.closed = true
+    for (const sub of s.relays.values()) this.disconnected(sub)
+    s.relays.clear()
+    if (s.carrier) s.carrier.node.relays.delete(s.carrier.channel)
     // What it borrowed is no longer held by it.
     for (const [id, n] of s.borrowed) for (let i = 0; i < n; i++) this.objects.unpin(id as ObjectId)
     s.borrowed.clear()
     if (s.role === 'node' && s.nodeId) this.nodeDied(s.nodeId, 'its connection closed (tab closed or network lost)')
-    if (s.role === 'driver') this.transfers.dropUploads(s)
+    if (s.role === 'driver') {
+      this.transfers.dropUploads(s)
+      if (s.peerId) this.peerSessions.delete(s.peerId)
+      this.objects.releaseOwner(s)
+    }
     if (s.role === 'driver' && s.isJobRoot && s.jobId) this.endJob(s.jobId)
+  }
+
+  /**
+   * A frame from one of a node's workers: it goes through the same edge checks as a socket's, on a channel session
+   * of its own (created by the frame that says hello), so the worker's messages are ordered with the node's.
+   */
+  private relayUp(node: Session, channel: string, frame: Uint8Array): void {
+    let sub = node.relays.get(channel)
+    if (!sub) {
+      if (node.relays.size >= MAX_RELAY_CHANNELS)
+        throw new ValidationError(`a node may carry at most ${MAX_RELAY_CHANNELS} worker channels`)
+      sub = new Session(
+        (bytes) => node.send({ type: 'relay-down', channel, frame: bytes }),
+        () => this.disconnected(sub as Session),
+      )
+      sub.carrier = { node, channel }
+      node.relays.set(channel, sub)
+    }
+    receiveFrame(this, sub, frame, this.opts.maxFrameBytes ?? MAX_FRAME_BYTES)
+  }
+
+  /** A task's worker let go of what it made during the task (carried in the task's result, see TaskResult.scope). */
+  private endScope(node: Session, scope: NonNullable<TaskResult['scope']>): void {
+    const sub = node.relays.get(scope.channel)
+    if (!sub) return
+    for (const id of scope.release) this.objects.release(id as ObjectId, sub)
   }
 
   private nodeDied(nodeId: string, reason: string): void {
@@ -284,8 +365,8 @@ export class Cluster {
 
   status() {
     const alive = this.nodes.alive()
-    const total: Record<string, number> = {}
-    const used: Record<string, number> = {}
+    const total: ResourceUnits = {}
+    const used: ResourceUnits = {}
     for (const n of alive) {
       for (const [k, v] of Object.entries(n.total)) {
         total[k] = (total[k] ?? 0) + v
@@ -295,7 +376,7 @@ export class Cluster {
     const summary = this.events.summarize()
     return {
       nodes: { alive: alive.length, dead: this.nodes.rows().length - alive.length },
-      resources: { total, used },
+      resources: { total: fromUnits(total), used: fromUnits(used) },
       jobs: { running: this.jobs.list().filter((j) => j.state === 'RUNNING').length },
       tasks: { pending: this.tasks.pending, queued: this.tasks.scheduler.queued },
       objects: this.objects.size,
@@ -303,6 +384,9 @@ export class Cluster {
     }
   }
 }
+
+/** How many worker channels one node may carry (a worker per CPU, and per job it ran). */
+const MAX_RELAY_CHANNELS = 4096
 
 function filterRows<T extends object>(rows: T[], filters: StateFilter[] | undefined, limit: number): T[] {
   const out: T[] = []

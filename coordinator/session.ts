@@ -1,11 +1,13 @@
 import { encodeFrames } from '../sdk/codec.ts'
 import type { Assignment, FunctionDef, ObjectUpdate, ServerMessage } from '../sdk/protocol.ts'
+import { TurnBatch } from '../sdk/turn-batch.ts'
 import type { ObjectSink } from './gcs/object-directory.ts'
 
 /**
- * One control WebSocket: a driver (a job's root connection, or a connection opened inside a task) or a node.
- * Outgoing messages are coalesced per turn of the event loop: object updates into one `objects` frame and task
- * assignments into one `assign` frame, which is what makes thousands of tasks per second cheap.
+ * One control channel: a driver (a job's root connection), a node, or a node's worker (`self.shoal` inside a task,
+ * carried on its node's socket as a relay channel). Outgoing messages are coalesced per turn of the event loop:
+ * object updates into one `objects` message and task assignments into one `assign`, which is what makes thousands
+ * of tasks per second cheap.
  */
 export class Session implements ObjectSink {
   private static nextId = 1
@@ -14,7 +16,7 @@ export class Session implements ObjectSink {
   jobId: string | undefined
   /** The connection that started the job: when it closes, the job ends. */
   isJobRoot = false
-  namespace = 'default'
+  namespace = ''
   nodeId: string | undefined
   /** Objects this connection borrows (refs it found inside values), with how many times: unpinned when it closes. */
   readonly borrowed = new Map<string, number>()
@@ -22,13 +24,19 @@ export class Session implements ObjectSink {
   peerId: string | undefined
   /** Functions this node already has; the rest ship with the first assignment that needs them. */
   readonly knownFunctions = new Set<string>()
+  /** For a node: its workers' channels, by name. For a worker's channel: the node carrying it and its name. */
+  readonly relays = new Map<string, Session>()
+  carrier: { node: Session; channel: string } | undefined
+  /** Binary frames received so far: a refused frame is named by this count, which the sender keeps too. */
+  framesReceived = 0
+  /** Resource shapes this job was already warned about as infeasible (Ray warns once). */
+  readonly warnedShapes = new Set<string>()
   closed = false
 
-  private out: ServerMessage[] = []
+  private readonly out = new TurnBatch<ServerMessage>((msgs) => this.write(msgs))
   private objects: ObjectUpdate[] = []
   private assignments: Assignment[] = []
   private functions: FunctionDef[] = []
-  private scheduled = false
 
   constructor(
     private readonly sendBytes: (bytes: Uint8Array) => void,
@@ -36,22 +44,23 @@ export class Session implements ObjectSink {
   ) {}
 
   send(msg: ServerMessage): void {
-    this.out.push(msg)
-    this.schedule()
+    if (!this.closed) this.out.push(msg)
   }
 
   pushObject(update: ObjectUpdate): void {
+    if (this.closed) return
     this.objects.push(update)
-    this.schedule()
+    if (this.objects.length === 1) this.out.push({ type: 'objects', objects: this.objects })
   }
 
   pushAssignment(a: Assignment, fn: FunctionDef | undefined): void {
+    if (this.closed) return
     if (fn && !this.knownFunctions.has(fn.functionId)) {
       this.knownFunctions.add(fn.functionId)
       this.functions.push(fn)
     }
     this.assignments.push(a)
-    this.schedule()
+    if (this.assignments.length === 1) this.out.push({ type: 'assign', tasks: this.assignments, functions: this.functions })
   }
 
   close(code: number, reason: string): void {
@@ -59,31 +68,16 @@ export class Session implements ObjectSink {
     this.closeSocket(code, reason)
   }
 
-  private schedule(): void {
-    if (this.scheduled) return
-    this.scheduled = true
-    queueMicrotask(() => this.flush())
+  /** Sends what this turn queued now. */
+  flush(): void {
+    this.out.flush()
   }
 
-  flush(): void {
-    this.scheduled = false
-    if (this.closed) {
-      this.out = []
-      this.objects = []
-      this.assignments = []
-      return
-    }
-    const out: ServerMessage[] = this.out
-    this.out = []
-    if (this.objects.length) {
-      out.push({ type: 'objects', objects: this.objects })
-      this.objects = []
-    }
-    if (this.assignments.length) {
-      out.push({ type: 'assign', tasks: this.assignments, functions: this.functions })
-      this.assignments = []
-      this.functions = []
-    }
-    encodeFrames(out, this.sendBytes)
+  private write(msgs: ServerMessage[]): void {
+    // The batched objects and assignments were queued once, by reference, and filled since: start new ones.
+    this.objects = []
+    this.assignments = []
+    this.functions = []
+    if (!this.closed) encodeFrames(msgs, (frame) => this.sendBytes(frame))
   }
 }

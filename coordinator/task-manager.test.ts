@@ -1,12 +1,13 @@
 import { afterEach, describe, expect, it } from 'vitest'
 import { decodeValue } from '../sdk/codec.ts'
+import { fromUnits } from '../sdk/resources.ts'
 import { Cluster } from './cluster.ts'
 import { driver, node, ok, submit, task, tick, userError } from './test-harness.ts'
 
 let cluster: Cluster
 afterEach(() => cluster?.close())
 
-const cpuFree = (c: Cluster, nodeId: string) => c.nodes.get(nodeId)?.available.CPU
+const cpuFree = (c: Cluster, nodeId: string) => fromUnits(c.nodes.get(nodeId)?.available ?? {}).CPU
 
 describe('task manager', () => {
   it('never over-commits a node, and gives back exactly what a task took (success, failure, retry)', async () => {

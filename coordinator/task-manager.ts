@@ -3,12 +3,13 @@ import { encodeValue } from '../sdk/codec.ts'
 import { NodeDiedError, TaskCancelledError, ValidationError, type WireError } from '../sdk/errors.ts'
 import { jobIdOfTask, type ObjectId, objectIdOf, type TaskId, taskIdOfObject } from '../sdk/ids.ts'
 import { type Assignment, type TaskResult, type TaskSpec, TaskSpecSchema } from '../sdk/protocol.ts'
+import { allocate, fits, formatResources, quantityProblem, RESOURCE_UNITS, type ResourceUnits, release, toUnits } from '../sdk/resources.ts'
 import type { ActorManager } from './actor-manager.ts'
 import type { FunctionTable } from './gcs/functions.ts'
 import type { NodeRecord, NodeTable } from './gcs/nodes.ts'
 import type { ObjectDirectory } from './gcs/object-directory.ts'
 import type { TaskEvents } from './gcs/task-events.ts'
-import { allocate, fits, free, pickBacklogNode } from './scheduler/policy.ts'
+import { pickBacklogNode } from './scheduler/policy.ts'
 import { Scheduler } from './scheduler/scheduler.ts'
 import type { Session } from './session.ts'
 
@@ -19,12 +20,13 @@ export interface TaskRecord {
   owner: Session
   attempt: number
   phase: 'waiting-deps' | 'queued' | 'assigned' | 'done'
-  /** Ref arguments (top-level and nested) not yet ready. */
+  /** Top-level ref arguments not yet ready (only those are dependencies, as in Ray). */
   missing: number
   nodeId?: string
   /** Everything pinned for this task: released when it is done. */
   pinned: ObjectId[]
-  resources: TaskSpec['resources']
+  /** What it holds while it runs, in fixed-point units. */
+  resources: ResourceUnits
   strategy: TaskSpec['strategy']
   shapeKey?: string
   /** Sent to a node's local queue without resources (pipelining); promoted when the node frees enough. */
@@ -50,6 +52,8 @@ export class TaskManager {
   private backlogs = new Map<string, TaskRecord[]>()
   /** Per function, a moving average of how long its tasks hold a node (ms). */
   private runtimes = new Map<string, number>()
+  /** Tasks submitted by a task (from inside its worker), by parent: what `cancel(…, { recursive })` reaches. */
+  private children = new Map<string, Set<string>>()
   actors!: ActorManager
 
   constructor(
@@ -65,7 +69,7 @@ export class TaskManager {
       nodes: () => deps.nodes.alive(),
       dispatch: (t, n) => this.dispatch(t, n),
       fail: (t, reason) => this.fail(t, new ValidationError(`task ${t.spec.name} cannot run: ${reason}`).toWire()),
-      infeasible: (t, yes) => deps.events.setInfeasible(t.spec.taskId, yes),
+      infeasible: (t, yes) => this.infeasible(t, yes),
       pipeline: (t, nodes) => this.pipeline(t, nodes),
     })
   }
@@ -100,16 +104,22 @@ export class TaskManager {
       phase: 'waiting-deps',
       missing: 0,
       pinned: [],
-      resources: spec.resources,
+      resources: toUnits(spec.resources),
       strategy: spec.strategy,
     }
     this.tasks.set(spec.taskId, rec)
     for (let i = 1; i <= spec.numReturns; i++) objects.create(objectIdOf(spec.taskId as TaskId, i), rec.jobId, owner)
     events.created(spec, rec.jobId)
+    if (spec.parentTaskId) this.childOf(spec.parentTaskId).add(spec.taskId)
 
+    for (const [k, q] of Object.entries(spec.resources)) {
+      const problem = quantityProblem(k, q)
+      if (problem) return this.fail(rec, new ValidationError(`task ${spec.name} cannot run: ${problem}`).toWire())
+    }
     if (spec.type !== 'ACTOR_TASK' && !functions.get(spec.functionId))
       return this.fail(rec, new ValidationError(`unknown function ${spec.functionId}: it was never registered`).toWire())
-    const refs = [...spec.args.flatMap((a) => ('ref' in a ? [a.ref as ObjectId] : [])), ...((spec.nestedRefs ?? []) as ObjectId[])]
+    const deps = spec.args.flatMap((a) => ('ref' in a ? [a.ref as ObjectId] : []))
+    const refs = [...deps, ...((spec.nestedRefs ?? []) as ObjectId[])]
     for (const id of refs) {
       if (!objects.has(id))
         return this.fail(
@@ -117,13 +127,14 @@ export class TaskManager {
           new ValidationError(`argument ObjectRef(${id}) is unknown to this coordinator (freed, forged, or from another cluster)`).toWire(),
         )
     }
+    // Every ref the task will see stays alive while it is pending; only the top-level ones are waited for.
     for (const id of refs) {
       objects.pin(id)
       rec.pinned.push(id)
     }
     if (spec.type === 'ACTOR_CREATION_TASK' && !this.actors.register(rec)) return
     if (spec.type === 'ACTOR_TASK') this.actors.enqueueCall(rec)
-    for (const id of refs) {
+    for (const id of deps) {
       if (objects.isReady(id)) continue
       rec.missing++
       objects.onReady(id, () => {
@@ -131,6 +142,12 @@ export class TaskManager {
       })
     }
     if (rec.missing === 0) this.argsReady(rec)
+  }
+
+  private childOf(parent: string): Set<string> {
+    let set = this.children.get(parent)
+    if (!set) this.children.set(parent, (set = new Set()))
+    return set
   }
 
   private argsReady(rec: TaskRecord): void {
@@ -143,6 +160,25 @@ export class TaskManager {
     if (rec.spec.type === 'ACTOR_TASK') return this.actors.pump(rec.spec.actorId as string)
     rec.preferNode = this.whereTheDataIs(rec)
     this.queue(rec)
+  }
+
+  /**
+   * No node alive could ever fit the task: it waits for one (as in Ray), and its driver is told once per shape of
+   * request, in a line that names the task and what it needs, instead of a silent wait.
+   */
+  private infeasible(rec: TaskRecord, yes: boolean): void {
+    this.deps.events.setInfeasible(rec.spec.taskId, yes)
+    if (!yes || rec.owner.warnedShapes.has(rec.shapeKey ?? '')) return
+    rec.owner.warnedShapes.add(rec.shapeKey ?? '')
+    const largest = this.deps.nodes.alive().reduce<ResourceUnits | undefined>((best, n) => {
+      const cpu = n.total.CPU ?? 0
+      return !best || cpu > (best.CPU ?? 0) ? n.total : best
+    }, undefined)
+    const message =
+      `task '${rec.spec.name}' (${rec.spec.taskId}) cannot be scheduled: it requires ${formatResources(rec.resources)}, ` +
+      `which no node in the cluster can provide (${largest ? `the largest has ${formatResources(largest)}` : 'there are no nodes'}). ` +
+      'It waits until a node that fits joins; consider asking for less.'
+    rec.owner.send({ type: 'warning', message, taskIds: [rec.spec.taskId] })
   }
 
   /** The node holding the most bytes of this task's large ref arguments, if any. */
@@ -176,7 +212,7 @@ export class TaskManager {
     const views = nodes.map((n) => ({
       ...n,
       backlog: this.backlogs.get(n.nodeId)?.length ?? 0,
-      backlogLimit: Math.max(1, Math.ceil(2 * (n.total.CPU ?? 1))),
+      backlogLimit: Math.max(1, Math.ceil((2 * (n.total.CPU ?? RESOURCE_UNITS)) / RESOURCE_UNITS)),
     }))
     const nodeId = pickBacklogNode(rec.resources, rec.strategy, views)
     const node = nodeId ? nodes.find((n) => n.nodeId === nodeId) : undefined
@@ -231,7 +267,8 @@ export class TaskManager {
         return { ref: x.ref, size: e?.size ?? 0, locations: e?.locations ? [...e.locations] : [] }
       }),
       numReturns: s.numReturns,
-      resources: rec.resources,
+      units: rec.resources,
+      namespace: rec.owner.namespace,
       ...(rec.backlogged && { queued: true }),
     }
     if (!rec.backlogged) rec.startedAt = performance.now()
@@ -283,7 +320,7 @@ export class TaskManager {
       const nodeId = rec.nodeId as string
       this.unassign(rec)
       if (r.ok) this.succeed(rec, r.returns, r.nestedRefs as ObjectId[] | undefined, nodeId)
-      else if (this.shouldRetry(rec, r.error, r.userError)) this.retry(rec)
+      else if (this.shouldRetry(rec, r.error, r.userError)) this.retry(rec, r.error)
       else this.fail(rec, r.error)
     }
   }
@@ -323,9 +360,9 @@ export class TaskManager {
    * Gives resources back on a node. Tasks already waiting in that node's local queue get them first, in its order —
    * exactly what the node itself does when a slot frees — so both views of the node agree on what runs.
    */
-  releaseOn(node: NodeRecord, resources: TaskSpec['resources']): void {
+  releaseOn(node: NodeRecord, resources: ResourceUnits): void {
     if (node.state === 'ALIVE') {
-      free(resources, node.available)
+      release(resources, node.available)
       this.promote(node)
     }
     this.scheduler.requestPass()
@@ -374,7 +411,9 @@ export class TaskManager {
     return retryExceptions === true || (Array.isArray(retryExceptions) && retryExceptions.includes(name))
   }
 
-  retry(rec: TaskRecord): void {
+  /** Runs the task again as a new attempt; the failed attempt's row keeps its error. */
+  retry(rec: TaskRecord, error: WireError): void {
+    this.deps.events.failed(rec.spec.taskId, rec.attempt, error)
     rec.attempt++
     if (rec.spec.type === 'ACTOR_TASK') {
       rec.phase = 'waiting-deps'
@@ -401,6 +440,11 @@ export class TaskManager {
   private done(rec: TaskRecord, keepPins = false): void {
     rec.phase = 'done'
     this.tasks.delete(rec.spec.taskId)
+    if (rec.spec.parentTaskId) {
+      const siblings = this.children.get(rec.spec.parentTaskId)
+      siblings?.delete(rec.spec.taskId)
+      if (siblings?.size === 0) this.children.delete(rec.spec.parentTaskId)
+    }
     if (!keepPins) this.releasePins(rec)
   }
 
@@ -436,18 +480,25 @@ export class TaskManager {
       rec.blocked = false
       if (rec.spec.type === 'ACTOR_CREATION_TASK' || rec.spec.type === 'ACTOR_TASK') continue // the actor manager decides
       const left = rec.spec.maxRetries === -1 || rec.attempt < rec.spec.maxRetries
-      if (left) this.retry(rec)
-      else this.fail(rec, new NodeDiedError(nodeId, rec.spec.taskId, rec.attempt + 1).toWire())
+      const error = new NodeDiedError(nodeId, rec.spec.taskId, rec.attempt + 1).toWire()
+      if (left) this.retry(rec, error)
+      else this.fail(rec, error)
     }
     this.actors.onNodeDead(nodeId)
     this.scheduler.requestPass()
   }
 
-  /** `mesh.cancel(ref)`: a queued task never runs; a running one has its worker stopped. */
-  cancel(objectId: ObjectId, force: boolean, reason = 'cancelled'): void {
-    const rec = this.tasks.get(taskIdOfObject(objectId))
+  /**
+   * `mesh.cancel(ref)`: a queued task never runs; a running one has its worker stopped. With `recursive`, the tasks
+   * it submitted (and theirs) are cancelled too, as Ray's `ray.cancel(recursive=True)`.
+   */
+  cancel(objectId: ObjectId, force: boolean, reason = 'cancelled', recursive = true): void {
+    const taskId = taskIdOfObject(objectId)
+    const rec = this.tasks.get(taskId)
     if (!rec) return // already finished: nothing to cancel, as in Ray
     if (rec.spec.type === 'ACTOR_CREATION_TASK') throw new ValidationError('cancel: use kill() for actors')
+    if (recursive)
+      for (const child of [...(this.children.get(taskId) ?? [])]) this.cancel(objectIdOf(child as TaskId, 1), force, reason, true)
     if (rec.phase === 'assigned' && rec.nodeId)
       this.deps.nodeSession(rec.nodeId)?.send({ type: 'cancel-task', taskId: rec.spec.taskId, force })
     this.fail(rec, new TaskCancelledError(rec.spec.taskId, reason).toWire())

@@ -52,7 +52,20 @@ describe('bad input', () => {
     expect(() => f.options({ resources: { CPU: 2 } })).toThrow(/use numCpus instead of resources\.CPU/)
     expect(() => f.remote({ cb: () => 1 })).toThrow(/argument 0 of f\.cb is a function/)
     await expect(mesh.get(42 as never)).rejects.toThrow(/expected ObjectRefs/)
-    await expect(mesh.wait([], { numReturns: 2 })).rejects.toThrow(/numReturns \(2\) is more than/)
+    await expect(
+      mesh.wait(
+        [
+          mesh
+            .remote(function one() {
+              return 1
+            })
+            .remote(),
+        ],
+        { numReturns: 2 },
+      ),
+    ).rejects.toThrow(/numReturns \(2\) is more than/)
+    // As Ray's ray.wait([]): nothing to wait for is an answer, not an error.
+    expect(await mesh.wait([])).toEqual({ ready: [], notReady: [] })
     // A return value that cannot be serialized is the task's error, not a hang.
     const bad = mesh.remote(function bad() {
       return { cb: () => 1 }

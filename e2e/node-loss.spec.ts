@@ -36,9 +36,11 @@ describe('node loss', () => {
     const dead = nodes.find((n) => n.nodeId === victim.nodeId)
     expect(dead?.state).toBe('DEAD')
     expect(dead?.deathReason).toMatch(/connection closed/)
+    // One row per attempt (as Ray lists them): the tasks that ran on the dead node have a failed attempt and a retry.
     const rows = await mesh.state.listTasks({ filters: [['funcOrClassName', '=', 'work']] })
-    expect(rows).toHaveLength(60)
-    expect(rows.every((r) => r.state === 'FINISHED')).toBe(true)
+    expect(new Set(rows.map((r) => r.taskId)).size).toBe(60)
+    for (const r of rows.filter((x) => x.state === 'FAILED')) expect(r.errorType).toBe('NODE_DIED')
+    expect(rows.filter((r) => r.state === 'FINISHED')).toHaveLength(60)
     // Some tasks were retried (attempt 1) after the node died, on a live node.
     const retried = rows.filter((r) => r.attempt > 0)
     expect(retried.length).toBeGreaterThan(0)

@@ -148,10 +148,7 @@ describe('objects', () => {
     )
     const id = made.id
     const inStore = (n: typeof a) =>
-      n.page.evaluate(
-        (oid) => (window as unknown as { shoalNode: { agent: { store: { has(id: string): boolean } } } }).shoalNode.agent.store.has(oid),
-        id,
-      )
+      n.page.evaluate((oid) => (window as unknown as { shoalNode: { store: { has(id: string): boolean } } }).shoalNode.store.has(oid), id)
     expect(await inStore(a)).toBe(true)
     expect(await inStore(b)).toBe(true)
     await m2.close()

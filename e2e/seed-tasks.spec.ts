@@ -88,7 +88,9 @@ describe('seed: tasks', () => {
     expect(err.remoteStack).toContain('boom')
     const [row] = await mesh.state.listTasks({ filters: [['funcOrClassName', '=', 'boom']] })
     expect(row?.state).toBe('FAILED')
-    expect(row?.errorType).toBe('RangeError')
+    expect(row?.errorType).toBe('TASK_EXECUTION_EXCEPTION') // Ray's ErrorType
+    expect(row?.errorName).toBe('TaskError')
+    expect(row?.errorMessage).toContain('RangeError: x is 7')
   })
 
   it('retries a throwing task with retryExceptions and maxRetries', async () => {
@@ -101,8 +103,9 @@ describe('seed: tasks', () => {
     expect(await mesh.get(flaky.options({ maxRetries: 3, retryExceptions: true }).remote(2))).toBe(2)
     const onlyTypeErrors = await mesh.get(flaky.options({ maxRetries: 3, retryExceptions: ['TypeError'] }).remote(1)).catch((e) => e)
     expect(onlyTypeErrors).toBeInstanceOf(TaskError)
+    // One row per attempt, as Ray lists them: three for the task that failed twice, one for the other.
     const rows = await mesh.state.listTasks({ filters: [['funcOrClassName', '=', 'flaky']] })
-    expect(rows.map((r) => r.attempt).sort()).toEqual([0, 2])
+    expect(rows.map((r) => `${r.attempt}:${r.state}`).sort()).toEqual(['0:FAILED', '0:FAILED', '1:FAILED', '2:FINISHED'])
     const noRetry = await mesh.get(flaky.options({ maxRetries: 3 }).remote(100)).catch((e) => e)
     expect(noRetry).toBeInstanceOf(TaskError)
   })

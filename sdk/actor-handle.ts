@@ -73,12 +73,20 @@ export class ActorHandleBase {
       })
     }
   }
-  /** A ref that resolves (to null) once the actor is constructed, or rejects if it could not be. */
+  /**
+   * A ref that resolves (to null) once the actor is constructed, or rejects if it could not be. Every handle holds
+   * it: the actor's handles are counted through it.
+   */
   ready(): ObjectRef<null> | undefined {
     return this.readyRef
   }
   toWireHandle(): ActorHandleWire {
-    return { actorId: this.actorId, className: this.className, methods: this.methodNames }
+    return {
+      actorId: this.actorId,
+      className: this.className,
+      methods: this.methodNames,
+      ...(this.readyRef && { handleId: this.readyRef.id }),
+    }
   }
   toString(): string {
     return `Actor(${this.className}, ${this.actorId})`

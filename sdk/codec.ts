@@ -1,5 +1,5 @@
 import { addExtension, Packr } from 'msgpackr'
-import { ValidationError } from './errors.ts'
+import { setErrorFieldDecoder, ValidationError } from './errors.ts'
 import type { ObjectId } from './ids.ts'
 import { ObjectRef } from './object-ref.ts'
 
@@ -24,27 +24,92 @@ export const decodeFrame = (bytes: Uint8Array): unknown => framePackr.unpack(byt
 const BATCH_LIMIT = 64 * 1024
 
 /**
- * Packs the messages of one turn of the event loop into as few frames as possible: a frame holds one message, or an
- * array of small ones. Order is kept. Saves a WebSocket frame (and a wakeup on the other side) per message.
+ * Packs the messages of one turn of the event loop into as few frames as possible, none over `maxBytes`: a frame
+ * holds one message, or an array of small ones, in order. `send` receives each frame with the messages it carries
+ * (so a sender can tell which of its messages a refused frame held). A single message over `maxBytes` cannot be sent
+ * at all: it goes to `tooLarge` instead, and the rest still go.
  */
-export function encodeFrames(messages: readonly unknown[], send: (frame: Uint8Array) => void): void {
-  let batch: unknown[] = []
+export function encodeFrames<M>(
+  messages: readonly M[],
+  send: (frame: Uint8Array, carried: readonly M[]) => void,
+  maxBytes = Number.POSITIVE_INFINITY,
+  tooLarge: (msg: M, bytes: number) => void = () => {},
+): void {
+  let batch: M[] = []
   const flush = () => {
-    if (batch.length === 1) send(encodeFrame(batch[0]))
-    else if (batch.length > 1) send(encodeFrame(batch))
+    if (batch.length) sendBatch(batch, send, maxBytes, tooLarge)
     batch = []
   }
   for (const m of messages) {
     if (isLarge(m)) {
       flush()
-      send(encodeFrame(m))
+      sendBatch([m], send, maxBytes, tooLarge)
     } else batch.push(m)
   }
   flush()
 }
 
+function sendBatch<M>(
+  batch: M[],
+  send: (frame: Uint8Array, carried: readonly M[]) => void,
+  maxBytes: number,
+  tooLarge: (msg: M, bytes: number) => void,
+): void {
+  const frame = encodeFrame(batch.length === 1 ? batch[0] : batch)
+  if (frame.byteLength <= maxBytes) return send(frame, batch)
+  if (batch.length === 1) return tooLarge(batch[0] as M, frame.byteLength)
+  // Rare (a huge submission in one turn): pack each message alone and cut the run into frames under the limit.
+  // A msgpack array of separately packed elements is a valid frame: each element carries its own record definitions.
+  let parts: Uint8Array[] = []
+  let carried: M[] = []
+  let bytes = 5
+  const cut = () => {
+    if (parts.length) send(joinAsArray(parts, bytes), carried)
+    parts = []
+    carried = []
+    bytes = 5
+  }
+  for (const m of batch) {
+    const part = encodeFrame(m).slice()
+    if (part.byteLength + 5 > maxBytes) {
+      tooLarge(m, part.byteLength)
+      continue
+    }
+    if (bytes + part.byteLength > maxBytes) cut()
+    parts.push(part)
+    carried.push(m)
+    bytes += part.byteLength
+  }
+  cut()
+}
+
+/** A msgpack array (header, then the already packed elements). */
+function joinAsArray(parts: Uint8Array[], total: number): Uint8Array {
+  const out = new Uint8Array(total)
+  const n = parts.length
+  let o: number
+  if (n < 16) {
+    out[0] = 0x90 | n
+    o = 1
+  } else if (n < 0x10000) {
+    out[0] = 0xdc
+    out[1] = n >> 8
+    out[2] = n & 0xff
+    o = 3
+  } else {
+    out[0] = 0xdd
+    new DataView(out.buffer).setUint32(1, n)
+    o = 5
+  }
+  for (const p of parts) {
+    out.set(p, o)
+    o += p.byteLength
+  }
+  return out.subarray(0, o)
+}
+
 function isLarge(m: unknown): boolean {
-  const data = (m as { data?: unknown }).data
+  const data = (m as { data?: unknown; frame?: unknown }).data ?? (m as { frame?: unknown }).frame
   return data instanceof Uint8Array && data.byteLength > BATCH_LIMIT
 }
 
@@ -65,6 +130,11 @@ export interface ActorHandleWire {
   actorId: string
   className: string
   methods: string[]
+  /**
+   * The object every handle to the actor refers to (its creation task's return). Handles are counted through it, as
+   * Ray counts actor handles: an unnamed, non-detached actor ends once no handle to it is left anywhere.
+   */
+  handleId?: string
 }
 /** Anything that encodes as an actor handle implements this. */
 export interface ActorHandleLike {
@@ -112,6 +182,31 @@ export function decodeValue<T = unknown>(bytes: Uint8Array, ctx?: DecodeContext)
   }
 }
 
+setErrorFieldDecoder((bytes) => valuePackr.unpack(bytes))
+
+/**
+ * The own enumerable fields of a thrown error (`e.code`, `e.field`…), encoded as a value, so the caller's
+ * `TaskError.cause` has them (Ray's `RayTaskError.cause` is the exception itself). Fields that cannot cross a process
+ * (functions, symbols…) are left out; a thrown non-Error object is kept whole.
+ */
+export function encodeErrorFields(thrown: unknown): Uint8Array | undefined {
+  if (typeof thrown !== 'object' || thrown === null) return undefined
+  const fields: Record<string, unknown> = {}
+  let any = false
+  for (const k of Object.keys(thrown)) {
+    if (k === 'name' || k === 'message' || k === 'stack' || k === 'cause') continue
+    const v = (thrown as Record<string, unknown>)[k]
+    try {
+      checkSerializable(v, k, undefined, new Set())
+    } catch {
+      continue
+    }
+    fields[k] = v
+    any = true
+  }
+  return any ? valuePackr.pack(fields).slice() : undefined
+}
+
 const OPAQUE = [ArrayBuffer, DataView, Date, RegExp, Error] as const
 
 function checkSerializable(v: unknown, path: string, refs: ObjectId[] | undefined, seen: Set<object>): void {
@@ -132,7 +227,11 @@ function checkSerializable(v: unknown, path: string, refs: ObjectId[] | undefine
     return
   }
   if (ArrayBuffer.isView(v) || OPAQUE.some((C) => v instanceof C)) return
-  if ((v as { toWireHandle?: unknown }).toWireHandle) return
+  if ((v as { toWireHandle?: unknown }).toWireHandle) {
+    const handleId = (v as ActorHandleLike).toWireHandle().handleId
+    if (handleId) refs?.push(handleId as ObjectId)
+    return
+  }
   if (v instanceof Promise) throw new ValidationError(`${path} is a Promise; pass its ObjectRef or await it first`)
   if (v instanceof WeakMap || v instanceof WeakSet || v instanceof WeakRef)
     throw new ValidationError(`${path} is a ${v.constructor.name}, which cannot be serialized`)

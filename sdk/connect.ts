@@ -1,20 +1,10 @@
 import { ActorClass, type ActorHandle, ActorHandleBase, type ActorSubmitter } from './actor-handle.ts'
-import { type DecodeContext, decodeValue, encodeValue } from './codec.ts'
-import { ConnectionError, fromWireError, GetTimeoutError, ValidationError, type WireError } from './errors.ts'
-import {
-  type ActorId,
-  type FunctionId,
-  functionIdOf,
-  type JobId,
-  newActorId,
-  newPutObjectId,
-  newTaskId,
-  type ObjectId,
-  objectIdOf,
-  randomHex,
-} from './ids.ts'
+import { type DecodeContext, decodeValue } from './codec.ts'
+import { ConnectionError, fromWireError, GetTimeoutError, ObjectFreedError, ValidationError, type WireError } from './errors.ts'
+import { type ActorId, type JobId, type ObjectId, randomHex } from './ids.ts'
 import { ObjectRef } from './object-ref.ts'
 import { ObjectTable } from './object-table.ts'
+import { ObjectTransfer } from './object-transfer.ts'
 import {
   CancelOptionsSchema,
   type ConnectOptions,
@@ -23,22 +13,16 @@ import {
   parseOptions,
   WaitOptionsSchema,
 } from './options.ts'
-import {
-  type ClientMessage,
-  INLINE_OBJECT_MAX_BYTES,
-  OBJECT_CHUNK_BYTES,
-  PROTOCOL_VERSION,
-  type ServerMessage,
-  type TaskSpec,
-} from './protocol.ts'
-import { encodeArgs, RemoteFunction, type TaskSubmitter } from './remote-function.ts'
+import { type ClientMessage, INLINE_OBJECT_MAX_BYTES, PROTOCOL_VERSION, type ServerMessage } from './protocol.ts'
+import { ReferenceCounter } from './reference-counter.ts'
+import { RemoteFunction } from './remote-function.ts'
 import { StateApi } from './state.ts'
+import { encodePut, TaskSubmitter } from './task-submitter.ts'
+import type { FramedTransport } from './transport/framed.ts'
 import type { PeerMesh } from './transport/peer-mesh.ts'
 import { ControlSocket } from './transport/websocket.ts'
 
 const DEFAULT_ADDRESS = 'http://127.0.0.1:8265'
-/** Submits are sent in frames of at most this many tasks so one frame never approaches the size limit. */
-const SUBMIT_BATCH = 2000
 
 function defaultAddress(): string {
   const env = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env
@@ -53,57 +37,83 @@ type AnyClass = abstract new (...args: never[]) => object
 const isClass = (f: unknown) => typeof f === 'function' && /^class[\s{]/.test(Function.prototype.toString.call(f))
 
 /**
- * A connection to a Shoal coordinator: one job. Everything a driver does goes through it.
- * Made by {@link connect}.
+ * A connection to a Shoal coordinator: one job. Everything a driver does goes through it. Made by {@link connect}.
+ * It is a façade over the parts of Ray's core worker: the task submitter, the reference counter, the object table
+ * and the object transfer.
  */
-export class Mesh implements TaskSubmitter, ActorSubmitter {
+export class Mesh implements ActorSubmitter {
   /** The state API (Ray's `ray.util.state`). */
   readonly state: StateApi
-  private objects = new ObjectTable()
-  private registered = new Set<FunctionId>()
-  private pendingSubmits: TaskSpec[] = []
-  private submitScheduled = false
+  private readonly objects = new ObjectTable()
+  /** @internal This connection's reference counts (a task's worker opens and closes its scopes). */
+  readonly refs: ReferenceCounter
+  private readonly submitter: TaskSubmitter
+  private readonly transfer: ObjectTransfer
+  /** In a browser page: this driver's place in the peer mesh (WebRTC to and from nodes). Absent in Node. */
+  private readonly peers: PeerMesh | undefined
   private nextReqId = 1
   private requests = new Map<number, { resolve(v: unknown): void; reject(e: Error): void }>()
-  private refCounts = new Map<ObjectId, number>()
-  /** Large by-value arguments already put, by identity: the ref lives as long as the value does. */
-  private autoPuts = new WeakMap<object, ObjectRef>()
-  private releases: ObjectId[] = []
   private closedReason: string | undefined
-  private readonly finalizer = new FinalizationRegistry<ObjectId>((id) => this.dropRef(id))
-  /** In a browser page: this driver's place in the peer mesh (WebRTC to and from nodes). Absent in Node. */
-  private peers: PeerMesh | undefined
+  /** Tasks the coordinator reported as infeasible (no node can ever fit them), for timeouts that explain themselves. */
+  private infeasible = new Map<string, string>()
   /**
    * @internal Set by a task's worker: told when a call here starts and stops waiting, so the task's CPU can be lent
    * back to its node meanwhile (as Ray does for a worker blocked in ray.get).
    */
   blockingHooks: { enter(): void; leave(): void } | undefined
-  /** Bytes of large objects moved peer to peer and through the coordinator's relay (diagnostics). */
-  readonly transferStats = { peerBytes: 0, relayBytes: 0 }
+  /** @internal Set by a task's worker: the task running now, recorded as the parent of the tasks it submits. */
+  parentTaskId: string | undefined
   /** @internal How values decoded on this connection rebuild handles and refs (used by task workers too). */
   readonly decodeCtx: DecodeContext = {
-    bindActorHandle: (w) => new ActorHandleBase(w.actorId as ActorId, w.className, w.methods, this),
-    makeRef: (id) => this.borrowRef(id),
+    bindActorHandle: (w) => {
+      const handle = w.handleId ? this.refs.found<null>(w.handleId as ObjectId) : undefined
+      return new ActorHandleBase(w.actorId as ActorId, w.className, w.methods, this, handle)
+    },
+    makeRef: (id) => this.refs.found(id),
   }
-  /** Refs found inside values that this connection did not make: pinned at the coordinator while they live. */
-  private borrowed = new Set<ObjectId>()
-  private borrows: ObjectId[] = []
 
   /** @internal use {@link connect} */
   constructor(
-    private readonly socket: ControlSocket,
+    private readonly transport: FramedTransport,
     readonly address: string,
     readonly jobId: JobId,
     readonly namespace: string,
     peers?: PeerMesh,
   ) {
-    if (peers) {
-      this.peers = peers
-      peers.source = async (id) => this.objects.read(id as ObjectId)?.data
-    }
+    this.refs = new ReferenceCounter(
+      {
+        release: (objectIds) => this.transport.send({ type: 'release', objectIds }),
+        borrow: (objectIds) => this.transport.send({ type: 'borrow', objectIds }),
+        unborrow: (objectIds) => this.transport.send({ type: 'unborrow', objectIds }),
+      },
+      (id) => this.objects.delete(id),
+    )
+    this.submitter = new TaskSubmitter({
+      jobId,
+      namespace,
+      send: (m) => this.transport.send(m),
+      assertOpen: () => this.assertOpen(),
+      own: (id) => this.refs.own(id),
+      expect: (id) => this.objects.expect(id),
+      putArgument: (data, nested) => this.putEncoded(data, nested, false).ref,
+      parentTaskId: () => this.parentTaskId,
+    })
+    this.transfer = new ObjectTransfer(this.objects, { send: (m) => this.transport.send(m), request: (m) => this.request(m) }, peers)
     this.state = new StateApi((query) => this.request({ type: 'state', reqId: 0, query }))
-    socket.onMessage = (m) => this.onMessage(m)
-    socket.onClose = (reason) => this.onClosed(reason)
+    this.peers = peers
+    transport.manifest = (m) => TaskSubmitter.manifestOf(m) ?? (m.type === 'object-chunk' || m.type === 'put' ? [m.objectId] : undefined)
+    transport.onTooLarge = (m, bytes) =>
+      this.failCarried(
+        TaskSubmitter.manifestOf(m) ?? [],
+        `it is ${bytes} bytes in one message, over the coordinator's ${transport.maxFrameBytes}-byte limit: pass large values with put()`,
+      )
+    transport.onMessage = (m) => this.onMessage(m)
+    transport.onClose = (reason) => this.onClosed(reason)
+  }
+
+  /** Bytes of large objects moved peer to peer and through the coordinator's relay (diagnostics). */
+  get transferStats(): { peerBytes: number; relayBytes: number } {
+    return this.transfer.stats
   }
 
   /**
@@ -122,12 +132,12 @@ export class Mesh implements TaskSubmitter, ActorSubmitter {
     const src = Function.prototype.toString.call(fnOrClass)
     if (src.includes('[native code]'))
       throw new ValidationError(`remote() needs a function written in JavaScript; ${fnOrClass.name || 'this one'} is built in`)
-    return new RemoteFunction(this, fnOrClass as Fn)
+    return new RemoteFunction(this.submitter, fnOrClass as Fn)
   }
 
   /**
-   * Waits for one ref's value, or for many (values in order). Rejects with the task's error (`TaskError`…),
-   * or `GetTimeoutError` once `timeout` ms pass.
+   * Waits for one ref's value, or for many (values in order). Rejects with the task's error (`TaskError`…) as soon as
+   * any of them has failed, as Ray does, or with `GetTimeoutError` once `timeout` ms pass.
    * @example
    * const [a, b] = await mesh.get([r1, r2], { timeout: 5000 })
    */
@@ -142,70 +152,20 @@ export class Mesh implements TaskSubmitter, ActorSubmitter {
     const single = !Array.isArray(refs)
     const list = this.checkRefs(single ? [refs as ObjectRef] : (refs as ObjectRef[]), 'get')
     const deadline = timeout != null ? performance.now() + timeout : undefined
-    const pending = list.filter((r) => !this.objects.isReady(r.id))
-    if (pending.length) {
-      const ready = await this.waitFor(pending, pending.length, timeout ?? undefined)
-      if (ready < pending.length) throw new GetTimeoutError(timeout ?? 0, pending.length - ready)
-    }
-    await this.fetchLarge(list, deadline, timeout ?? 0)
-    const values = list.map((r) => this.valueOf(r.id))
+    const ids = list.map((r) => r.id)
+    // Ready, or failed: a failure anywhere ends the wait (Ray raises the first error without waiting for the rest).
+    const done = await this.waitUntil(ids, ids.length, deadline, true, 'ready')
+    const failed = ids.find((id) => this.objects.read(id)?.error)
+    if (failed) throw fromWireError(this.objects.read(failed)?.error as WireError)
+    if (done < ids.length) throw this.timeoutError(timeout ?? 0, ids)
+    // Large objects' bytes come here now (from a node over WebRTC, or relayed by the coordinator).
+    this.transfer.fetch(ids)
+    const fetched = await this.waitUntil(ids, ids.length, deadline, true, 'bytes')
+    const lost = ids.find((id) => this.objects.read(id)?.error)
+    if (lost) throw fromWireError(this.objects.read(lost)?.error as WireError)
+    if (fetched < ids.length) throw this.timeoutError(timeout ?? 0, ids)
+    const values = ids.map((id) => this.valueOf(id))
     return single ? values[0] : values
-  }
-
-  /** Brings the bytes of ready large objects here (relayed by the coordinator from a node that holds them). */
-  /** Pulls a large object from a node over WebRTC when this driver can; else asks the coordinator to relay it. */
-  private async pull(id: ObjectId): Promise<void> {
-    for (const from of this.peers ? this.objects.locationsOf(id) : []) {
-      try {
-        const bytes = await (this.peers as PeerMesh).fetch(from, id)
-        this.transferStats.peerBytes += bytes.byteLength
-        this.objects.setData(id, bytes)
-        return
-      } catch {
-        // that holder is gone or refused: try the next one, then the relay
-      }
-    }
-    this.objects.startFetch(id)
-    this.socket.send({ type: 'fetch-objects', objectIds: [id] })
-  }
-
-  private async fetchLarge(refs: readonly ObjectRef[], deadline: number | undefined, timeout: number): Promise<void> {
-    const start = refs.filter((r) => this.objects.needsFetch(r.id)).map((r) => r.id)
-    for (const id of start) {
-      this.objects.startFetch(id)
-      void this.pull(id)
-    }
-    const missing = refs.filter((r) => !this.objects.read(r.id))
-    if (!missing.length) return
-    const hooks = this.blockingHooks
-    hooks?.enter()
-    try {
-      await this.bytesOf(missing, deadline, timeout)
-    } finally {
-      hooks?.leave()
-    }
-  }
-
-  private bytesOf(missing: readonly ObjectRef[], deadline: number | undefined, timeout: number): Promise<void> {
-    return new Promise<void>((resolve, reject) => {
-      let left = missing.length
-      const timer =
-        deadline !== undefined
-          ? setTimeout(() => reject(new GetTimeoutError(timeout, left)), Math.max(0, deadline - performance.now()))
-          : undefined
-      for (const r of missing) {
-        this.objects.onReady(
-          r.id,
-          () => {
-            if (--left === 0) {
-              if (timer) clearTimeout(timer)
-              resolve()
-            }
-          },
-          true,
-        )
-      }
-    })
   }
 
   /**
@@ -219,16 +179,18 @@ export class Mesh implements TaskSubmitter, ActorSubmitter {
   ): Promise<{ ready: T[]; notReady: T[] }> {
     const o = parseOptions(WaitOptionsSchema, opts, 'wait')
     const list = this.checkRefs(refs, 'wait')
+    if (!list.length) return { ready: [], notReady: [] }
     const n = o.numReturns ?? 1
     if (n > list.length) throw new ValidationError(`wait: numReturns (${n}) is more than the ${list.length} refs given`)
     if (new Set(list.map((r) => r.id)).size !== list.length) throw new ValidationError('wait: the refs must be distinct')
-    const already = list.filter((r) => this.objects.isReady(r.id)).length
-    if (already < n)
-      await this.waitFor(
-        list.filter((r) => !this.objects.isReady(r.id)),
-        n - already,
-        o.timeout ?? undefined,
-      )
+    const deadline = o.timeout != null ? performance.now() + o.timeout : undefined
+    await this.waitUntil(
+      list.map((r) => r.id),
+      n,
+      deadline,
+      false,
+      'ready',
+    )
     const ready: T[] = []
     const notReady: T[] = []
     for (const r of list) (this.objects.isReady(r.id) && ready.length < n ? ready : notReady).push(r)
@@ -243,18 +205,24 @@ export class Mesh implements TaskSubmitter, ActorSubmitter {
   async *asCompleted<T>(refs: ObjectRef<T>[], opts?: { timeout?: number | null }): AsyncGenerator<[ObjectRef<T>, T]> {
     const { timeout } = parseOptions(GetOptionsSchema, opts, 'asCompleted')
     let left = this.checkRefs(refs, 'asCompleted')
-    const deadline = timeout != null ? Date.now() + timeout : undefined
+    const deadline = timeout != null ? performance.now() + timeout : undefined
     while (left.length) {
-      const { ready, notReady } = await this.wait(left, {
+      const { ready } = await this.wait(left, {
         numReturns: 1,
-        timeout: deadline ? Math.max(0, deadline - Date.now()) : null,
+        timeout: deadline !== undefined ? Math.max(0, deadline - performance.now()) : null,
       })
-      if (!ready.length) throw new GetTimeoutError(timeout ?? 0, left.length)
+      if (!ready.length)
+        throw this.timeoutError(
+          timeout ?? 0,
+          left.map((r) => r.id),
+        )
       // Everything already ready is yielded in one pass, in the order it was given.
-      const done = [...ready, ...notReady.filter((r) => this.objects.isReady(r.id))]
-      left = notReady.filter((r) => !this.objects.isReady(r.id))
-      await this.fetchLarge(done, deadline, timeout ?? 0)
-      for (const r of done) yield [r, this.valueOf(r.id) as T]
+      const done = left.filter((r) => this.objects.isReady(r.id))
+      left = left.filter((r) => !this.objects.isReady(r.id))
+      for (const r of done) {
+        const remaining = deadline !== undefined ? Math.max(0, deadline - performance.now()) : null
+        yield [r, (await this.get(r, { timeout: remaining })) as T]
+      }
     }
   }
 
@@ -264,86 +232,62 @@ export class Mesh implements TaskSubmitter, ActorSubmitter {
    * const modelRef = await mesh.put(weights)
    */
   async put<T>(value: T): Promise<ObjectRef<T>> {
-    if (value instanceof ObjectRef) throw new ValidationError('put: the value is already an ObjectRef; pass it directly')
     this.assertOpen()
     const nested: ObjectId[] = []
-    const data = encodeValue(value, 'the value given to put', nested)
+    const data = encodePut(value, nested)
     if (data.byteLength > INLINE_OBJECT_MAX_BYTES) {
-      const { ref, done } = this.putLarge<T>(data, nested, true)
+      const { ref, done } = this.putEncoded(data, nested, true)
       await done
-      return ref
+      return ref as ObjectRef<T>
     }
-    const id = newPutObjectId(this.jobId)
-    const ref = this.makeRef<T>(id)
+    const id = this.submitter.newPutId()
+    const ref = this.refs.own<T>(id)
     await this.request({ type: 'put', reqId: 0, objectId: id, data, ...(nested.length && { nestedRefs: nested }) })
     this.objects.expect(id)
     this.objects.resolve(id, { data })
     return ref
   }
 
-  /**
-   * Uploads a large encoded value in chunks; the coordinator places it in a node's plasma store. The chunks are
-   * queued at once (in order before any task that uses the ref), so this is usable synchronously from `.remote()`.
-   */
-  private putLarge<T>(data: Uint8Array, nested: ObjectId[], confirm: boolean): { ref: ObjectRef<T>; done: Promise<unknown> } {
-    const id = newPutObjectId(this.jobId)
-    const ref = this.makeRef<T>(id)
+  /** Stores an encoded large value (a put, or a large by-value argument). Usable synchronously from `.remote()`. */
+  private putEncoded(data: Uint8Array, nested: ObjectId[], confirm: boolean): { ref: ObjectRef; done: Promise<unknown> } {
+    const id = this.submitter.newPutId()
+    const ref = this.refs.own(id)
     this.objects.expect(id)
     this.objects.resolve(id, { data }) // our own copy: a local get needs no fetch
-    this.flushSubmits()
-    if (this.peers) {
-      // A browser driver keeps the object and serves it to the nodes that need it over WebRTC.
-      const done = this.request({
-        type: 'put-remote',
-        reqId: 0,
-        objectId: id,
-        size: data.byteLength,
-        peerId: this.peers.peerId,
-        ...(nested.length && { nestedRefs: nested }),
-      })
-      if (!confirm) done.catch((e: Error) => console.error(`[shoal] put of ${id} failed: ${e.message}`))
-      return { ref, done }
-    }
-    this.transferStats.relayBytes += data.byteLength
-    const total = data.byteLength
-    let done: Promise<unknown> = Promise.resolve()
-    for (let offset = 0; offset < total; offset += OBJECT_CHUNK_BYTES) {
-      const last = offset + OBJECT_CHUNK_BYTES >= total
-      const msg = {
-        type: 'object-chunk' as const,
-        objectId: id,
-        offset,
-        total,
-        data: data.subarray(offset, Math.min(total, offset + OBJECT_CHUNK_BYTES)),
-        ...(offset === 0 && nested.length && { nestedRefs: nested }),
-      }
-      if (last && confirm) done = this.request({ ...msg, reqId: 0 })
-      else this.socket.send(msg)
-    }
-    return { ref, done }
+    this.submitter.flush()
+    return { ref, done: this.transfer.putLarge(id, data, nested, confirm) }
   }
 
-  /** Large by-value arguments are put once per identical value: passing one buffer to many tasks stores it once. */
-  private autoPut = (value: unknown, data: Uint8Array, nested: ObjectId[]): ObjectRef => {
-    const key = typeof value === 'object' && value !== null ? value : undefined
-    const cached = key && this.autoPuts.get(key)
-    if (cached) return cached
-    const { ref } = this.putLarge(data, nested, false)
-    if (key) this.autoPuts.set(key, ref)
-    return ref
+  /**
+   * Deletes objects everywhere now, even while refs to them exist (Ray's `internal_api.free`): a later `get` of them
+   * rejects with ObjectFreedError. For memory a program knows it no longer needs.
+   * @example
+   * await mesh.free([bigRef])
+   */
+  async free(refs: ObjectRef | readonly ObjectRef[]): Promise<void> {
+    const list = Array.isArray(refs) ? (refs as ObjectRef[]) : [refs as ObjectRef]
+    for (const r of list) if (!(r instanceof ObjectRef)) throw new ValidationError('free: expected ObjectRefs')
+    if (!list.length) return
+    await this.request({ type: 'free', reqId: 0, objectIds: list.map((r) => r.id) })
+    for (const r of list) this.objects.fail(r.id, new ObjectFreedError(r.id).toWire())
   }
 
-  /** Cancels the task that makes `ref`: a queued task never runs; a running one has its worker stopped. */
+  /**
+   * Cancels the task that makes `ref`: a queued task never runs; a running one has its worker stopped; its `get`
+   * rejects with TaskCancelledError. With `recursive` (the default, as in Ray) the tasks it submitted are cancelled
+   * too. A finished task is left as it is.
+   */
   async cancel(ref: ObjectRef, opts?: { force?: boolean; recursive?: boolean }): Promise<void> {
     const o = parseOptions(CancelOptionsSchema, opts, 'cancel')
     this.checkRefs([ref], 'cancel')
-    await this.request({ type: 'cancel', reqId: 0, objectId: ref.id, force: o.force ?? false })
+    await this.request({ type: 'cancel', reqId: 0, objectId: ref.id, force: o.force ?? false, recursive: o.recursive ?? true })
   }
 
   /** A handle to the named actor, from any connection. Rejects with ValidationError if there is none. */
   async getActor<T = object>(name: string, opts?: { namespace?: string }): Promise<ActorHandle<T>> {
     if (typeof name !== 'string' || !name) throw new ValidationError('getActor: name must be a non-empty string')
     const namespace = opts?.namespace ?? this.namespace
+    if (typeof namespace !== 'string' || !namespace) throw new ValidationError('getActor: namespace must be a non-empty string')
     const w = (await this.request({ type: 'get-actor', reqId: 0, name, namespace })) as {
       actorId: ActorId
       className: string
@@ -361,172 +305,36 @@ export class Mesh implements TaskSubmitter, ActorSubmitter {
   /** Ends the job: its pending tasks are cancelled and its non-detached actors killed. */
   async close(): Promise<void> {
     if (this.closedReason) return
-    this.flushSubmits()
-    this.flushReleases()
+    this.submitter.flush()
+    this.refs.flush()
     this.closedReason = 'closed by the driver'
+    this.refs.close()
     this.peers?.stop()
-    this.socket.close()
+    this.transport.close()
     this.objects.failAll(new ConnectionError('the connection was closed').toWire())
+    this.rejectRequests(new ConnectionError('the connection was closed'))
   }
 
-  // ---- TaskSubmitter / ActorSubmitter ----
+  /** @internal Sends everything queued now: a task's worker does this before it reports the task's result. */
+  flushNow(): void {
+    this.submitter.flush()
+    this.refs.flush()
+    this.transport.flush()
+  }
+
+  // ---- ActorSubmitter ----
 
   /** @internal */
-  submitTask(
-    fn: { source: string; name: string; kind: 'function' },
-    args: unknown[],
-    s: Parameters<TaskSubmitter['submitTask']>[2],
-  ): ObjectRef[] {
-    this.assertOpen()
-    const functionId = this.registerFunction(fn.source, fn.name, 'function')
-    const taskId = newTaskId(this.jobId)
-    const nested: ObjectId[] = []
-    const spec: TaskSpec = {
-      taskId,
-      type: 'NORMAL_TASK',
-      functionId,
-      name: s.name,
-      funcName: fn.name,
-      args: encodeArgs(args, fn.name, nested, this.autoPut),
-      numReturns: s.numReturns,
-      resources: s.resources,
-      maxRetries: s.maxRetries,
-      retryExceptions: s.retryExceptions,
-      strategy: s.strategy,
-      ...(nested.length && { nestedRefs: nested }),
-    }
-    return this.enqueue(spec)
+  createActor(...a: Parameters<ActorSubmitter['createActor']>) {
+    return this.submitter.createActor(...a)
   }
 
   /** @internal */
-  createActor(cls: { source: string; name: string }, args: unknown[], s: Parameters<ActorSubmitter['createActor']>[2]) {
-    this.assertOpen()
-    const functionId = this.registerFunction(cls.source, cls.name, 'class')
-    const actorId = newActorId(this.jobId)
-    const nested: ObjectId[] = []
-    const [ready] = this.enqueue({
-      taskId: newTaskId(this.jobId),
-      type: 'ACTOR_CREATION_TASK',
-      functionId,
-      name: `${cls.name}.__init__`,
-      funcName: `${cls.name}.__init__`,
-      args: encodeArgs(args, `${cls.name} constructor`, nested, this.autoPut),
-      numReturns: 1,
-      resources: s.resources,
-      maxRetries: 0,
-      retryExceptions: false,
-      strategy: s.strategy,
-      actorId,
-      actor: s.actor,
-      ...(nested.length && { nestedRefs: nested }),
-    })
-    return { actorId, ready: ready as ObjectRef<null> }
-  }
-
-  /** @internal */
-  submitActorTask(actorId: ActorId, className: string, method: string, args: unknown[], numReturns: number): ObjectRef[] {
-    this.assertOpen()
-    const nested: ObjectId[] = []
-    return this.enqueue({
-      taskId: newTaskId(this.jobId),
-      type: 'ACTOR_TASK',
-      functionId: '',
-      name: `${className}.${method}`,
-      funcName: `${className}.${method}`,
-      args: encodeArgs(args, `${className}.${method}`, nested, this.autoPut),
-      numReturns,
-      resources: {},
-      maxRetries: 0,
-      retryExceptions: false,
-      strategy: 'DEFAULT',
-      actorId,
-      method,
-      ...(nested.length && { nestedRefs: nested }),
-    })
+  submitActorTask(...a: Parameters<ActorSubmitter['submitActorTask']>) {
+    return this.submitter.submitActorTask(...a)
   }
 
   // ---- internals ----
-
-  private enqueue(spec: TaskSpec): ObjectRef[] {
-    const refs: ObjectRef[] = []
-    for (let i = 1; i <= spec.numReturns; i++) {
-      const id = objectIdOf(spec.taskId as never, i)
-      this.objects.expect(id)
-      refs.push(this.makeRef(id))
-    }
-    this.pendingSubmits.push(spec)
-    if (this.pendingSubmits.length >= SUBMIT_BATCH) this.flushSubmits()
-    else if (!this.submitScheduled) {
-      this.submitScheduled = true
-      queueMicrotask(() => this.flushSubmits())
-    }
-    return refs
-  }
-
-  private flushSubmits(): void {
-    this.submitScheduled = false
-    if (!this.pendingSubmits.length || this.closedReason) return
-    const tasks = this.pendingSubmits
-    this.pendingSubmits = []
-    this.socket.send({ type: 'submit', tasks })
-  }
-
-  private registerFunction(source: string, name: string, kind: 'function' | 'class'): FunctionId {
-    const functionId = functionIdOf(source)
-    if (!this.registered.has(functionId)) {
-      this.registered.add(functionId)
-      this.flushSubmits() // tasks queued before this registration must not wait behind it, nor overtake it
-      this.socket.send({ type: 'register-functions', functions: [{ functionId, name, kind, source }] })
-    }
-    return functionId
-  }
-
-  private makeRef<T>(id: ObjectId): ObjectRef<T> {
-    const ref = new ObjectRef<T>(id)
-    this.refCounts.set(id, (this.refCounts.get(id) ?? 0) + 1)
-    this.finalizer.register(ref, id)
-    return ref
-  }
-
-  /** A ref found inside a value: counted like our own, and announced as borrowed if we do not own it. */
-  private borrowRef<T>(id: ObjectId): ObjectRef<T> {
-    if (!this.refCounts.has(id) && !this.closedReason) {
-      this.borrowed.add(id)
-      this.borrows.push(id)
-      if (this.borrows.length === 1) queueMicrotask(() => this.flushBorrows())
-    }
-    return this.makeRef<T>(id)
-  }
-
-  private flushBorrows(): void {
-    if (!this.borrows.length || this.closedReason) return
-    const objectIds = this.borrows
-    this.borrows = []
-    this.socket.send({ type: 'borrow', objectIds })
-  }
-
-  private dropRef(id: ObjectId): void {
-    const n = (this.refCounts.get(id) ?? 1) - 1
-    if (n > 0) {
-      this.refCounts.set(id, n)
-      return
-    }
-    this.refCounts.delete(id)
-    this.objects.delete(id)
-    if (this.borrowed.delete(id)) {
-      if (!this.closedReason) this.socket.send({ type: 'unborrow', objectIds: [id] })
-      return
-    }
-    this.releases.push(id)
-    if (this.releases.length === 1) setTimeout(() => this.flushReleases(), 100)
-  }
-
-  private flushReleases(): void {
-    if (!this.releases.length || this.closedReason) return
-    const objectIds = this.releases
-    this.releases = []
-    this.socket.send({ type: 'release', objectIds })
-  }
 
   private checkRefs<T extends ObjectRef>(refs: readonly T[], where: string): T[] {
     if (!Array.isArray(refs)) throw new ValidationError(`${where}: expected an ObjectRef or an array of ObjectRefs`)
@@ -537,48 +345,64 @@ export class Mesh implements TaskSubmitter, ActorSubmitter {
     }
     if (subscribe.length) {
       this.assertOpen()
-      this.socket.send({ type: 'subscribe', objectIds: subscribe })
+      this.transport.send({ type: 'subscribe', objectIds: subscribe })
     }
     return refs as T[]
   }
 
-  /** Resolves with how many of `refs` became ready: `need` of them, or fewer once `timeoutMs` passes. */
-  private waitFor(refs: readonly ObjectRef[], need: number, timeoutMs: number | undefined): Promise<number> {
-    this.flushSubmits()
-    return this.blocking(this.waitForReady(refs, need, timeoutMs))
-  }
-
-  /** Marks a wait as blocking the calling task (if this connection belongs to a task) while `p` runs. */
-  private blocking<T>(p: Promise<T>): Promise<T> {
-    const hooks = this.blockingHooks
-    if (!hooks) return p
-    hooks.enter()
-    return p.finally(() => hooks.leave())
-  }
-
-  private waitForReady(refs: readonly ObjectRef[], need: number, timeoutMs: number | undefined): Promise<number> {
-    return new Promise((resolve) => {
-      let ready = 0
+  /**
+   * Resolves with how many of `ids` are ready (or, for `'bytes'`, have their bytes here) once `need` are, once any
+   * has failed (`failFast`), or once `deadline` passes. While it waits, a task's CPU is lent back to its node.
+   */
+  private waitUntil(
+    ids: readonly ObjectId[],
+    need: number,
+    deadline: number | undefined,
+    failFast: boolean,
+    what: 'ready' | 'bytes',
+  ): Promise<number> {
+    const isDone = (id: ObjectId) => (what === 'ready' ? this.objects.isReady(id) : !!this.objects.read(id))
+    const count = () => ids.reduce((n, id) => n + (isDone(id) ? 1 : 0), 0)
+    const failed = () => failFast && ids.some((id) => this.objects.read(id)?.error)
+    const now = count()
+    if (now >= need || failed()) return Promise.resolve(now)
+    this.submitter.flush()
+    const wait = new Promise<number>((resolve) => {
       const cancels: (() => void)[] = []
       let timer: ReturnType<typeof setTimeout> | undefined
+      let settled = false
       const finish = () => {
+        if (settled) return
+        settled = true
         if (timer) clearTimeout(timer)
         for (const c of cancels) c()
-        resolve(ready)
+        resolve(count())
       }
-      for (const r of refs) {
-        let done = false
+      let ready = now
+      for (const id of ids) {
+        if (isDone(id)) continue
         cancels.push(
-          this.objects.onReady(r.id, () => {
-            if (done) return
-            done = true
-            if (++ready === need) queueMicrotask(finish)
-          }),
+          this.objects.onReady(
+            id,
+            () => {
+              if (++ready >= need || (failFast && this.objects.read(id)?.error)) queueMicrotask(finish)
+            },
+            what === 'bytes',
+          ),
         )
       }
-      if (ready >= need) return
-      if (timeoutMs !== undefined) timer = setTimeout(finish, timeoutMs)
+      if (deadline !== undefined) timer = setTimeout(finish, Math.max(0, deadline - performance.now()))
     })
+    const hooks = this.blockingHooks
+    if (!hooks) return wait
+    hooks.enter()
+    return wait.finally(() => hooks.leave())
+  }
+
+  private timeoutError(timeout: number, ids: readonly ObjectId[]): GetTimeoutError {
+    const pending = ids.filter((id) => !this.objects.read(id))
+    const why = [...new Set(pending.flatMap((id) => this.infeasible.get(id.slice(0, 48)) ?? []))]
+    return new GetTimeoutError(timeout, pending.length, why.length ? why.join('; ') : undefined)
   }
 
   private valueOf(id: ObjectId): unknown {
@@ -590,12 +414,21 @@ export class Mesh implements TaskSubmitter, ActorSubmitter {
 
   private request(msg: Extract<ClientMessage, { reqId?: number }>): Promise<unknown> {
     this.assertOpen()
-    this.flushSubmits()
+    this.submitter.flush()
     const reqId = this.nextReqId++
     return new Promise((resolve, reject) => {
       this.requests.set(reqId, { resolve, reject })
-      this.socket.send({ ...msg, reqId } as ClientMessage)
+      this.transport.send({ ...msg, reqId } as ClientMessage)
     })
+  }
+
+  /** The coordinator refused messages that would have made these objects: they fail here, with its reason. */
+  private failCarried(ids: readonly string[], why: string): void {
+    for (const id of ids) {
+      const task = id.slice(0, 48)
+      const error = new ValidationError(`the coordinator did not accept ${id.endsWith('00000000') ? 'the put' : `task ${task}`}: ${why}`)
+      this.objects.fail(id as ObjectId, error.toWire())
+    }
   }
 
   private onMessage(msg: ServerMessage): void {
@@ -604,8 +437,7 @@ export class Mesh implements TaskSubmitter, ActorSubmitter {
         for (const o of msg.objects) this.objects.resolve(o.objectId as ObjectId, o)
         return
       case 'object-chunk':
-        this.transferStats.relayBytes += msg.data.byteLength
-        this.objects.chunk(msg.objectId as ObjectId, msg.offset, msg.total, msg.data)
+        this.transfer.onChunk(msg.objectId as ObjectId, msg.offset, msg.total, msg.data)
         return
       case 'reply': {
         const r = this.requests.get(msg.reqId)
@@ -616,14 +448,25 @@ export class Mesh implements TaskSubmitter, ActorSubmitter {
         return
       }
       case 'error':
+        if (msg.frame !== undefined) {
+          const carried = this.transport.refusedFrame(msg.frame)
+          if (carried.length) return this.failCarried(carried, msg.error.message)
+        }
         console.error(`[shoal] the coordinator reported: ${msg.error.message}`)
+        return
+      case 'warning':
+        for (const t of msg.taskIds) this.infeasible.set(t, msg.message)
+        console.warn(`[shoal] ${msg.message}`)
+        return
+      case 'delete-objects':
+        this.transfer.dropServed(msg.objectIds)
         return
       case 'welcome':
       case 'assign':
       case 'cancel-task':
       case 'kill-actor':
       case 'upload-object':
-      case 'delete-objects':
+      case 'relay-down':
         return // node-only messages; a driver ignores them
       default:
         msg satisfies never
@@ -633,9 +476,14 @@ export class Mesh implements TaskSubmitter, ActorSubmitter {
   private onClosed(reason: string): void {
     if (this.closedReason) return
     this.closedReason = `the connection to the coordinator was lost: ${reason}`
-    const err: WireError = new ConnectionError(this.closedReason).toWire()
-    this.objects.failAll(err)
-    for (const r of this.requests.values()) r.reject(fromWireError(err))
+    this.refs.close()
+    const err = new ConnectionError(this.closedReason)
+    this.objects.failAll(err.toWire())
+    this.rejectRequests(err)
+  }
+
+  private rejectRequests(err: Error): void {
+    for (const r of this.requests.values()) r.reject(err)
     this.requests.clear()
   }
 
@@ -654,13 +502,29 @@ export async function connect(options: ConnectOptions = {}): Promise<Mesh> {
   const address = (o.address ?? defaultAddress()).replace(/\/+$/, '')
   const url = `${address.replace(/^http/, 'ws')}/ws`
   const socket = await ControlSocket.open(url, o.timeout ?? 10_000)
-  const welcome = await new Promise<Extract<ServerMessage, { type: 'welcome' }>>((resolve, reject) => {
-    socket.onMessage = (m) => {
-      if (m.type === 'welcome') resolve(m)
-      else if (m.type === 'reply' && !m.ok) reject(fromWireError(m.error))
-      else if (m.type === 'error') reject(fromWireError(m.error))
+  const welcome = await hello(socket, address, o)
+  socket.maxFrameBytes = welcome.maxFrameBytes
+  const peers = await joinPeerMesh(address, welcome)
+  return new Mesh(socket, address, welcome.jobId as JobId, welcome.namespace, peers)
+}
+
+/** Says hello and waits for the welcome (bounded: a coordinator that never answers is a ConnectionError). */
+function hello(socket: ControlSocket, address: string, o: ConnectOptions): Promise<Extract<ServerMessage, { type: 'welcome' }>> {
+  return new Promise<Extract<ServerMessage, { type: 'welcome' }>>((resolve, reject) => {
+    const timer = setTimeout(
+      () => reject(new ConnectionError(`the coordinator at ${address} did not answer hello within ${o.timeout ?? 10_000} ms`)),
+      o.timeout ?? 10_000,
+    )
+    const settle = (f: () => void) => {
+      clearTimeout(timer)
+      f()
     }
-    socket.onClose = (reason) => reject(new ConnectionError(`the coordinator at ${address} closed the connection: ${reason}`))
+    socket.onMessage = (m) => {
+      if (m.type === 'welcome') settle(() => resolve(m))
+      else if (m.type === 'reply' && !m.ok) settle(() => reject(fromWireError(m.error)))
+      else if (m.type === 'error') settle(() => reject(fromWireError(m.error)))
+    }
+    socket.onClose = (reason) => settle(() => reject(new ConnectionError(`the coordinator at ${address} closed the connection: ${reason}`)))
     socket.send({
       type: 'hello',
       reqId: 0,
@@ -668,14 +532,11 @@ export async function connect(options: ConnectOptions = {}): Promise<Mesh> {
       role: 'driver',
       ...(o.token !== undefined && { token: o.token }),
       ...(o.namespace !== undefined && { namespace: o.namespace }),
-      ...(o.attachJob !== undefined && { attachJob: o.attachJob }),
     })
   }).catch((e) => {
     socket.close()
     throw e
   })
-  const peers = await joinPeerMesh(address, welcome)
-  return new Mesh(socket, address, welcome.jobId as JobId, welcome.namespace, peers)
 }
 
 /**

@@ -12,6 +12,8 @@ export type ErrorCode =
   | 'VALIDATION'
   | 'OBJECT_STORE_FULL'
   | 'NODE_DIED'
+  | 'WORKER_CRASHED'
+  | 'OBJECT_FREED'
   | 'PROTOCOL'
 
 /** An error as it crosses a boundary. `data` holds the class's own fields. */
@@ -41,23 +43,53 @@ export class ShoalError extends Error {
   }
 }
 
-/** A task or actor method threw. Carries the remote error's name, message and stack. */
+/**
+ * A task or actor method threw. Carries the remote error's name, message and stack, and as `cause` the remote error
+ * itself, rebuilt with its own fields (`e.code`, `e.field`…), as Ray's `RayTaskError.cause`.
+ */
 export class TaskError extends ShoalError {
   override readonly name = 'TaskError'
+  /** The error the task threw, rebuilt here: its name, message, stack and own enumerable fields. */
+  declare readonly cause: Error
   constructor(
     readonly taskName: string,
     readonly taskId: string,
     readonly remoteName: string,
     readonly remoteMessage: string,
     readonly remoteStack: string | undefined,
+    /** The remote error's own fields, encoded as a value (the coordinator never decodes it). */
+    readonly remoteFields?: Uint8Array,
   ) {
-    super('TASK_ERROR', `Task '${taskName}' (${taskId}) failed: ${remoteName}: ${remoteMessage}`)
+    super('TASK_ERROR', `Task '${taskName}' (${taskId}) failed: ${remoteName}: ${remoteMessage}`, {
+      cause: rebuildCause(remoteName, remoteMessage, remoteStack, remoteFields),
+    })
     if (remoteStack) this.stack = `${this.name}: ${this.message}\n--- remote stack ---\n${remoteStack}`
   }
   protected override wireData() {
-    const { taskName, taskId, remoteName, remoteMessage, remoteStack } = this
-    return { taskName, taskId, remoteName, remoteMessage, remoteStack }
+    const { taskName, taskId, remoteName, remoteMessage, remoteStack, remoteFields } = this
+    return { taskName, taskId, remoteName, remoteMessage, remoteStack, ...(remoteFields && { remoteFields }) }
   }
+}
+
+/** How TaskError decodes the remote fields; set by the codec module so this one needs no codec (no cycle). */
+let decodeFields: ((bytes: Uint8Array) => unknown) | undefined
+export function setErrorFieldDecoder(decode: (bytes: Uint8Array) => unknown): void {
+  decodeFields = decode
+}
+
+function rebuildCause(name: string, message: string, stack: string | undefined, fields: Uint8Array | undefined): Error {
+  const cause = new Error(message)
+  cause.name = name
+  cause.stack = stack ?? `${name}: ${message}`
+  if (fields && decodeFields) {
+    try {
+      const own = decodeFields(fields)
+      if (own && typeof own === 'object') Object.assign(cause, own)
+    } catch {
+      // fields that cannot be decoded here are left out: the name, message and stack still say what happened
+    }
+  }
+  return cause
 }
 
 /** `get` did not see the value within its timeout. The task keeps running. */
@@ -66,22 +98,25 @@ export class GetTimeoutError extends ShoalError {
   constructor(
     readonly timeoutMs: number,
     readonly pending: number,
+    /** Why some of them may never be ready (a task no node can fit), when the driver knows. */
+    why?: string,
   ) {
-    super('GET_TIMEOUT', `get timed out after ${timeoutMs} ms with ${pending} object(s) not ready`)
+    super('GET_TIMEOUT', `get timed out after ${timeoutMs} ms with ${pending} object(s) not ready${why ? `: ${why}` : ''}`)
   }
   protected override wireData() {
     return { timeoutMs: this.timeoutMs, pending: this.pending }
   }
 }
 
-/** Every copy of an object is gone and it cannot be rebuilt. */
+/** Every copy of an object is gone and it cannot be rebuilt (or, as its subclass ObjectFreedError, it was freed). */
 export class ObjectLostError extends ShoalError {
-  override readonly name = 'ObjectLostError'
+  override readonly name: string = 'ObjectLostError'
   constructor(
     readonly objectId: string,
     reason: string,
+    code: 'OBJECT_LOST' | 'OBJECT_FREED' = 'OBJECT_LOST',
   ) {
-    super('OBJECT_LOST', `Object ${objectId} is lost: ${reason}`)
+    super(code, `Object ${objectId} is lost: ${reason}`)
   }
   protected override wireData() {
     return { objectId: this.objectId }
@@ -131,6 +166,31 @@ export class NodeDiedError extends ShoalError {
   }
 }
 
+/**
+ * The worker running a task died mid-task (it called `self.close()`, ran out of memory, or crashed): a system
+ * failure, retried within `maxRetries` like a node death. Ray's WorkerCrashedError.
+ */
+export class WorkerCrashedError extends ShoalError {
+  override readonly name = 'WorkerCrashedError'
+  constructor(
+    readonly taskId: string,
+    reason: string,
+  ) {
+    super('WORKER_CRASHED', `The worker running task ${taskId} died: ${reason}`)
+  }
+  protected override wireData() {
+    return { taskId: this.taskId }
+  }
+}
+
+/** The object was deleted on purpose with `mesh.free()`. Ray's ObjectFreedError. */
+export class ObjectFreedError extends ObjectLostError {
+  override readonly name = 'ObjectFreedError'
+  constructor(objectId: string) {
+    super(objectId, 'it was freed with mesh.free()', 'OBJECT_FREED')
+  }
+}
+
 /** No coordinator answered, the token was refused, or the connection dropped. */
 export class ConnectionError extends ShoalError {
   override readonly name = 'ConnectionError'
@@ -163,6 +223,34 @@ export class ProtocolError extends ShoalError {
   }
 }
 
+/**
+ * Ray's ErrorType for each of our error codes, as the state API reports it (`errorType`; our class is `errorName`).
+ */
+export function rayErrorType(code: string): string {
+  switch (code) {
+    case 'TASK_ERROR':
+      return 'TASK_EXECUTION_EXCEPTION'
+    case 'TASK_CANCELLED':
+      return 'TASK_CANCELLED'
+    case 'ACTOR_DIED':
+      return 'ACTOR_DIED'
+    case 'NODE_DIED':
+      return 'NODE_DIED'
+    case 'WORKER_CRASHED':
+      return 'WORKER_DIED'
+    case 'OBJECT_LOST':
+      return 'OBJECT_LOST'
+    case 'OBJECT_FREED':
+      return 'OBJECT_FREED'
+    case 'OBJECT_STORE_FULL':
+      return 'OUT_OF_MEMORY'
+    case 'VALIDATION':
+      return 'TASK_UNSCHEDULABLE_ERROR'
+    default:
+      return 'TASK_EXECUTION_EXCEPTION'
+  }
+}
+
 /** Turns any thrown value into a WireError, keeping a user error's own name and stack. */
 export function toWireError(err: unknown): WireError {
   if (err instanceof ShoalError) return err.toWire()
@@ -190,6 +278,7 @@ export function fromWireError(w: WireError): ShoalError {
         d.remoteName ?? w.name,
         d.remoteMessage ?? w.message,
         d.remoteStack ?? w.stack,
+        d.remoteFields,
       )
       return err
     case 'GET_TIMEOUT':
@@ -206,6 +295,12 @@ export function fromWireError(w: WireError): ShoalError {
       break
     case 'NODE_DIED':
       err = new NodeDiedError(d.nodeId ?? '?', d.taskId ?? '?', 0)
+      break
+    case 'WORKER_CRASHED':
+      err = new WorkerCrashedError(d.taskId ?? '?', '')
+      break
+    case 'OBJECT_FREED':
+      err = new ObjectFreedError(d.objectId ?? '?')
       break
     case 'CONNECTION':
       err = new ConnectionError(w.message)

@@ -54,6 +54,18 @@ export class ObjectTable {
     if (e.data || e.error) fire(e, 'dataWaiters')
   }
 
+  /** Fails an object whatever it held (it was freed, or the message that would make it was refused). */
+  fail(id: ObjectId, error: WireError): void {
+    const e = this.entries.get(id) ?? { subscribed: true }
+    this.entries.set(id, e)
+    e.data = undefined
+    e.size = undefined
+    e.fetching = undefined
+    e.error = error
+    fire(e, 'waiters')
+    fire(e, 'dataWaiters')
+  }
+
   isReady(id: ObjectId): boolean {
     const e = this.entries.get(id)
     return !!e && (!!e.data || !!e.error || e.size !== undefined)

@@ -11,6 +11,9 @@ const nonNegInt = v.pipe(v.number(), v.integer('must be a whole number'), v.minV
 const retries = v.pipe(v.number(), v.integer('must be a whole number'), v.minValue(-1, 'must be -1 (forever) or more'))
 const nonNegNum = v.pipe(v.number(), v.finite(), v.minValue(0))
 
+/** A namespace names a group of named actors; Ray refuses an empty one (give none for an anonymous namespace). */
+const namespace = v.pipe(v.string(), v.minLength(1, 'must not be empty (leave it out for an anonymous namespace of this job)'))
+
 export const TaskOptionsSchema = v.strictObject({
   name: v.optional(v.pipe(v.string(), v.minLength(1))),
   numCpus: v.optional(nonNegNum),
@@ -25,7 +28,7 @@ export type TaskOptions = v.InferOutput<typeof TaskOptionsSchema>
 
 export const ActorOptionsSchema = v.strictObject({
   name: v.optional(v.pipe(v.string(), v.minLength(1))),
-  namespace: v.optional(v.string()),
+  namespace: v.optional(namespace),
   getIfExists: v.optional(v.boolean()),
   lifetime: v.optional(v.picklist(['detached', 'non_detached'])),
   maxConcurrency: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1))),
@@ -41,10 +44,8 @@ export type ActorOptions = v.InferOutput<typeof ActorOptionsSchema>
 export const ConnectOptionsSchema = v.strictObject({
   address: v.optional(v.pipe(v.string(), v.url('must be a URL like http://127.0.0.1:8265'))),
   token: v.optional(v.string()),
-  namespace: v.optional(v.string()),
+  namespace: v.optional(namespace),
   timeout: v.optional(nonNegInt),
-  /** Internal: a connection opened inside a task joins that task's job. */
-  attachJob: v.optional(v.string()),
 })
 export type ConnectOptions = v.InferOutput<typeof ConnectOptionsSchema>
 

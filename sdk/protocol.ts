@@ -10,13 +10,19 @@ import * as v from 'valibot'
 import type { WireError } from './errors.ts'
 
 export const PROTOCOL_VERSION = 1
-/** Largest control frame the coordinator accepts. Larger objects move through the data plane. */
+/**
+ * Largest control frame the coordinator accepts by default (its welcome tells clients the limit in force). Larger
+ * objects move through the data plane; senders cut their frames under it.
+ */
 export const MAX_FRAME_BYTES = 64 * 1024 * 1024
+/** A node carries its workers' frames inside its own: its limit is this much larger, so a full worker frame fits. */
+export const RELAY_OVERHEAD_BYTES = 64 * 1024
 /** Ray's max_direct_call_object_size: values up to this travel inline in control messages. */
 export const INLINE_OBJECT_MAX_BYTES = 100 * 1024
 /** Large objects cross the control socket (driver puts and gets, relays) in chunks of this size. */
 export const OBJECT_CHUNK_BYTES = 1024 * 1024
 
+import type { ResourceUnits } from './resources.ts'
 import { ACTOR_STATES, type ActorState, TASK_STATES, TASK_TYPES, type TaskState, type TaskType } from './states.ts'
 
 export type { ActorState, TaskState, TaskType }
@@ -66,8 +72,13 @@ export const TaskSpecSchema = v.strictObject({
   maxRetries: count,
   retryExceptions: v.union([v.boolean(), v.array(v.string())]),
   strategy: SchedulingStrategySchema,
-  /** Object ids nested inside inline args: they must stay alive while the task is pending. */
+  /**
+   * Object ids nested inside inline args: they stay alive while the task is pending. They are not dependencies (as
+   * in Ray, only top-level ref arguments are): the task gets them as refs and may run before they are ready.
+   */
   nestedRefs: v.optional(v.array(hex(56))),
+  /** The task that submitted this one, if a task did (for `cancel(ref, { recursive: true })`). */
+  parentTaskId: v.optional(hex(48)),
   actorId: v.optional(hex(32)),
   method: v.optional(v.string()),
   actor: v.optional(ActorCreationSchema),
@@ -106,11 +117,19 @@ const TaskEventSchema = v.strictObject({
   time: v.number(),
 })
 
+/**
+ * What a task's worker held only for that task and let go when it ended (Ray releases a finished task's local refs):
+ * objects it made, on the worker's relay channel. Carried in the result so the coordinator lets them go only after
+ * it has taken what the result contains.
+ */
+const ScopeEndSchema = v.strictObject({ channel: v.string(), release: v.array(hex(56)) })
+
 const TaskResultSchema = v.variant('ok', [
   v.strictObject({
     taskId: hex(48),
     attempt: v.number(),
     ok: v.literal(true),
+    scope: v.optional(ScopeEndSchema),
     /** Small returns inline; a large one was written to the node's plasma store and is reported by size. */
     returns: v.array(v.union([bytes, v.strictObject({ stored: v.pipe(v.number(), v.integer(), v.minValue(0)) })])),
     /** Object ids nested inside the returns: they stay alive while the returned object does. */
@@ -129,6 +148,7 @@ const TaskResultSchema = v.variant('ok', [
     }),
     /** true when user code threw (retried only with retryExceptions); false for a system failure (always retried). */
     userError: v.boolean(),
+    scope: v.optional(ScopeEndSchema),
   }),
 ])
 export type TaskResult = v.InferOutput<typeof TaskResultSchema>
@@ -153,10 +173,12 @@ export const ClientMessageSchema = v.variant('type', [
   v.strictObject({ type: v.literal('put'), reqId, objectId: hex(56), data: bytes, nestedRefs: v.optional(v.array(hex(56))) }),
   v.strictObject({ type: v.literal('subscribe'), objectIds: v.array(hex(56)) }),
   v.strictObject({ type: v.literal('release'), objectIds: v.array(hex(56)) }),
+  /** Ray's `internal_api.free`: delete these objects everywhere now; later reads get ObjectFreedError. */
+  v.strictObject({ type: v.literal('free'), reqId, objectIds: v.array(hex(56)) }),
   /** Refs this connection found inside values (Ray's borrowers): their objects live while the refs do. */
   v.strictObject({ type: v.literal('borrow'), objectIds: v.array(hex(56)) }),
   v.strictObject({ type: v.literal('unborrow'), objectIds: v.array(hex(56)) }),
-  v.strictObject({ type: v.literal('cancel'), reqId, objectId: hex(56), force: v.boolean() }),
+  v.strictObject({ type: v.literal('cancel'), reqId, objectId: hex(56), force: v.boolean(), recursive: v.optional(v.boolean()) }),
   v.strictObject({ type: v.literal('state'), reqId, query: StateQuerySchema }),
   v.strictObject({ type: v.literal('get-actor'), reqId, name: v.string(), namespace: v.string() }),
   v.strictObject({ type: v.literal('kill-actor'), reqId, actorId: hex(32), noRestart: v.boolean() }),
@@ -197,6 +219,13 @@ export const ClientMessageSchema = v.variant('type', [
   v.strictObject({ type: v.literal('actor-died'), actorId: hex(32), reason: v.string() }),
   /** A running task waits in get/wait (its CPU is free meanwhile, as in Ray), or stopped waiting. */
   v.strictObject({ type: v.literal('task-blocked'), taskId: hex(48), attempt: v.number(), blocked: v.boolean() }),
+  /**
+   * A frame from one of the node's workers (`self.shoal` inside a task): the node carries its workers' control
+   * traffic on its own socket, so a worker's messages and the node's task results stay in one order.
+   */
+  v.strictObject({ type: v.literal('relay-up'), channel: v.pipe(v.string(), v.maxLength(80)), frame: bytes }),
+  /** Those workers' channels are gone (the worker stopped or crashed): what they held is let go. */
+  v.strictObject({ type: v.literal('relay-close'), channels: v.array(v.pipe(v.string(), v.maxLength(80))) }),
 ])
 export type ClientMessage = v.InferOutput<typeof ClientMessageSchema>
 export type ClientMessageOf<T extends ClientMessage['type']> = Extract<ClientMessage, { type: T }>
@@ -212,8 +241,13 @@ export interface Assignment {
   funcName: string
   args: (Uint8Array | LargeArg)[]
   numReturns: number
-  /** What the task holds while it runs: the node starts queued tasks only when its own free resources fit them. */
-  resources: Resources
+  /**
+   * What the task holds while it runs, in fixed-point units (sdk/resources.ts): the node starts queued tasks only
+   * when its own free resources fit them.
+   */
+  units: ResourceUnits
+  /** The job's namespace, for `self.shoal` inside the task (its channel needs no round trip to learn it). */
+  namespace: string
   /** Pipelined: wait in the node's local queue until its own free resources fit (else: start at once). */
   queued?: true
   actorId?: string
@@ -247,11 +281,18 @@ export type ServerMessage =
       namespace: string
       peerjsPath: string
       iceServers: RTCIceServerLike[]
+      /** The largest frame the coordinator accepts from this client. */
+      maxFrameBytes: number
     }
   | { type: 'reply'; reqId: number; ok: true; value: unknown }
   | { type: 'reply'; reqId: number; ok: false; error: WireError }
   | { type: 'objects'; objects: ObjectUpdate[] }
-  | { type: 'error'; error: WireError }
+  /** A frame or message was refused. `frame` counts binary frames on this channel from 1, as the sender does. */
+  | { type: 'error'; error: WireError; frame?: number }
+  /** Something the driver should know and print once (a task no node can ever fit, as Ray warns). */
+  | { type: 'warning'; message: string; taskIds: string[] }
+  /** A frame for one of a node's workers (see `relay-up`). */
+  | { type: 'relay-down'; channel: string; frame: Uint8Array }
   | { type: 'assign'; tasks: Assignment[]; functions: FunctionDef[] }
   | { type: 'cancel-task'; taskId: string; force: boolean }
   | { type: 'kill-actor'; actorId: string }
@@ -259,7 +300,7 @@ export type ServerMessage =
   | { type: 'object-chunk'; objectId: string; offset: number; total: number; data: Uint8Array }
   /** To a node: send the bytes of this object back as `object-chunk` messages. */
   | { type: 'upload-object'; objectId: string }
-  /** To a node: nothing refers to these objects any more; delete them from memory, IndexedDB and OPFS. */
+  /** To a node (or a browser driver serving its puts): nothing refers to these objects any more; delete them. */
   | { type: 'delete-objects'; objectIds: string[] }
 
 export interface RTCIceServerLike {
@@ -267,3 +308,21 @@ export interface RTCIceServerLike {
   username?: string
   credential?: string
 }
+
+// ---- The node page ↔ its Web Workers (besides comlink's calls) ----
+
+/** What a worker posts to its page on the same port as comlink's replies, so the two stay in one order. */
+export type WorkerToPage =
+  | { __shoal: 'up'; channel: string; frame: Uint8Array }
+  | { __shoal: 'close'; channel: string }
+  /** The worker is about to stop itself (`self.close()`): the page treats it as a crash. */
+  | { __shoal: 'closing'; reason: string }
+
+/** What the page posts to the worker's down port: a frame from the coordinator for one of its channels. */
+export interface PageToWorker {
+  channel: string
+  frame: Uint8Array
+}
+
+export const isWorkerToPage = (data: unknown): data is WorkerToPage =>
+  typeof data === 'object' && data !== null && typeof (data as { __shoal?: unknown }).__shoal === 'string'

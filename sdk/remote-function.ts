@@ -1,9 +1,8 @@
-import { encodeValue } from './codec.ts'
 import { ValidationError } from './errors.ts'
-import type { ObjectId } from './ids.ts'
-import { ObjectRef } from './object-ref.ts'
+import type { ObjectRef } from './object-ref.ts'
 import { parseOptions, type TaskOptions, TaskOptionsSchema } from './options.ts'
-import { INLINE_OBJECT_MAX_BYTES, type Resources, type SchedulingStrategy, type TaskArg } from './protocol.ts'
+import type { Resources, SchedulingStrategy } from './protocol.ts'
+import { quantityProblem } from './resources.ts'
 
 /** Turns numCpus/numGpus/resources into one resource map, refusing the reserved names inside `resources` (as Ray). */
 export function resourcesOf(
@@ -17,25 +16,11 @@ export function resourcesOf(
   }
   const r: Resources = { CPU: o.numCpus ?? defaultCpus, ...o.resources }
   if (o.numGpus) r.GPU = o.numGpus
+  for (const [k, q] of Object.entries(r)) {
+    const problem = quantityProblem(k, q)
+    if (problem) throw new ValidationError(`${where}: ${problem}`)
+  }
   return r
-}
-
-/** Puts a large encoded argument in the object store and returns its ref. */
-export type AutoPut = (value: unknown, data: Uint8Array, nested: ObjectId[]) => ObjectRef
-
-/**
- * Encodes top-level arguments: refs stay refs (resolved before the task runs), small values travel inline, and a
- * value over 100 KiB is put in the object store and passed by ref (as Ray does), once per identical value.
- */
-export function encodeArgs(args: unknown[], what: string, nestedRefs: ObjectId[], autoPut?: AutoPut): TaskArg[] {
-  return args.map((a, i) => {
-    if (a instanceof ObjectRef) return { ref: a.id }
-    const nested: ObjectId[] = []
-    const v = encodeValue(a, `argument ${i} of ${what}`, nested)
-    if (autoPut && v.byteLength > INLINE_OBJECT_MAX_BYTES) return { ref: autoPut(a, v, nested).id }
-    nestedRefs.push(...nested)
-    return { v }
-  })
 }
 
 /** What a RemoteFunction needs from its connection. */

@@ -3,7 +3,10 @@ import { parseOptions } from './options.ts'
 import type { ActorState, Resources, StateFilter, StateQuery, TaskState, TaskType } from './protocol.ts'
 import { StateFilterSchema } from './protocol.ts'
 
-/** A row of `listTasks` (Ray's fields in camelCase). Times are ms since the epoch. */
+/**
+ * A row of `listTasks`: one per task attempt, as Ray lists them (Ray's fields in camelCase). Times are ms since the
+ * epoch.
+ */
 export interface TaskRow {
   taskId: string
   name: string
@@ -18,7 +21,10 @@ export interface TaskRow {
   creationTime: number
   startTime: number | null
   endTime: number | null
+  /** Ray's ErrorType: TASK_EXECUTION_EXCEPTION, TASK_CANCELLED, ACTOR_DIED, NODE_DIED, WORKER_DIED, OBJECT_LOST… */
   errorType: string | null
+  /** The class of the error `get` rejects with (TaskError, TaskCancelledError…). */
+  errorName: string | null
   errorMessage: string | null
   /** Every state this task passed through, with when. */
   events: { state: TaskState; time: number; attempt: number; nodeId?: string }[]
@@ -74,6 +80,8 @@ export interface TaskSummary {
   totalTasks: number
   /** Tasks waiting because no node could ever fit them (Ray's infeasible demand). */
   infeasible: { taskId: string; name: string; requiredResources: Resources }[]
+  /** Attempt rows dropped to keep the table bounded (the oldest finished ones go first). */
+  droppedRows: number
 }
 
 export interface ListOptions {

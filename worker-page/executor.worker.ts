@@ -5,16 +5,29 @@
  */
 import * as Comlink from 'comlink'
 import type { IDBPDatabase } from 'idb'
-import { decodeValue, encodeValue } from '../sdk/codec.ts'
-import { connect, type Mesh } from '../sdk/connect.ts'
-import { ObjectLostError, ObjectStoreFullError, toWireError, ValidationError, type WireError } from '../sdk/errors.ts'
-import { type ObjectId, objectIdOf, type TaskId } from '../sdk/ids.ts'
-import { INLINE_OBJECT_MAX_BYTES } from '../sdk/protocol.ts'
+import { decodeValue, encodeErrorFields, encodeValue } from '../sdk/codec.ts'
+import { Mesh } from '../sdk/connect.ts'
+import {
+  ObjectLostError,
+  ObjectStoreFullError,
+  ShoalError,
+  TaskError,
+  toWireError,
+  ValidationError,
+  type WireError,
+} from '../sdk/errors.ts'
+import { type JobId, type ObjectId, objectIdOf, type TaskId } from '../sdk/ids.ts'
+import { INLINE_OBJECT_MAX_BYTES, type PageToWorker, PROTOCOL_VERSION, type WorkerToPage } from '../sdk/protocol.ts'
 import { openPlasma, readObject, writeObject } from './object-store/plasma-db.ts'
+import { WorkerChannel } from './worker-channel.ts'
 
-export type ExecResult =
+export type ExecResult = (
   | { ok: true; returns: (Uint8Array | { stored: number; bytes?: Uint8Array })[]; nestedRefs?: string[] }
   | { ok: false; error: WireError; userError: boolean }
+) & {
+  /** What the task made and let go when it ended, on its channel (see TaskResult.scope). */
+  scope?: { channel: string; release: string[] }
+}
 /** An argument: its encoded bytes, or a large object already in this node's plasma store. */
 export type ExecArg = Uint8Array | { plasma: string }
 export interface ExecTask {
@@ -22,6 +35,7 @@ export interface ExecTask {
   attempt: number
   actorId?: string
   jobId: string
+  namespace: string
   name: string
   args: ExecArg[]
   numReturns: number
@@ -30,7 +44,6 @@ export interface ExecutorContext {
   workerId: string
   nodeId: string
   address: string
-  token?: string
   /** The node's object store capacity: a larger result cannot be stored. */
   storeCapacity: number
 }
@@ -38,11 +51,12 @@ export interface ExecutorContext {
 /** esbuild (tsx, Vite) may wrap inner functions in `__name(fn, "x")`: the helper must exist where the source is compiled. */
 const PRELUDE = 'const __name = (f) => f;'
 const compiled = new Map<string, unknown>()
-const meshes = new Map<string, Promise<Mesh>>()
+/** `self.shoal` per job (a worker serves one job at a time; an actor's worker one job for its life). */
+const meshes = new Map<string, { mesh: Mesh; channel: WorkerChannel }>()
 let ctx: ExecutorContext | undefined
 let reserveRoom: ((bytes: number) => Promise<void>) | undefined
 let reportBlocked: ((taskId: string, blocked: boolean) => void) | undefined
-let actor: { instance: Record<string, unknown>; className: string } | undefined
+let actor: { instance: Record<string, unknown>; className: string; maxConcurrency: number } | undefined
 
 function compile(source: string, name: string): unknown {
   const key = source
@@ -59,18 +73,26 @@ function compile(source: string, name: string): unknown {
   return fn
 }
 
-/** `self.shoal`: the SDK bound to the job of the task running now, so tasks can submit tasks and call actors. */
-async function meshFor(jobId: string): Promise<Mesh> {
-  let m = meshes.get(jobId)
+/**
+ * `self.shoal`: the SDK bound to the job of the task running now, so tasks can submit tasks and call actors. Its
+ * channel rides on the node's socket and opens on first use.
+ */
+function meshFor(t: ExecTask): { mesh: Mesh; channel: WorkerChannel } {
+  let m = meshes.get(t.jobId)
   if (!m) {
     const c = ctx as ExecutorContext
-    m = connect({ address: c.address, attachJob: jobId, ...(c.token !== undefined && { token: c.token }) })
-    meshes.set(jobId, m)
-    m.catch(() => meshes.delete(jobId))
+    const channel = new WorkerChannel(`${c.workerId}/${t.jobId}`, {
+      type: 'hello',
+      reqId: 0,
+      protocol: PROTOCOL_VERSION,
+      role: 'driver',
+      attachJob: t.jobId,
+    })
+    m = { mesh: new Mesh(channel, c.address, t.jobId as JobId, t.namespace), channel }
+    meshes.set(t.jobId, m)
   }
-  const mesh = await m
-  ;(self as unknown as { shoal: Mesh }).shoal = mesh
-  return mesh
+  ;(self as unknown as { shoal: Mesh }).shoal = m.mesh
+  return m
 }
 
 /** Large arguments are read straight from the node's IndexedDB plasma store: they never pass through the page. */
@@ -106,7 +128,9 @@ async function encodeReturns(
   const nestedRefs: ObjectId[] = []
   const returns: (Uint8Array | { stored: number; bytes?: Uint8Array })[] = []
   for (let i = 0; i < values.length; i++) {
-    const bytes = encodeValue(values[i], t.numReturns > 1 ? `return value ${i} of ${t.name}` : `the return value of ${t.name}`, nestedRefs)
+    const what = t.numReturns > 1 ? `return value ${i} of ${t.name}` : `the return value of ${t.name}`
+    // A copy of its own: the encoder's buffer is shared with the next value, and this one's is moved to the page.
+    const bytes = encodeValue(values[i], what, nestedRefs).slice()
     if (bytes.byteLength <= INLINE_OBJECT_MAX_BYTES) {
       returns.push(bytes)
       continue
@@ -119,10 +143,24 @@ async function encodeReturns(
     // The page makes room (spilling if needed) before the write, so the store never goes over capacity.
     await (reserveRoom as (n: number) => Promise<void>)(bytes.byteLength)
     await writeObject(await openPlasma(c.nodeId), objectIdOf(t.taskId as TaskId, i + 1), bytes)
-    // Also handed to the page (transferred, not copied): it stays hot in the store's memory tier.
+    // Also handed to the page (moved, not copied): it stays hot in the store's memory tier.
     returns.push({ stored: bytes.byteLength, bytes })
   }
   return { returns, nestedRefs }
+}
+
+/**
+ * What a failure reports. An error from Shoal itself that the task let escape (a nested `get` that raised
+ * TaskCancelledError, ActorDiedError…) keeps its class, as Ray's `RayTaskError(TaskCancelledError)` is an instance
+ * of TaskCancelledError; anything else the user's code threw becomes a TaskError whose `cause` keeps its fields.
+ */
+function failureOf(e: unknown, t: ExecTask, keepShoalErrors: boolean): WireError {
+  if (e instanceof ShoalError && keepShoalErrors) return e.toWire()
+  if (e instanceof ObjectStoreFullError) return e.toWire()
+  const err = e instanceof Error ? e : undefined
+  const name = err?.name ?? 'Error'
+  const message = err ? err.message : typeof e === 'string' ? e : toWireError(e).message
+  return new TaskError(t.name, t.taskId, name, message, err?.stack, encodeErrorFields(e)).toWire()
 }
 
 /** Ray's runtime context: what a task can know about where and as what it runs. */
@@ -135,7 +173,11 @@ export interface RuntimeContext {
   actorId: string | null
 }
 
-async function execute(t: ExecTask, body: (args: unknown[]) => unknown): Promise<ExecResult> {
+/**
+ * Runs one task or actor call: decodes its arguments, runs `body`, encodes the result. A normal task has a scope:
+ * what it made or found is let go when it ends (carried in its result), as a Ray task's local refs are.
+ */
+async function execute(t: ExecTask, scoped: boolean, body: (args: unknown[]) => unknown): Promise<ExecResult> {
   const c = ctx as ExecutorContext
   const runtime: RuntimeContext = {
     jobId: t.jobId,
@@ -146,44 +188,93 @@ async function execute(t: ExecTask, body: (args: unknown[]) => unknown): Promise
     actorId: t.actorId ?? null,
   }
   ;(self as unknown as { shoalContext: RuntimeContext }).shoalContext = runtime
+  const { mesh, channel } = meshFor(t)
+  if (scoped) mesh.refs.beginScope()
+  // Tasks submitted from here know their parent (recursive cancel), unless calls of a concurrent actor interleave.
+  mesh.parentTaskId = !actor || actor.maxConcurrency === 1 ? t.taskId : undefined
+  const result = await run(t, mesh, body)
+  const release = scoped ? mesh.refs.endScope() : []
+  // Everything the task sent goes out before its result does (the page forwards both in this order).
+  mesh.flushNow()
+  return release.length ? { ...result, scope: { channel: channel.channel, release } } : result
+}
+
+async function run(t: ExecTask, mesh: Mesh, body: (args: unknown[]) => unknown): Promise<ExecResult> {
   let args: unknown[]
   try {
-    args = await decodeArgs(t.args, await meshFor(t.jobId))
+    args = await decodeArgs(t.args, mesh)
   } catch (e) {
     return { ok: false, error: toWireError(e), userError: false }
   }
+  let value: unknown
   try {
-    const value = await body(args)
-    const { returns, nestedRefs } = await encodeReturns(value, t)
-    return transfer({ ok: true, returns, ...(nestedRefs.length && { nestedRefs }) })
+    value = await body(args)
   } catch (e) {
-    return { ok: false, error: toWireError(e), userError: true }
+    return { ok: false, error: failureOf(e, t, true), userError: true }
+  }
+  try {
+    const { returns, nestedRefs } = await encodeReturns(value, t)
+    return { ok: true, returns, ...(nestedRefs.length && { nestedRefs }) }
+  } catch (e) {
+    return { ok: false, error: failureOf(e, t, false), userError: true }
   }
 }
 
-/** Hands the result buffers to the page instead of copying them. */
+/** Hands the result buffers to the page instead of copying them (each is a buffer of its own, see encodeReturns). */
 function transfer(r: ExecResult): ExecResult {
   if (!r.ok) return r
-  const buffers = new Set<ArrayBuffer>()
+  const buffers: ArrayBuffer[] = []
   for (const b of r.returns) {
     const view = b instanceof Uint8Array ? b : b.bytes
-    if (view) buffers.add(view.buffer as ArrayBuffer)
+    if (view && view.byteOffset === 0 && view.byteLength === view.buffer.byteLength) buffers.push(view.buffer as ArrayBuffer)
   }
-  return Comlink.transfer(r, [...buffers])
+  return Comlink.transfer(r, buffers)
+}
+
+/**
+ * Tells the page when this worker is gone. Where Web Locks exist (secure contexts: https and localhost) the worker
+ * holds a lock for its whole life and the page waits for it, so any death — `self.close()`, a crash — frees the lock
+ * and the page learns of it. `self.close()` also says so first, for pages where locks do not exist.
+ */
+async function holdLifeLock(name: string): Promise<void> {
+  const realClose = self.close.bind(self)
+  self.close = () => {
+    self.postMessage({ __shoal: 'closing', reason: 'the task called self.close()' } satisfies WorkerToPage)
+    realClose()
+  }
+  const locks = (navigator as { locks?: LockManager }).locks
+  if (!locks) return
+  await new Promise<void>((granted) => {
+    void locks.request(name, () => {
+      granted()
+      return new Promise<void>(() => {}) // held until the worker dies
+    })
+  })
 }
 
 const api = {
-  init(c: ExecutorContext, reserve: (bytes: number) => Promise<void>, blocked: (taskId: string, blocked: boolean) => void): void {
+  async init(
+    c: ExecutorContext,
+    down: MessagePort,
+    lockName: string,
+    reserve: (bytes: number) => Promise<void>,
+    blocked: (taskId: string, blocked: boolean) => void,
+  ): Promise<void> {
     ctx = c
     reserveRoom = reserve
     reportBlocked = blocked
+    down.onmessage = (ev: MessageEvent<PageToWorker>) => {
+      const jobId = ev.data.channel.slice(ev.data.channel.indexOf('/') + 1)
+      meshes.get(jobId)?.channel.deliver(ev.data.frame)
+    }
+    await holdLifeLock(lockName)
   },
   run(t: ExecTask & { source: string; funcName: string }): Promise<ExecResult> {
-    return execute(t, async (args) => {
+    return execute(t, true, async (args) => {
       const fn = compile(t.source, t.funcName)
       if (typeof fn !== 'function') throw new ValidationError(`${t.funcName} did not compile to a function`)
       // While the task waits in self.shoal.get/wait, its CPU is lent back to the node (nested tasks can then run).
-      const mesh = await meshFor(t.jobId)
+      const { mesh } = meshFor(t)
       let waits = 0
       mesh.blockingHooks = {
         enter: () => void (waits++ === 0 && reportBlocked?.(t.taskId, true)),
@@ -195,22 +286,22 @@ const api = {
         mesh.blockingHooks = undefined
         if (waits > 0) reportBlocked?.(t.taskId, false)
       }
-    })
+    }).then(transfer)
   },
-  createActor(t: ExecTask & { source: string; className: string }): Promise<ExecResult> {
-    return execute(t, (args) => {
+  createActor(t: ExecTask & { source: string; className: string; maxConcurrency: number }): Promise<ExecResult> {
+    return execute(t, false, (args) => {
       const Cls = compile(t.source, t.className) as new (...a: unknown[]) => Record<string, unknown>
-      actor = { instance: new Cls(...args), className: t.className }
+      actor = { instance: new Cls(...args), className: t.className, maxConcurrency: t.maxConcurrency }
       return null
-    })
+    }).then(transfer)
   },
   callActor(t: ExecTask & { method: string }): Promise<ExecResult> {
-    return execute(t, (args) => {
+    return execute(t, false, (args) => {
       if (!actor) throw new ValidationError('this worker hosts no actor')
       const m = actor.instance[t.method]
       if (typeof m !== 'function') throw new ValidationError(`${actor.className} has no method '${t.method}'`)
       return (m as (...a: unknown[]) => unknown).apply(actor.instance, args)
-    })
+    }).then(transfer)
   },
 }
 export type ExecutorApi = typeof api

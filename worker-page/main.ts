@@ -1,6 +1,8 @@
 import { parseSize } from '../sdk/size.ts'
 import { PeerMesh } from '../sdk/transport/peer-mesh.ts'
-import { type NodeActivity, NodeAgent } from './node.ts'
+import type { NodeActivity, NodeAgent } from './node.ts'
+import type { PlasmaStore } from './object-store/plasma-store.ts'
+import { startNode } from './start-node.ts'
 
 /** The node page: reads its settings from the URL, registers, shows what it does, and rejoins if dropped. */
 const params = new URLSearchParams(location.search)
@@ -46,8 +48,10 @@ if (!Number.isFinite(cpus) || cpus <= 0) {
 $('address').textContent = address
 $('cpus').textContent = String(cpus)
 
+/** What the page exposes as `window.shoalNode`, for people debugging a node (and for tests). */
 interface ShoalNodeGlobal {
   agent?: NodeAgent
+  store?: PlasmaStore
   peers?: PeerMesh
   nodeId?: string
 }
@@ -55,28 +59,28 @@ const global: ShoalNodeGlobal = {}
 ;(window as unknown as { shoalNode: ShoalNodeGlobal }).shoalNode = global
 
 async function join(attempt = 0): Promise<void> {
-  const agent = new NodeAgent({ address, cpus, objectStoreMemory, ...(token && { token }), ...(name && { name }) })
-  agent.onActivity = activity
-  agent.onClose = (reason) => {
-    document.body.dataset.state = 'disconnected'
-    $('state').textContent = 'disconnected'
-    global.peers?.stop()
-    // A dropped node rejoins as a new node: the coordinator already retried its tasks elsewhere.
-    if (!reason.includes('closed by client')) setTimeout(() => void join(1), 1000)
-  }
   try {
-    const nodeId = await agent.start()
+    const node = await startNode({ address, cpus, objectStoreMemory, ...(token && { token }), ...(name && { name }) })
+    const { agent } = node
+    agent.onActivity = activity
+    agent.onClose = (reason) => {
+      document.body.dataset.state = 'disconnected'
+      $('state').textContent = 'disconnected'
+      global.peers?.stop()
+      // A dropped node rejoins as a new node: the coordinator already retried its tasks elsewhere.
+      if (!reason.includes('closed by client')) setTimeout(() => void join(1), 1000)
+    }
+    const nodeId = agent.nodeId
     global.agent = agent
+    global.store = node.store
     global.nodeId = nodeId
     $('node-id').textContent = nodeId
     document.body.dataset.nodeId = nodeId
     document.body.dataset.state = 'registered'
     $('state').textContent = 'registered'
-    const peers = new PeerMesh(nodeId, address, agent.peerjsPath, agent.iceServers)
+    const peers = new PeerMesh(nodeId, address, node.peerjsPath, node.iceServers)
     global.peers = peers
-    agent.peers = peers
-    // Peers pulling an object from this node read it from the plasma store.
-    peers.source = (id) => agent.store?.read(id) ?? Promise.resolve(undefined)
+    node.attachPeers(peers)
     peers.start().then(
       () => ($('peer').textContent = `joined as ${nodeId.slice(0, 8)}`),
       (e: Error) => ($('peer').textContent = `unavailable: ${e.message}`),
@@ -93,7 +97,7 @@ setInterval(() => {
   drawLog()
   const a = global.agent
   if (!a) return
-  $('workers').textContent = String(a.workers)
+  $('workers').textContent = String(a.workerCount)
   $('running').textContent = String(a.stats.running)
   $('done').textContent = `${a.stats.finished} / ${a.stats.failed}`
 }, 250)

@@ -1,28 +1,55 @@
-import { ConnectionError, fromWireError, toWireError, type WireError } from '../sdk/errors.ts'
+import type { WireError } from '../sdk/errors.ts'
 import { objectIdOf, type TaskId } from '../sdk/ids.ts'
-import {
-  type Assignment,
-  type ClientMessage,
-  type FunctionDef,
-  type LargeArg,
-  PROTOCOL_VERSION,
-  type ServerMessage,
-  type TaskResult,
-} from '../sdk/protocol.ts'
-import type { PeerMesh } from '../sdk/transport/peer-mesh.ts'
-import { ControlSocket } from '../sdk/transport/websocket.ts'
-import type { ExecArg } from './executor.worker.ts'
-import { ObjectManager } from './object-manager.ts'
-import { PlasmaStore } from './object-store/plasma-store.ts'
-import { type ExecResult, type PooledWorker, WorkerPool } from './worker-pool.ts'
+import type { Assignment, ClientMessage, FunctionDef, LargeArg, ObjectUpdate, ServerMessage, TaskResult } from '../sdk/protocol.ts'
+import { allocate, fits, type ResourceUnits, release } from '../sdk/resources.ts'
+import type { FramedTransport } from '../sdk/transport/framed.ts'
+import { TurnBatch } from '../sdk/turn-batch.ts'
+import type { ExecArg, ExecResult, ExecTask } from './executor.worker.ts'
 
-export interface NodeConfig {
-  address: string
-  cpus: number
-  token?: string
-  name?: string
-  objectStoreMemory: number
-  resources?: Record<string, number>
+/** A worker as the node sees it. */
+export interface WorkerSlot {
+  id: string
+  jobId?: string
+  actorId?: string
+  busy: boolean
+  /** The task it runs now, so a cancel or crash can name it. */
+  taskId?: string
+}
+
+/** The node's workers (the browser's WorkerPool; the simulator's own). Every call ends in a result, never hangs. */
+export interface NodeWorkers {
+  readonly size: number
+  acquire(jobId: string, taskId: string): WorkerSlot
+  spawnForActor(actorId: string, jobId: string): WorkerSlot
+  release(w: WorkerSlot): void
+  terminate(w: WorkerSlot): void
+  terminateAll(): void
+  byTask(taskId: string): WorkerSlot | undefined
+  run(w: WorkerSlot, t: ExecTask & { source: string; funcName: string }): Promise<ExecResult>
+  createActor(w: WorkerSlot, t: ExecTask & { source: string; className: string; maxConcurrency: number }): Promise<ExecResult>
+  callActor(w: WorkerSlot, t: ExecTask & { method: string }): Promise<ExecResult>
+  /** A frame from the coordinator for one of the workers' channels. */
+  deliver(channel: string, frame: Uint8Array): void
+  /** A worker died while it held work (it stopped itself, crashed): its task fails as a system error. */
+  onCrash: (w: WorkerSlot, reason: string) => void
+  /** A frame a worker sends to the coordinator. */
+  onRelay: (channel: string, frame: Uint8Array) => void
+  onChannelsClosed: (channels: string[]) => void
+}
+
+/** The node's objects: large arguments made local, large returns recorded, transfers the coordinator asks for. */
+export interface NodeObjects {
+  readonly used: number
+  readonly spilledBytes: number
+  /** Makes every large argument local and pinned. Throws ObjectLostError when no copy can be had. */
+  acquire(args: LargeArg[]): Promise<void>
+  release(args: LargeArg[]): void
+  /** A worker wrote a large return to the store (`bytes` are kept hot in memory if given). */
+  stored(id: string, size: number, bytes?: Uint8Array): void
+  onChunk(id: string, offset: number, total: number, data: Uint8Array): void
+  onObjects(updates: ObjectUpdate[]): void
+  upload(id: string): Promise<void>
+  delete(ids: string[]): Promise<void>
 }
 
 export interface NodeActivity {
@@ -32,37 +59,30 @@ export interface NodeActivity {
 
 /** An actor this node hosts: its worker and the calls waiting for a concurrency slot. */
 interface HostedActor {
-  worker: PooledWorker
+  worker: WorkerSlot
   maxConcurrency: number
   running: number
   queue: Assignment[]
-  resources: Record<string, number>
+  units: ResourceUnits
 }
 
-function fitsIn(req: Record<string, number>, have: Record<string, number>): boolean {
-  for (const k in req) if ((req[k] as number) > 0 && (have[k] ?? 0) < (req[k] as number) - 1e-9) return false
-  return true
-}
+const systemError = (code: string, name: string, message: string, data?: Record<string, unknown>): WireError => ({
+  name,
+  code,
+  message,
+  ...(data && { data }),
+})
 
 /**
- * The node (Ray's raylet): registers with the coordinator, heartbeats, receives task assignments and runs them in
- * its worker pool, hosts actors, and reports state changes and results in batches.
+ * The node (Ray's raylet): receives task assignments and runs them in its workers, hosts actors, carries its
+ * workers' control traffic, and reports state changes and results in batches. Its own count of free resources
+ * follows the same rules as the coordinator's view of it (sdk/resources.ts), so both agree on what runs.
  */
 export class NodeAgent {
-  nodeId: string | undefined
-  iceServers: { urls: string | string[]; username?: string; credential?: string }[] = []
-  peerjsPath = '/peerjs'
   readonly stats = { running: 0, finished: 0, failed: 0 }
   onActivity: (a: NodeActivity) => void = () => {}
   onClose: (reason: string) => void = () => {}
 
-  private socket: ControlSocket | undefined
-  private pool: WorkerPool | undefined
-  /** The plasma store and the object manager, from registration on. */
-  store: PlasmaStore | undefined
-  private objects: ObjectManager | undefined
-  /** The data plane, once the page has joined the PeerJS mesh. */
-  peers: PeerMesh | undefined
   private functions = new Map<string, FunctionDef>()
   private actors = new Map<string, HostedActor>()
   /** Normal tasks running now, so a crashed worker's task can be reported (and retried) instead of hanging. */
@@ -72,102 +92,63 @@ export class NodeAgent {
   /** Pipelined tasks waiting for a free slot here, started in arrival order (the coordinator promotes them alike). */
   private localQueue: Assignment[] = []
   /** This node's own count of free resources; tasks the coordinator sent with resources start regardless. */
-  private free: Record<string, number> = {}
-  private events: Extract<ClientMessage, { type: 'task-events' }>['events'] = []
-  private results: TaskResult[] = []
-  private flushScheduled = false
+  private free: ResourceUnits
+  private readonly events = new TurnBatch<Extract<ClientMessage, { type: 'task-events' }>['events'][number]>((events) =>
+    this.send({ type: 'task-events', events }),
+  )
+  private readonly results = new TurnBatch<TaskResult>((results) => this.send({ type: 'task-results', results }))
   private heartbeat: ReturnType<typeof setInterval> | undefined
+  private stopped = false
 
-  constructor(readonly config: NodeConfig) {}
-
-  async start(): Promise<string> {
-    const { address, cpus, token, name, objectStoreMemory, resources } = this.config
-    const socket = await ControlSocket.open(`${address.replace(/^http/, 'ws')}/ws`, 10_000)
-    const welcome = await new Promise<Extract<ServerMessage, { type: 'welcome' }>>((resolve, reject) => {
-      socket.onMessage = (m) => {
-        if (m.type === 'welcome') resolve(m)
-        else if ((m.type === 'reply' && !m.ok) || m.type === 'error') reject(fromWireError(m.error))
-      }
-      socket.onClose = (reason) => reject(new ConnectionError(`the coordinator closed the connection: ${reason}`))
-      socket.send({
-        type: 'hello',
-        reqId: 0,
-        protocol: PROTOCOL_VERSION,
-        role: 'node',
-        ...(token && { token }),
-        node: { resources: { CPU: cpus, ...resources }, objectStoreMemory, ...(name && { name }), userAgent: navigator.userAgent },
-      })
-    })
-    this.socket = socket
-    this.free = { CPU: cpus, ...resources }
-    this.nodeId = welcome.nodeId as string
-    this.iceServers = welcome.iceServers
-    this.peerjsPath = welcome.peerjsPath
-    // The coordinator may assign work the moment it welcomes us: hold it until the store and pool exist.
-    const early: ServerMessage[] = []
-    socket.onMessage = (m) => early.push(m)
-    const store = await PlasmaStore.open(this.nodeId, objectStoreMemory)
-    this.store = store
-    store.onSpilled = (ids, spilled, line) => {
-      this.send({ type: 'objects-spilled', objectIds: ids as never[], spilled, ...(line && { log: line }) })
-      if (line) {
-        console.info(`[shoal node] ${line}`)
-        this.onActivity({ kind: 'store', text: line })
-      }
-    }
-    this.objects = new ObjectManager(
-      store,
-      this.nodeId,
-      () => this.peers,
-      (m) => this.send(m),
-      () => socket.bufferedAmount,
-    )
-    this.pool = new WorkerPool(
-      { nodeId: this.nodeId, address, storeCapacity: objectStoreMemory, ...(token && { token }) },
-      Math.max(1, Math.ceil(cpus)),
-      (bytes) => store.reserve(bytes),
-      (taskId, blocked) => this.taskBlocked(taskId, blocked),
-    )
-    this.pool.onCrash = (w, reason) => this.workerCrashed(w, reason)
-    socket.onMessage = (m) => this.onMessage(m)
-    for (const m of early) this.onMessage(m)
-    socket.onClose = (reason) => this.stop(reason)
-    this.heartbeat = setInterval(
-      () =>
-        this.send({
-          type: 'heartbeat',
-          running: this.stats.running,
-          workers: this.pool?.size ?? 0,
-          storeUsed: store.used,
-          storeSpilled: store.spilledBytes,
-        }),
-      1000,
-    )
-    this.onActivity({ kind: 'registered', text: `registered as ${this.nodeId.slice(0, 8)} with ${cpus} CPU` })
-    return this.nodeId
+  constructor(
+    readonly nodeId: string,
+    private readonly transport: FramedTransport,
+    private readonly workers: NodeWorkers,
+    private readonly objects: NodeObjects,
+    total: ResourceUnits,
+    heartbeatMs = 1000,
+  ) {
+    this.free = { ...total }
+    workers.onCrash = (w, reason) => this.workerCrashed(w, reason)
+    workers.onRelay = (channel, frame) => this.send({ type: 'relay-up', channel, frame })
+    workers.onChannelsClosed = (channels) => this.send({ type: 'relay-close', channels })
+    transport.onMessage = (m) => this.onMessage(m)
+    transport.onClose = (reason) => this.stop(reason)
+    if (heartbeatMs > 0) this.heartbeat = setInterval(() => this.sendHeartbeat(), heartbeatMs)
   }
 
-  get workers(): number {
-    return this.pool?.size ?? 0
+  get workerCount(): number {
+    return this.workers.size
+  }
+
+  sendHeartbeat(): void {
+    this.send({
+      type: 'heartbeat',
+      running: this.stats.running,
+      workers: this.workers.size,
+      storeUsed: this.objects.used,
+      storeSpilled: this.objects.spilledBytes,
+    })
   }
 
   /** Leaves the cluster: workers stop and the coordinator retries their tasks elsewhere. */
   stop(reason = 'stopped'): void {
+    if (this.stopped) return
+    this.stopped = true
     if (this.heartbeat) clearInterval(this.heartbeat)
-    this.heartbeat = undefined
-    this.pool?.terminateAll()
+    this.workers.terminateAll()
     this.actors.clear()
-    if (this.socket?.isOpen) this.socket.close()
-    this.socket = undefined
+    if (this.transport.isOpen) this.transport.close()
     this.onActivity({ kind: 'disconnected', text: `disconnected: ${reason}` })
     this.onClose(reason)
   }
 
-  private send(msg: ClientMessage): void {
-    if (this.socket?.isOpen) this.socket.send(msg)
+  send(msg: ClientMessage): void {
+    if (this.transport.isOpen) this.transport.send(msg)
   }
 
-  private onMessage(msg: ServerMessage): void {
+  /** Handles one message from the coordinator. */
+  onMessage(msg: ServerMessage): void {
     switch (msg.type) {
       case 'assign':
         for (const f of msg.functions) this.functions.set(f.functionId, f)
@@ -177,57 +158,58 @@ export class NodeAgent {
         }
         this.pumpLocalQueue()
         return
-      case 'cancel-task': {
-        const queued = this.localQueue.findIndex((t) => t.taskId === msg.taskId)
-        if (queued >= 0) {
-          this.localQueue.splice(queued, 1)
-          return
-        }
-        const w = this.pool?.byTask(msg.taskId)
-        const t = this.runningTasks.get(msg.taskId)
-        if (w && t) {
-          this.runningTasks.delete(msg.taskId)
-          this.pool?.terminate(w)
-          this.stats.running--
-          this.releaseTask(t)
-          this.pumpLocalQueue()
-        }
-        return
-      }
+      case 'cancel-task':
+        return this.cancel(msg.taskId)
       case 'kill-actor':
         if (this.dropActor(msg.actorId)) this.onActivity({ kind: 'actor', text: `actor ${msg.actorId.slice(0, 8)} killed` })
+        return
+      case 'relay-down':
+        this.workers.deliver(msg.channel, msg.frame)
         return
       case 'error':
         console.warn(`[shoal node] coordinator: ${msg.error.message}`)
         return
       case 'object-chunk':
-        this.objects?.onChunk(msg.objectId, msg.offset, msg.total, msg.data)
+        this.objects.onChunk(msg.objectId, msg.offset, msg.total, msg.data)
         return
       case 'upload-object':
-        void this.objects?.upload(msg.objectId)
+        void this.objects.upload(msg.objectId)
         return
       case 'delete-objects':
-        void this.objects?.delete(msg.objectIds)
+        void this.objects.delete(msg.objectIds)
         return
       case 'objects':
-        this.objects?.onObjects(msg.objects)
+        this.objects.onObjects(msg.objects)
         return
       case 'welcome':
       case 'reply':
+      case 'warning':
         return
       default:
         msg satisfies never
     }
   }
 
-  private pumpLocalQueue(): void {
-    while (this.localQueue.length && fitsIn((this.localQueue[0] as Assignment).resources, this.free)) {
-      this.accept(this.localQueue.shift() as Assignment)
+  private cancel(taskId: string): void {
+    const queued = this.localQueue.findIndex((t) => t.taskId === taskId)
+    if (queued >= 0) {
+      this.localQueue.splice(queued, 1)
+      return
     }
+    const w = this.workers.byTask(taskId)
+    const t = this.runningTasks.get(taskId)
+    if (!w || !t) return
+    this.runningTasks.delete(taskId)
+    this.workers.terminate(w)
+    this.stats.running--
+    this.releaseTask(t)
+    this.pumpLocalQueue()
   }
 
-  private hold(res: Record<string, number>, sign: 1 | -1): void {
-    for (const k in res) this.free[k] = (this.free[k] ?? 0) - sign * (res[k] as number)
+  private pumpLocalQueue(): void {
+    while (this.localQueue.length && fits((this.localQueue[0] as Assignment).units, this.free)) {
+      this.accept(this.localQueue.shift() as Assignment)
+    }
   }
 
   private accept(t: Assignment): void {
@@ -236,12 +218,7 @@ export class NodeAgent {
       if (!a)
         return this.report(t, {
           ok: false,
-          error: {
-            name: 'ActorDiedError',
-            code: 'ACTOR_DIED',
-            message: `actor ${t.actorId} is not on this node`,
-            data: { actorId: t.actorId },
-          },
+          error: systemError('ACTOR_DIED', 'ActorDiedError', `actor ${t.actorId} is not on this node`, { actorId: t.actorId }),
           userError: false,
         })
       a.queue.push(t)
@@ -251,35 +228,32 @@ export class NodeAgent {
     if (!fn)
       return this.report(t, {
         ok: false,
-        error: { name: 'ValidationError', code: 'VALIDATION', message: `node has no function ${t.functionId}` },
+        error: systemError('VALIDATION', 'ValidationError', `node has no function ${t.functionId}`),
         userError: false,
       })
-    const pool = this.pool as WorkerPool
     if (t.type === 'ACTOR_CREATION_TASK') {
-      const w = pool.spawnForActor(t.actorId as string, t.jobId)
-      this.hold(t.resources, 1)
-      this.actors.set(t.actorId as string, {
-        worker: w,
-        maxConcurrency: t.actor?.maxConcurrency ?? 1,
-        running: 0,
-        queue: [],
-        resources: t.resources,
-      })
+      const w = this.workers.spawnForActor(t.actorId as string, t.jobId)
+      allocate(t.units, this.free)
+      const maxConcurrency = t.actor?.maxConcurrency ?? 1
+      this.actors.set(t.actorId as string, { worker: w, maxConcurrency, running: 0, queue: [], units: t.units })
       this.started(t, w)
-      void this.withArgs(t, (args) => w.api.createActor({ ...this.execTask(t, args), source: fn.source, className: fn.name })).then((r) => {
+      void this.withArgs(t, (args) =>
+        this.workers.createActor(w, { ...this.execTask(t, args), source: fn.source, className: fn.name, maxConcurrency }),
+      ).then((r) => {
+        if (!this.actors.has(t.actorId as string)) return // killed or crashed meanwhile: already reported
         this.finished(t, r)
         if (!r.ok) this.dropActor(t.actorId as string)
         else this.onActivity({ kind: 'actor', text: `actor ${fn.name} ${String(t.actorId).slice(0, 8)} is alive` })
       })
       return
     }
-    const w = pool.acquire(t.jobId, t.taskId)
-    this.hold(t.resources, 1)
+    const w = this.workers.acquire(t.jobId, t.taskId)
+    allocate(t.units, this.free)
     this.runningTasks.set(t.taskId, t)
     this.started(t, w)
-    void this.withArgs(t, (args) => w.api.run({ ...this.execTask(t, args), source: fn.source, funcName: fn.name })).then((r) => {
-      pool.release(w)
-      if (!this.runningTasks.delete(t.taskId)) return // cancelled meanwhile
+    void this.withArgs(t, (args) => this.workers.run(w, { ...this.execTask(t, args), source: fn.source, funcName: fn.name })).then((r) => {
+      this.workers.release(w)
+      if (!this.runningTasks.delete(t.taskId)) return // cancelled or crashed meanwhile: already settled
       this.releaseTask(t)
       this.finished(t, r)
       this.pumpLocalQueue()
@@ -291,11 +265,14 @@ export class NodeAgent {
       const t = a.queue.shift() as Assignment
       a.running++
       this.started(t, a.worker)
-      void this.withArgs(t, (args) => a.worker.api.callActor({ ...this.execTask(t, args), method: t.method as string })).then((r) => {
-        a.running--
-        this.finished(t, r)
-        this.pumpActor(a)
-      })
+      void this.withArgs(t, (args) => this.workers.callActor(a.worker, { ...this.execTask(t, args), method: t.method as string })).then(
+        (r) => {
+          if (this.actors.get(t.actorId as string) !== a) return // the actor died meanwhile: its calls were settled
+          a.running--
+          this.finished(t, r)
+          this.pumpActor(a)
+        },
+      )
     }
   }
 
@@ -307,22 +284,28 @@ export class NodeAgent {
   private async withArgs(t: Assignment, body: (args: ExecArg[]) => Promise<ExecResult>): Promise<ExecResult> {
     const large = t.args.filter((a): a is LargeArg => !(a instanceof Uint8Array))
     try {
-      if (large.length) await this.objects?.acquire(large)
+      if (large.length) await this.objects.acquire(large)
     } catch (e) {
-      return { ok: false, error: toWireError(e), userError: false }
+      const err = e as { name?: string; code?: string; message?: string }
+      return {
+        ok: false,
+        error: systemError(err.code ?? 'OBJECT_LOST', err.name ?? 'ObjectLostError', err.message ?? String(e)),
+        userError: false,
+      }
     }
     try {
       return await body(t.args.map((a) => (a instanceof Uint8Array ? a.slice() : { plasma: a.ref })))
     } finally {
-      if (large.length) this.objects?.release(large)
+      if (large.length) this.objects.release(large)
     }
   }
 
-  private execTask(t: Assignment, args: ExecArg[]) {
+  private execTask(t: Assignment, args: ExecArg[]): ExecTask {
     return {
       taskId: t.taskId,
       attempt: t.attempt,
       jobId: t.jobId,
+      namespace: t.namespace,
       name: t.name,
       args,
       numReturns: t.numReturns,
@@ -330,10 +313,9 @@ export class NodeAgent {
     }
   }
 
-  private started(t: Assignment, w: PooledWorker): void {
+  private started(t: Assignment, w: WorkerSlot): void {
     this.stats.running++
-    this.events.push({ taskId: t.taskId, attempt: t.attempt, state: 'RUNNING', workerId: w.id, time: Date.now() })
-    this.scheduleFlush()
+    this.events.push({ taskId: t.taskId as never, attempt: t.attempt, state: 'RUNNING', workerId: w.id as never, time: Date.now() })
     this.onActivity({ kind: 'task-start', text: `${t.name} started on worker ${w.id.slice(0, 8)}` })
   }
 
@@ -341,7 +323,7 @@ export class NodeAgent {
     if (r.ok) {
       // Large returns were written to the plasma store by the worker: the store's index learns of them now.
       r.returns.forEach((x, i) => {
-        if (!(x instanceof Uint8Array)) this.store?.noteStored(objectIdOf(t.taskId as TaskId, i + 1), x.stored, x.bytes)
+        if (!(x instanceof Uint8Array)) this.objects.stored(objectIdOf(t.taskId as TaskId, i + 1), x.stored, x.bytes)
       })
     }
     this.stats.running--
@@ -352,51 +334,39 @@ export class NodeAgent {
   }
 
   private report(t: Assignment, r: ExecResult): void {
+    const scope = r.scope && { scope: { channel: r.scope.channel, release: r.scope.release as never[] } }
     if (r.ok) {
       // Large returns stay here (in the store); the coordinator learns only their size.
       const returns = r.returns.map((x) => (x instanceof Uint8Array ? x : { stored: x.stored }))
       this.results.push({
-        taskId: t.taskId,
+        taskId: t.taskId as never,
         attempt: t.attempt,
         ok: true,
         returns,
         ...(r.nestedRefs?.length && { nestedRefs: r.nestedRefs as never[] }),
+        ...scope,
       })
-    } else {
-      const error: WireError = r.userError
-        ? {
-            name: 'TaskError',
-            code: 'TASK_ERROR',
-            message: `Task '${t.name}' (${t.taskId}) failed: ${r.error.name}: ${r.error.message}`,
-            ...(r.error.stack && { stack: r.error.stack }),
-            data: {
-              taskName: t.name,
-              taskId: t.taskId,
-              remoteName: r.error.name,
-              remoteMessage: r.error.message,
-              remoteStack: r.error.stack,
-            },
-          }
-        : r.error
-      this.results.push({ taskId: t.taskId, attempt: t.attempt, ok: false, error, userError: r.userError })
-    }
-    this.scheduleFlush()
+    } else this.results.push({ taskId: t.taskId as never, attempt: t.attempt, ok: false, error: r.error, userError: r.userError, ...scope })
   }
 
   /** A task started or stopped waiting in get/wait: lend its resources to the node meanwhile (Ray does this). */
-  private taskBlocked(taskId: string, blocked: boolean): void {
+  taskBlocked(taskId: string, blocked: boolean): void {
     const t = this.runningTasks.get(taskId)
     if (!t || this.blockedTasks.has(taskId) === blocked) return
-    if (blocked) this.blockedTasks.add(taskId)
-    else this.blockedTasks.delete(taskId)
-    this.hold(t.resources, blocked ? -1 : 1)
+    if (blocked) {
+      this.blockedTasks.add(taskId)
+      release(t.units, this.free)
+    } else {
+      this.blockedTasks.delete(taskId)
+      allocate(t.units, this.free)
+    }
     this.send({ type: 'task-blocked', taskId: taskId as never, attempt: t.attempt, blocked })
     if (blocked) this.pumpLocalQueue()
   }
 
   /** A task leaves: give back what it holds, unless it already lent it while blocked. */
   private releaseTask(t: Assignment): void {
-    if (!this.blockedTasks.delete(t.taskId)) this.hold(t.resources, -1)
+    if (!this.blockedTasks.delete(t.taskId)) release(t.units, this.free)
   }
 
   /** Stops an actor's worker and gives back what it held. */
@@ -405,32 +375,26 @@ export class NodeAgent {
     if (!a) return false
     this.actors.delete(actorId)
     this.stats.running -= a.running
-    this.hold(a.resources, -1)
-    this.pool?.terminate(a.worker)
+    release(a.units, this.free)
+    this.workers.terminate(a.worker)
     this.pumpLocalQueue()
     return true
   }
 
-  private workerCrashed(w: PooledWorker, reason: string): void {
+  private workerCrashed(w: WorkerSlot, reason: string): void {
     const t = w.taskId ? this.runningTasks.get(w.taskId) : undefined
     if (t) {
       this.runningTasks.delete(t.taskId)
       this.releaseTask(t)
+      this.finished(t, {
+        ok: false,
+        error: systemError('WORKER_CRASHED', 'WorkerCrashedError', `The worker running task ${t.taskId} died: ${reason}`, {
+          taskId: t.taskId,
+        }),
+        userError: false,
+      })
       this.pumpLocalQueue()
-      this.finished(t, { ok: false, error: { name: 'WorkerCrashedError', code: 'WORKER_CRASHED', message: reason }, userError: false })
     }
     if (w.actorId && this.dropActor(w.actorId)) this.send({ type: 'actor-died', actorId: w.actorId as never, reason })
-  }
-
-  private scheduleFlush(): void {
-    if (this.flushScheduled) return
-    this.flushScheduled = true
-    queueMicrotask(() => {
-      this.flushScheduled = false
-      if (this.events.length) this.send({ type: 'task-events', events: this.events })
-      if (this.results.length) this.send({ type: 'task-results', results: this.results })
-      this.events = []
-      this.results = []
-    })
   }
 }

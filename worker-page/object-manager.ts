@@ -1,6 +1,7 @@
 import { ObjectLostError, type WireError } from '../sdk/errors.ts'
 import { type ClientMessage, type LargeArg, OBJECT_CHUNK_BYTES, type ObjectUpdate } from '../sdk/protocol.ts'
 import type { PeerMesh } from '../sdk/transport/peer-mesh.ts'
+import type { NodeObjects } from './node.ts'
 import type { PlasmaStore } from './object-store/plasma-store.ts'
 
 interface Assembly {
@@ -13,7 +14,7 @@ interface Assembly {
  * WebRTC, else through the coordinator), restored if spilled, and pinned. Concurrent pulls of one object share one
  * transfer. It also serves uploads the coordinator asks for and stores objects the coordinator places here.
  */
-export class ObjectManager {
+export class ObjectManager implements NodeObjects {
   private pulls = new Map<string, Promise<void>>()
   private assemblies = new Map<string, Assembly>()
   private fetches = new Map<string, { resolve(b: Uint8Array): void; reject(e: Error): void }>()
@@ -25,6 +26,18 @@ export class ObjectManager {
     private readonly send: (msg: ClientMessage) => void,
     private readonly socketBuffered: () => number,
   ) {}
+
+  get used(): number {
+    return this.store.used
+  }
+
+  get spilledBytes(): number {
+    return this.store.spilledBytes
+  }
+
+  stored(id: string, size: number, bytes?: Uint8Array): void {
+    this.store.noteStored(id, size, bytes)
+  }
 
   /** Makes every large argument local and pinned. Throws ObjectLostError when no copy can be had. */
   async acquire(args: LargeArg[]): Promise<void> {
@@ -54,7 +67,7 @@ export class ObjectManager {
       if (from === this.selfId || !peers) continue
       try {
         const bytes = await peers.fetch(from, a.ref)
-        await this.stored(a.ref, bytes)
+        await this.keep(a.ref, bytes)
         return
       } catch (e) {
         reasons.push((e as Error).message)
@@ -66,14 +79,16 @@ export class ObjectManager {
         this.fetches.set(a.ref, { resolve, reject })
         this.send({ type: 'fetch-objects', objectIds: [a.ref] })
       })
-      await this.stored(a.ref, bytes)
+      await this.keep(a.ref, bytes)
     } catch (e) {
       reasons.push((e as Error).message)
-      throw new ObjectLostError(a.ref, reasons.join('; '))
+      // The reasons may be ObjectLostErrors' own messages: say the object's name once.
+      const why = reasons.map((r) => r.replace(/^Object [0-9a-f]+ is lost: /, '')).join('; ')
+      throw new ObjectLostError(a.ref, why)
     }
   }
 
-  private async stored(id: string, bytes: Uint8Array): Promise<void> {
+  private async keep(id: string, bytes: Uint8Array): Promise<void> {
     await this.store.put(id, bytes)
     this.send({ type: 'objects-stored', objects: [{ objectId: id as never, size: bytes.byteLength }] })
   }
@@ -90,7 +105,7 @@ export class ObjectManager {
     const waiting = this.fetches.get(id)
     this.fetches.delete(id)
     if (waiting) waiting.resolve(a.buffer)
-    else void this.stored(id, a.buffer).catch((e: Error) => console.warn(`[shoal node] cannot store ${id}: ${e.message}`))
+    else void this.keep(id, a.buffer).catch((e: Error) => console.warn(`[shoal node] cannot store ${id}: ${e.message}`))
   }
 
   /** The coordinator answered a fetch with an error (the object is lost). */

@@ -1,26 +1,31 @@
 import * as Comlink from 'comlink'
-import { newWorkerId, type WorkerId } from '../sdk/ids.ts'
-import type { ExecResult, ExecutorApi, ExecutorContext } from './executor.worker.ts'
+import { newWorkerId } from '../sdk/ids.ts'
+import { isWorkerToPage, type PageToWorker } from '../sdk/protocol.ts'
+import type { ExecResult, ExecTask, ExecutorApi, ExecutorContext } from './executor.worker.ts'
+import type { NodeWorkers, WorkerSlot } from './node.ts'
 
 /** One dedicated Web Worker. A worker belongs to one job from its first task on, and an actor's worker to that actor. */
-export interface PooledWorker {
-  id: WorkerId
+export interface PooledWorker extends WorkerSlot {
   api: Comlink.Remote<ExecutorApi>
   worker: Worker
-  jobId?: string
-  actorId?: string
-  busy: boolean
-  /** The task it runs now, so a cancel or crash can name it. */
-  taskId?: string
+  /** Frames from the coordinator for this worker's channels go here. */
+  down: MessagePort
+  /** This worker's relay channels (one per job it served). */
+  channels: Set<string>
+  /** Stopped on purpose (cancel, kill, job change): its death is not a crash. */
+  stopping: boolean
 }
 
 /**
  * The node's pool of workers (Ray's worker pool): idle workers are reused by the same job; a worker of another
- * job is replaced rather than reused, so one job's code never shares a worker with another's.
+ * job is replaced rather than reused, so one job's code never shares a worker with another's. A worker that dies
+ * while it works (it called `self.close()`, it crashed) is reported through `onCrash`, never left to hang a task.
  */
-export class WorkerPool {
+export class WorkerPool implements NodeWorkers {
   private workers: PooledWorker[] = []
-  onCrash: (w: PooledWorker, reason: string) => void = () => {}
+  onCrash: (w: WorkerSlot, reason: string) => void = () => {}
+  onRelay: (channel: string, frame: Uint8Array) => void = () => {}
+  onChannelsClosed: (channels: string[]) => void = () => {}
 
   constructor(
     private readonly ctx: Omit<ExecutorContext, 'workerId'>,
@@ -36,23 +41,56 @@ export class WorkerPool {
   get size(): number {
     return this.workers.length
   }
-  get busyCount(): number {
-    return this.workers.filter((w) => w.busy).length
-  }
 
   private spawn(): PooledWorker {
     const worker = new Worker(new URL('./executor.worker.ts', import.meta.url), { type: 'module', name: 'shoal-worker' })
     const id = newWorkerId()
     const api = Comlink.wrap<ExecutorApi>(worker)
-    void api.init({ ...this.ctx, workerId: id }, Comlink.proxy(this.reserve), Comlink.proxy(this.blocked))
-    const w: PooledWorker = { id, api, worker, busy: false }
+    const { port1: down, port2: workerDown } = new MessageChannel()
+    const w: PooledWorker = { id, api, worker, down, channels: new Set(), busy: false, stopping: false }
+    const lockName = `shoal-worker-${id}`
+    void api
+      .init(
+        { ...this.ctx, workerId: id },
+        Comlink.transfer(workerDown, [workerDown]),
+        lockName,
+        Comlink.proxy(this.reserve),
+        Comlink.proxy(this.blocked),
+      )
+      .then(() => this.watch(w, lockName))
+      .catch(() => {})
+    worker.addEventListener('message', (ev) => {
+      const m = ev.data
+      if (!isWorkerToPage(m)) return
+      if (m.__shoal === 'up') {
+        w.channels.add(m.channel)
+        this.onRelay(m.channel, m.frame)
+      } else if (m.__shoal === 'close') {
+        w.channels.delete(m.channel)
+        this.onChannelsClosed([m.channel])
+      } else this.died(w, m.reason)
+    })
     worker.addEventListener('error', (ev) => {
       ev.preventDefault()
-      this.onCrash(w, `worker crashed: ${ev.message || 'uncaught error'}`)
-      this.terminate(w)
+      this.died(w, `uncaught error: ${ev.message || 'unknown'}`)
     })
     this.workers.push(w)
     return w
+  }
+
+  /**
+   * Waits on the worker's life lock (see holdLifeLock in the executor): it is granted here only when the worker is
+   * gone. Without Web Locks (a page not on https or localhost) only `self.close()` and uncaught errors are seen.
+   */
+  private watch(w: PooledWorker, lockName: string): void {
+    const locks = (navigator as { locks?: LockManager }).locks
+    void locks?.request(lockName, () => this.died(w, 'the worker stopped (it called self.close(), ran out of memory, or crashed)'))
+  }
+
+  private died(w: PooledWorker, reason: string): void {
+    if (w.stopping) return
+    this.onCrash(w, reason)
+    this.terminate(w)
   }
 
   /** An idle worker for this job: one it already used, else a fresh one, else one taken from another job. */
@@ -70,7 +108,7 @@ export class WorkerPool {
     return w
   }
 
-  release(w: PooledWorker): void {
+  release(w: WorkerSlot): void {
     w.busy = false
     w.taskId = undefined
   }
@@ -84,19 +122,51 @@ export class WorkerPool {
     return w
   }
 
-  byActor(actorId: string): PooledWorker | undefined {
-    return this.workers.find((w) => w.actorId === actorId)
-  }
-
-  byTask(taskId: string): PooledWorker | undefined {
+  byTask(taskId: string): WorkerSlot | undefined {
     return this.workers.find((w) => w.taskId === taskId)
   }
 
-  /** Stops a worker at once (cancel, kill, crash); a replacement is spawned when needed. */
-  terminate(w: PooledWorker): void {
-    w.worker.terminate()
-    w.api[Comlink.releaseProxy]()
-    this.workers = this.workers.filter((x) => x !== w)
+  run(w: WorkerSlot, t: ExecTask & { source: string; funcName: string }): Promise<ExecResult> {
+    return this.call(w, (api) => api.run(t))
+  }
+
+  createActor(w: WorkerSlot, t: ExecTask & { source: string; className: string; maxConcurrency: number }): Promise<ExecResult> {
+    return this.call(w, (api) => api.createActor(t))
+  }
+
+  callActor(w: WorkerSlot, t: ExecTask & { method: string }): Promise<ExecResult> {
+    return this.call(w, (api) => api.callActor(t))
+  }
+
+  /** A call into a worker always ends in a result: a failure to call it (it died, its reply could not cross) too. */
+  private async call(w: WorkerSlot, f: (api: Comlink.Remote<ExecutorApi>) => Promise<ExecResult>): Promise<ExecResult> {
+    try {
+      return await f((w as PooledWorker).api)
+    } catch (e) {
+      const reason = `the worker could not run it: ${(e as Error).message ?? String(e)}`
+      return { ok: false, error: { name: 'WorkerCrashedError', code: 'WORKER_CRASHED', message: reason }, userError: false }
+    }
+  }
+
+  /** A frame from the coordinator for one of the workers' channels. */
+  deliver(channel: string, frame: Uint8Array): void {
+    const w = this.workers.find((x) => x.channels.has(channel))
+    if (!w) return
+    const own = frame.slice() // moved to the worker, not cloned with the whole frame it came in
+    w.down.postMessage({ channel, frame: own } satisfies PageToWorker, [own.buffer])
+  }
+
+  /** Stops a worker at once (cancel, kill, crash); a replacement is spawned when needed. Its channels close. */
+  terminate(w: WorkerSlot): void {
+    const p = w as PooledWorker
+    if (!this.workers.includes(p)) return
+    p.stopping = true
+    p.worker.terminate()
+    p.api[Comlink.releaseProxy]()
+    p.down.close()
+    this.workers = this.workers.filter((x) => x !== p)
+    if (p.channels.size) this.onChannelsClosed([...p.channels])
+    p.channels.clear()
   }
 
   terminateAll(): void {

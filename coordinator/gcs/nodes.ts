@@ -1,13 +1,16 @@
 import { type NodeId, newNodeId } from '../../sdk/ids.ts'
-import type { Resources } from '../../sdk/protocol.ts'
+import { fromUnits, type Resources, type ResourceUnits, toUnits } from '../../sdk/resources.ts'
 import type { NodeRow } from '../../sdk/state.ts'
 
-/** A node as the coordinator tracks it. `available` is what the scheduler may still hand out. */
+/**
+ * A node as the coordinator tracks it. `available` is what the scheduler may still hand out. Quantities are in
+ * fixed-point units (sdk/resources.ts).
+ */
 export interface NodeRecord {
   nodeId: NodeId
   state: 'ALIVE' | 'DEAD'
-  total: Resources
-  available: Resources
+  total: ResourceUnits
+  available: ResourceUnits
   objectStoreMemory: number
   objectStoreUsed: number
   /** Bytes this node spilled to OPFS. */
@@ -25,13 +28,17 @@ export interface NodeRecord {
 export class NodeTable {
   private nodes = new Map<NodeId, NodeRecord>()
 
+  /** `now` is the clock heartbeats are judged by (the simulator gives its own). */
+  constructor(private readonly now: () => number = Date.now) {}
+
   add(info: { resources: Resources; objectStoreMemory: number; name?: string }): NodeRecord {
-    const now = Date.now()
+    const now = this.now()
+    const units = toUnits(info.resources)
     const rec: NodeRecord = {
       nodeId: newNodeId(),
       state: 'ALIVE',
-      total: { ...info.resources },
-      available: { ...info.resources },
+      total: units,
+      available: { ...units },
       objectStoreMemory: info.objectStoreMemory,
       objectStoreUsed: 0,
       objectStoreSpilled: 0,
@@ -61,7 +68,7 @@ export class NodeTable {
   heartbeat(id: string, running: number, workers: number, storeUsed?: number, storeSpilled?: number): void {
     const n = this.nodes.get(id as NodeId)
     if (n?.state !== 'ALIVE') return
-    n.lastHeartbeat = Date.now()
+    n.lastHeartbeat = this.now()
     n.runningTasks = running
     n.workers = workers
     if (storeUsed !== undefined) n.objectStoreUsed = storeUsed
@@ -73,7 +80,7 @@ export class NodeTable {
     const n = this.nodes.get(id as NodeId)
     if (!n || n.state === 'DEAD') return false
     n.state = 'DEAD'
-    n.endTime = Date.now()
+    n.endTime = this.now()
     n.deathReason = reason
     n.available = {}
     return true
@@ -81,7 +88,7 @@ export class NodeTable {
 
   /** Alive nodes whose last heartbeat is older than `timeoutMs`. */
   silentSince(timeoutMs: number): NodeRecord[] {
-    const limit = Date.now() - timeoutMs
+    const limit = this.now() - timeoutMs
     return this.alive().filter((n) => n.lastHeartbeat < limit)
   }
 
@@ -89,8 +96,8 @@ export class NodeTable {
     return [...this.nodes.values()].map((n) => ({
       nodeId: n.nodeId,
       state: n.state,
-      resources: n.total,
-      availableResources: n.available,
+      resources: fromUnits(n.total),
+      availableResources: fromUnits(n.available),
       objectStoreMemory: n.objectStoreMemory,
       objectStoreUsed: n.objectStoreUsed,
       objectStoreSpilled: n.objectStoreSpilled,

@@ -19,7 +19,7 @@ describe('object directory', () => {
     const other = sink()
     d.subscribe(id(1), other)
     expect(other.got[0]?.data).toEqual(new Uint8Array([1]))
-    d.release(id(1))
+    d.release(id(1), owner)
     expect(d.has(id(1))).toBe(false)
   })
 
@@ -27,11 +27,12 @@ describe('object directory', () => {
     const d = new ObjectDirectory()
     const deleted: [ObjectId, string[]][] = []
     d.onDelete = (oid, nodes) => void deleted.push([oid, nodes])
-    d.create(id(2), 'job', sink())
+    const owner = sink()
+    d.create(id(2), 'job', owner)
     d.resolve(id(2), { size: 1e6, location: 'nodeA' })
     d.addLocation(id(2), 'nodeB')
     d.pin(id(2))
-    d.release(id(2))
+    d.release(id(2), owner)
     expect(d.has(id(2))).toBe(true)
     d.unpin(id(2))
     expect(d.has(id(2))).toBe(false)
@@ -40,11 +41,12 @@ describe('object directory', () => {
 
   it('keeps objects nested in another alive while the container lives', () => {
     const d = new ObjectDirectory()
-    d.put(id(3), 'job', sink(), { data: new Uint8Array([3]) })
-    d.put(id(4), 'job', sink(), { data: new Uint8Array([4]), nested: [id(3)] })
-    d.release(id(3))
+    const owner = sink()
+    d.put(id(3), 'job', owner, { data: new Uint8Array([3]) })
+    d.put(id(4), 'job', owner, { data: new Uint8Array([4]), nested: [id(3)] })
+    d.release(id(3), owner)
     expect(d.has(id(3))).toBe(true)
-    d.release(id(4))
+    d.release(id(4), owner)
     expect(d.has(id(3))).toBe(false)
   })
 

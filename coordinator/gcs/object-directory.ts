@@ -1,4 +1,4 @@
-import { ObjectLostError, type WireError } from '../../sdk/errors.ts'
+import { ObjectFreedError, ObjectLostError, type WireError } from '../../sdk/errors.ts'
 import type { ObjectId } from '../../sdk/ids.ts'
 import type { ObjectUpdate } from '../../sdk/protocol.ts'
 import type { ObjectRow } from '../../sdk/state.ts'
@@ -12,7 +12,7 @@ interface ObjectEntry {
   /** Small objects: the value itself, kept here (Ray's owner memory store). */
   data?: Uint8Array
   error?: WireError
-  /** Large objects: their size, and the nodes whose plasma store holds a copy. */
+  /** Large objects: their size, and the nodes (or browser drivers' peer ids) whose store holds a copy. */
   size?: number
   locations?: Set<string>
   spilledOn?: Set<string>
@@ -20,9 +20,9 @@ interface ObjectEntry {
   buffer?: Uint8Array
   jobId: string
   owner: ObjectSink | undefined
-  /** The owner still holds a ref. Cleared by `release` (the driver's FinalizationRegistry) or job end. */
+  /** The owner still holds a ref. Cleared when the owner lets go (its refs collected, its scope or channel ended). */
   ownerHeld: boolean
-  /** Pending tasks that take it as an argument, plus objects that contain it. */
+  /** Pending tasks that take it as an argument, borrowers (other connections holding a ref), containing objects. */
   pins: number
   nested?: ObjectId[]
   subscribers?: Set<ObjectSink>
@@ -35,18 +35,27 @@ export type ObjectResult =
   | { error: WireError }
 
 /**
- * The object directory (Ray's owner table + object directory, kept by the coordinator): small objects with their
- * bytes, large ones with their size and locations. An object lives while its owner holds a ref or something pins it;
- * then it is deleted here and on every node that holds it (`onDelete`).
+ * The object directory (Ray's owner table + object directory, kept by the coordinator on the owners' behalf): small
+ * objects with their bytes, large ones with their size and locations. An object lives while its owner holds a ref,
+ * a borrower holds one, a pending task needs it or a live object contains it (Ray's reference counting); then it is
+ * deleted here and on every node that holds it (`onDelete`).
  */
 export class ObjectDirectory {
   private objects = new Map<ObjectId, ObjectEntry>()
-  /** Called when a large object is deleted, with the nodes that must drop their copies. */
-  onDelete: (id: ObjectId, nodes: string[]) => void = () => {}
+  /** What each owner owns, so an owner that goes away lets go of all of it at once. */
+  private byOwner = new Map<ObjectSink, Set<ObjectId>>()
+  /** What each node holds, so a node's death touches only its objects. */
+  private byLocation = new Map<string, Set<ObjectId>>()
+  /** Called when a large object is deleted, with the nodes (or peers) that must drop their copies. */
+  onDelete: (id: ObjectId, locations: string[]) => void = () => {}
+  /** Called when an object is gone from the directory (for the actor table: an actor's handles are counted this way). */
+  onCollected: (id: ObjectId) => void = () => {}
 
   /** A future object: the return of a submitted task, or a driver's put still uploading. */
   create(id: ObjectId, jobId: string, owner: ObjectSink | undefined): void {
-    if (!this.objects.has(id)) this.objects.set(id, { jobId, owner, ownerHeld: true, pins: 0 })
+    if (this.objects.has(id)) return
+    this.objects.set(id, { jobId, owner, ownerHeld: true, pins: 0 })
+    if (owner) this.index(this.byOwner, owner, id)
   }
 
   has(id: string): boolean {
@@ -72,11 +81,9 @@ export class ObjectDirectory {
       else {
         e.size = result.size
         e.locations = new Set([result.location])
+        this.index(this.byLocation, result.location, id)
       }
-      if (result.nested?.length) {
-        e.nested = result.nested
-        for (const n of result.nested) this.pin(n)
-      }
+      this.contain(e, result.nested)
     }
     this.announce(id, e)
   }
@@ -88,11 +95,15 @@ export class ObjectDirectory {
     e.buffer = buffer
     e.size = buffer.byteLength
     e.locations = new Set()
-    if (nested?.length) {
-      e.nested = nested
-      for (const n of nested) this.pin(n)
-    }
+    this.contain(e, nested)
     this.announce(id, e)
+  }
+
+  /** Objects whose refs are inside this one live while it does. */
+  private contain(e: ObjectEntry, nested: ObjectId[] | undefined): void {
+    if (!nested?.length) return
+    e.nested = nested
+    for (const n of nested) this.pin(n)
   }
 
   private announce(id: ObjectId, e: ObjectEntry): void {
@@ -132,6 +143,7 @@ export class ObjectDirectory {
     if (!e || e.error || e.data) return false
     e.locations ??= new Set()
     e.locations.add(nodeId)
+    this.index(this.byLocation, nodeId, id)
     return true
   }
 
@@ -152,8 +164,11 @@ export class ObjectDirectory {
   /** A node died: its copies are gone. Objects with no copy left are lost (their readers get ObjectLostError). */
   removeNode(nodeId: string): ObjectId[] {
     const lost: ObjectId[] = []
-    for (const [id, e] of this.objects) {
-      if (!e.locations?.delete(nodeId)) continue
+    const held = this.byLocation.get(nodeId)
+    this.byLocation.delete(nodeId)
+    for (const id of held ?? []) {
+      const e = this.objects.get(id)
+      if (!e?.locations?.delete(nodeId)) continue
       e.spilledOn?.delete(nodeId)
       if (e.locations.size === 0 && !e.buffer) {
         e.error = new ObjectLostError(id, `its only copy was on node ${nodeId}, which died`).toWire()
@@ -167,7 +182,10 @@ export class ObjectDirectory {
   /** Large objects waiting only in the coordinator's memory (to place on a node when one is alive). */
   buffered(): ObjectId[] {
     const out: ObjectId[] = []
-    for (const [id, e] of this.objects) if (e.buffer && !e.locations?.size) out.push(id)
+    for (const id of this.byLocation.get(BUFFERED) ?? []) {
+      const e = this.objects.get(id)
+      if (e?.buffer && !e.locations?.size) out.push(id)
+    }
     return out
   }
 
@@ -183,15 +201,27 @@ export class ObjectDirectory {
     this.collect(id, e)
   }
 
-  /** The owner dropped its last ref. */
-  release(id: ObjectId): void {
+  /** The owner let go of its ref. Only the owner's word counts: a release from anyone else changes nothing. */
+  release(id: ObjectId, by: ObjectSink): void {
     const e = this.objects.get(id)
-    if (!e) return
+    if (!e || e.owner !== by || !e.ownerHeld) return
     e.ownerHeld = false
     this.collect(id, e)
   }
 
-  /** The job ended: its driver holds nothing any more. */
+  /** An owner went away (a worker's channel closed, a driver left): it holds none of its objects any more. */
+  releaseOwner(owner: ObjectSink): void {
+    const ids = this.byOwner.get(owner)
+    this.byOwner.delete(owner)
+    for (const id of ids ?? []) {
+      const e = this.objects.get(id)
+      if (!e || e.owner !== owner) continue
+      e.ownerHeld = false
+      this.collect(id, e)
+    }
+  }
+
+  /** The job ended: none of its connections holds anything any more. */
   releaseJob(jobId: string): void {
     for (const [id, e] of this.objects) {
       if (e.jobId !== jobId) continue
@@ -200,13 +230,42 @@ export class ObjectDirectory {
     }
   }
 
+  /**
+   * Ray's `internal_api.free`: the object's value and every copy are deleted now, whatever still refers to it; its
+   * readers get ObjectFreedError from now on. The entry stays (as that error) until nothing refers to it.
+   */
+  free(id: ObjectId): void {
+    const e = this.objects.get(id)
+    if (!e) return
+    const locations = e.locations ? [...e.locations] : []
+    for (const n of locations) this.byLocation.get(n)?.delete(id)
+    const nested = e.nested
+    e.data = undefined
+    e.buffer = undefined
+    e.size = undefined
+    e.locations = undefined
+    e.spilledOn = undefined
+    e.nested = undefined
+    e.error = new ObjectFreedError(id).toWire()
+    if (locations.length) this.onDelete(id, locations)
+    this.announce(id, e)
+    for (const n of nested ?? []) this.unpin(n)
+  }
+
   /** Adds an object its owner already has (a driver's `put`: inline bytes, or a large value it serves itself). */
   put(id: ObjectId, jobId: string, owner: ObjectSink, result: ObjectResult): void {
-    // Created without its owner's sink: the owner already has the value, so nothing is pushed back to it.
+    // Resolved before its owner is set: the owner already has the value, so nothing is pushed back to it.
     this.create(id, jobId, undefined)
     this.resolve(id, result)
     const e = this.objects.get(id)
-    if (e) e.owner = owner
+    if (!e) return
+    e.owner = owner
+    this.index(this.byOwner, owner, id)
+  }
+
+  /** A driver's large put is held by the coordinator until placed: indexed so `buffered()` finds it without a scan. */
+  markBuffered(id: ObjectId): void {
+    this.index(this.byLocation, BUFFERED, id)
   }
 
   get size(): number {
@@ -227,14 +286,29 @@ export class ObjectDirectory {
     return out
   }
 
+  private index<K>(map: Map<K, Set<ObjectId>>, key: K, id: ObjectId): void {
+    let set = map.get(key)
+    if (!set) map.set(key, (set = new Set()))
+    set.add(id)
+  }
+
   private collect(id: ObjectId, e: ObjectEntry): void {
     // A pending object is never collected: its task will resolve it and someone may subscribe meanwhile.
     if (e.ownerHeld || e.pins > 0 || !ready(e)) return
     this.objects.delete(id)
-    if (e.locations?.size) this.onDelete(id, [...e.locations])
+    if (e.owner) this.byOwner.get(e.owner)?.delete(id)
+    this.byLocation.get(BUFFERED)?.delete(id)
+    if (e.locations?.size) {
+      for (const n of e.locations) this.byLocation.get(n)?.delete(id)
+      this.onDelete(id, [...e.locations])
+    }
     if (e.nested) for (const n of e.nested) this.unpin(n)
+    this.onCollected(id)
   }
 }
+
+/** The location key of objects only the coordinator holds. */
+const BUFFERED = '\u0000coordinator'
 
 function ready(e: ObjectEntry): boolean {
   return !!(e.data || e.error || e.size !== undefined)

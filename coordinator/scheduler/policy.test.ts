@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest'
-import { fits, type NodeView, pickNode } from './policy.ts'
+import { fits, toUnits } from '../../sdk/resources.ts'
+import { type NodeView, pickNode } from './policy.ts'
 
 const node = (id: string, cpus: number, used = 0, extra: Record<string, number> = {}): NodeView => ({
   nodeId: id,
@@ -42,8 +43,9 @@ describe('scheduling policy', () => {
   })
 
   it('zero and fractional requests fit as expected', () => {
-    expect(fits({ CPU: 0 }, { CPU: 0 })).toBe(true)
-    expect(fits({ CPU: 0.5 }, { CPU: 0.5 })).toBe(true)
-    expect(fits({ CPU: 0.1 + 0.2 }, { CPU: 0.3 })).toBe(true)
+    expect(fits(toUnits({ CPU: 0 }), toUnits({ CPU: 0 }))).toBe(true)
+    expect(fits(toUnits({ CPU: 0.5 }), toUnits({ CPU: 0.5 }))).toBe(true)
+    expect(fits(toUnits({ CPU: 0.1 + 0.2 }), toUnits({ CPU: 0.3 }))).toBe(true)
+    expect(fits(toUnits({ CPU: 0.3001 }), toUnits({ CPU: 0.3 }))).toBe(false)
   })
 })

@@ -1,12 +1,14 @@
-import type { Resources, SchedulingStrategy } from '../../sdk/protocol.ts'
+import type { SchedulingStrategy } from '../../sdk/protocol.ts'
+import { fits, type ResourceUnits } from '../../sdk/resources.ts'
 
 /** Ray's hybrid policy packs a node until this share of its critical resource is in use, then spreads. */
 export const SPREAD_THRESHOLD = 0.5
 
+/** A node as placement sees it; quantities in fixed-point units (sdk/resources.ts). */
 export interface NodeView {
   nodeId: string
-  total: Resources
-  available: Resources
+  total: ResourceUnits
+  available: ResourceUnits
 }
 
 /** A placement decision; the reason a task cannot run now is part of the type. */
@@ -16,16 +18,8 @@ export type Placement =
   | { kind: 'infeasible' } // no alive node could ever fit it: wait for a bigger node
   | { kind: 'failed'; reason: string } // hard affinity to a node that is gone
 
-export function fits(req: Resources, have: Resources): boolean {
-  for (const k in req) {
-    const need = req[k] as number
-    if (need > 0 && (have[k] ?? 0) < need - 1e-9) return false
-  }
-  return true
-}
-
 /** The share in use of the most used resource the task asks for. */
-function utilization(n: NodeView, req: Resources): number {
+function utilization(n: NodeView, req: ResourceUnits): number {
   let u = 0
   for (const k in req) {
     const total = n.total[k] ?? 0
@@ -45,7 +39,7 @@ export interface PolicyState {
  * - { nodeId, soft }: that node; if it cannot take it, soft falls back to DEFAULT, hard waits (or fails if it is gone).
  */
 export function pickNode(
-  req: Resources,
+  req: ResourceUnits,
   strategy: SchedulingStrategy,
   nodes: readonly NodeView[],
   st: PolicyState,
@@ -107,7 +101,7 @@ export interface BacklogView extends NodeView {
  * local queue of a node that could run it, so that node starts it the moment a slot frees instead of a coordinator
  * round trip later. Picks the node with the shortest local queue; honours node affinity.
  */
-export function pickBacklogNode(req: Resources, strategy: SchedulingStrategy, nodes: readonly BacklogView[]): string | undefined {
+export function pickBacklogNode(req: ResourceUnits, strategy: SchedulingStrategy, nodes: readonly BacklogView[]): string | undefined {
   let best: BacklogView | undefined
   for (const n of nodes) {
     if (typeof strategy === 'object' && n.nodeId !== strategy.nodeId) continue
@@ -115,12 +109,4 @@ export function pickBacklogNode(req: Resources, strategy: SchedulingStrategy, no
     if (!best || n.backlog < best.backlog) best = n
   }
   return best?.nodeId
-}
-
-export function allocate(req: Resources, from: Resources): void {
-  for (const k in req) from[k] = (from[k] ?? 0) - (req[k] as number)
-}
-
-export function free(req: Resources, to: Resources): void {
-  for (const k in req) to[k] = (to[k] ?? 0) + (req[k] as number)
 }

@@ -1,10 +1,11 @@
-import type { Resources, SchedulingStrategy } from '../../sdk/protocol.ts'
+import type { SchedulingStrategy } from '../../sdk/protocol.ts'
+import { allocate, type ResourceUnits } from '../../sdk/resources.ts'
 import type { NodeRecord } from '../gcs/nodes.ts'
-import { allocate, type Placement, type PolicyState, pickNode } from './policy.ts'
+import { type Placement, type PolicyState, pickNode } from './policy.ts'
 
 /** What the scheduler places: a task attempt needing resources under a strategy. */
 export interface Schedulable {
-  readonly resources: Resources
+  readonly resources: ResourceUnits
   readonly strategy: SchedulingStrategy
   /** Set while queued; the scheduler uses it to group tasks of one shape. */
   shapeKey?: string

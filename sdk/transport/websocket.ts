@@ -1,11 +1,11 @@
-import { decodeFrames, encodeFrames } from '../codec.ts'
 import { ConnectionError } from '../errors.ts'
-import type { ClientMessage, ServerMessage } from '../protocol.ts'
+import { FramedTransport } from './framed.ts'
 
 /** The subset of the WebSocket API both the browser's and the `ws` package's sockets provide. */
 interface SocketLike {
   binaryType: string
   readyState: number
+  bufferedAmount?: number
   send(data: Uint8Array): void
   close(code?: number, reason?: string): void
   onopen: ((ev: unknown) => void) | null
@@ -24,27 +24,15 @@ async function socketClass(): Promise<SocketCtor> {
   return mod.WebSocket
 }
 
-/**
- * A control-plane WebSocket to the coordinator. Messages sent in one turn of the event loop are flushed together
- * at the end of it, each as its own frame but in one burst, so a loop of 10,000 `.remote()` calls costs one wakeup.
- */
-export class ControlSocket {
-  onMessage: (msg: ServerMessage) => void = () => {}
-  onClose: (reason: string) => void = () => {}
-  private queue: ClientMessage[] = []
-  private flushScheduled = false
-  private closed = false
-
+/** A control-plane WebSocket to the coordinator (a page, a Node script, a node). */
+export class ControlSocket extends FramedTransport {
   private constructor(private socket: SocketLike) {
+    super()
     socket.onmessage = (ev) => {
       const data = ev.data
-      const bytes = data instanceof ArrayBuffer ? new Uint8Array(data) : (data as Uint8Array)
-      for (const m of decodeFrames(bytes)) this.onMessage(m as ServerMessage)
+      this.receive(data instanceof ArrayBuffer ? new Uint8Array(data) : (data as Uint8Array))
     }
-    socket.onclose = (ev) => {
-      this.closed = true
-      this.onClose(ev.reason || `socket closed (code ${ev.code})`)
-    }
+    socket.onclose = (ev) => this.closeWith(ev.reason || `socket closed (code ${ev.code})`, true)
   }
 
   static async open(url: string, timeoutMs: number): Promise<ControlSocket> {
@@ -77,36 +65,15 @@ export class ControlSocket {
     })
   }
 
-  get isOpen(): boolean {
-    return !this.closed
+  override get bufferedAmount(): number {
+    return this.socket.bufferedAmount ?? 0
   }
 
-  /** Bytes queued in the socket but not yet sent (for backpressure on large transfers). */
-  get bufferedAmount(): number {
-    return (this.socket as unknown as { bufferedAmount?: number }).bufferedAmount ?? 0
+  protected sendFrame(frame: Uint8Array): void {
+    this.socket.send(frame)
   }
 
-  send(msg: ClientMessage): void {
-    if (this.closed) throw new ConnectionError('the connection to the coordinator is closed')
-    this.queue.push(msg)
-    if (!this.flushScheduled) {
-      this.flushScheduled = true
-      queueMicrotask(() => this.flush())
-    }
-  }
-
-  /** Sends queued messages now. */
-  flush(): void {
-    this.flushScheduled = false
-    const q = this.queue
-    this.queue = []
-    if (this.closed) return
-    encodeFrames(q, (frame) => this.socket.send(frame))
-  }
-
-  close(): void {
-    this.flush()
-    this.closed = true
-    this.socket.close(1000, 'closed by client')
+  protected closeChannel(): void {
+    if (this.socket.readyState <= 1) this.socket.close(1000, 'closed by client')
   }
 }

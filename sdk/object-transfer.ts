@@ -1,0 +1,110 @@
+import { ConnectionError, ObjectLostError } from './errors.ts'
+import type { ObjectId } from './ids.ts'
+import type { ObjectTable } from './object-table.ts'
+import { type ClientMessage, OBJECT_CHUNK_BYTES } from './protocol.ts'
+import type { PeerMesh } from './transport/peer-mesh.ts'
+
+/** What moving large objects needs from the connection. */
+export interface TransferChannel {
+  send(msg: ClientMessage): void
+  request(msg: Extract<ClientMessage, { reqId?: number }>): Promise<unknown>
+}
+
+/**
+ * Large objects to and from this driver (Ray's object manager, driver side). A browser driver serves its own large
+ * puts to nodes over WebRTC and pulls results from them; a Node driver (no WebRTC) sends and receives them in chunks
+ * through the coordinator. Either way a pull that fails tries the next way before giving up with ObjectLostError.
+ */
+export class ObjectTransfer {
+  /** Bytes of a browser driver's large puts: kept until the coordinator says nothing needs them any more. */
+  private served = new Map<ObjectId, Uint8Array>()
+  /** Bytes of large objects moved peer to peer and through the coordinator's relay (diagnostics). */
+  readonly stats = { peerBytes: 0, relayBytes: 0 }
+
+  constructor(
+    private readonly objects: ObjectTable,
+    private readonly channel: TransferChannel,
+    private readonly peers: PeerMesh | undefined,
+  ) {
+    if (peers) peers.source = async (id) => this.served.get(id as ObjectId) ?? this.objects.read(id as ObjectId)?.data
+  }
+
+  /**
+   * Sends a large encoded value to where it will live and returns when the coordinator has it (`confirm`), or at
+   * once. The messages are queued now, so tasks submitted right after it see the object (they wait for it).
+   */
+  putLarge(id: ObjectId, data: Uint8Array, nested: ObjectId[], confirm: boolean): Promise<unknown> {
+    const nestedRefs = nested.length ? { nestedRefs: nested } : {}
+    if (this.peers) {
+      // A browser driver keeps the object and serves it to the nodes that need it over WebRTC.
+      this.served.set(id, data)
+      const done = this.channel.request({
+        type: 'put-remote',
+        reqId: 0,
+        objectId: id,
+        size: data.byteLength,
+        peerId: this.peers.peerId,
+        ...nestedRefs,
+      })
+      if (!confirm) done.catch((e: Error) => console.error(`[shoal] put of ${id} failed: ${e.message}`))
+      return done
+    }
+    this.stats.relayBytes += data.byteLength
+    const total = data.byteLength
+    let done: Promise<unknown> = Promise.resolve()
+    for (let offset = 0; offset < total; offset += OBJECT_CHUNK_BYTES) {
+      const msg = {
+        type: 'object-chunk' as const,
+        objectId: id,
+        offset,
+        total,
+        data: data.subarray(offset, Math.min(total, offset + OBJECT_CHUNK_BYTES)),
+        ...(offset === 0 && nestedRefs),
+      }
+      if (offset + OBJECT_CHUNK_BYTES >= total && confirm) done = this.channel.request({ ...msg, reqId: 0 })
+      else this.channel.send(msg)
+    }
+    return done
+  }
+
+  /** The coordinator deleted these objects: this driver stops serving them. */
+  dropServed(ids: readonly string[]): void {
+    for (const id of ids) this.served.delete(id as ObjectId)
+  }
+
+  /** Starts bringing the bytes of ready large objects here; `ObjectTable` tells who waits when they arrive. */
+  fetch(ids: readonly ObjectId[]): void {
+    for (const id of ids) {
+      if (!this.objects.needsFetch(id)) continue
+      this.objects.startFetch(id)
+      void this.pull(id)
+    }
+  }
+
+  /** Pulls a large object from a node over WebRTC when this driver can; else asks the coordinator to relay it. */
+  private async pull(id: ObjectId): Promise<void> {
+    for (const from of this.peers ? this.objects.locationsOf(id) : []) {
+      try {
+        const bytes = await (this.peers as PeerMesh).fetch(from, id)
+        this.stats.peerBytes += bytes.byteLength
+        this.objects.setData(id, bytes)
+        return
+      } catch {
+        // that holder is gone or refused: try the next one, then the relay
+      }
+    }
+    try {
+      this.objects.startFetch(id)
+      this.channel.send({ type: 'fetch-objects', objectIds: [id] })
+    } catch (e) {
+      const why = e instanceof ConnectionError ? e.message : String(e)
+      this.objects.fail(id, new ObjectLostError(id, `it could not be fetched: ${why}`).toWire())
+    }
+  }
+
+  /** A chunk relayed by the coordinator. */
+  onChunk(id: ObjectId, offset: number, total: number, data: Uint8Array): void {
+    this.stats.relayBytes += data.byteLength
+    this.objects.chunk(id, offset, total, data)
+  }
+}

@@ -1,0 +1,134 @@
+import type { ObjectId } from './ids.ts'
+import { ObjectRef } from './object-ref.ts'
+import { TurnBatch } from './turn-batch.ts'
+
+/** One ObjectRef instance's claim on its object. `live` turns false once let go (the finalizer then does nothing). */
+interface Hold {
+  id: ObjectId
+  live: boolean
+}
+
+/** What the counter tells the coordinator: objects this connection stopped owning, and borrows it took or ended. */
+export interface RefMessages {
+  release(ids: ObjectId[]): void
+  borrow(ids: ObjectId[]): void
+  unborrow(ids: ObjectId[]): void
+}
+
+/**
+ * This connection's reference counts (Ray's ReferenceCounter, the borrower side): how many live ObjectRef
+ * instances it has per object, which of them it owns (made by its own `remote`/`put`) and which it borrows (found
+ * inside values). When the last instance of an id is collected, the owner releases it and a borrower reports back,
+ * so the object lives exactly while someone can still use it.
+ *
+ * A task that is not an actor has a scope, as a Ray task's frame: everything it made or found during the task is let
+ * go when the task ends. Objects it returns stay alive through containment in its result; refs found in its
+ * arguments need no borrow, since the pending task pins them. Actors and drivers have no scope: their refs live
+ * until collected, or until the connection closes.
+ */
+export class ReferenceCounter {
+  private counts = new Map<ObjectId, number>()
+  private borrowed = new Set<ObjectId>()
+  private readonly finalizer = new FinalizationRegistry<Hold>((h) => {
+    if (h.live) this.drop(h)
+  })
+  private scope: { holds: Hold[]; made: Set<ObjectId> } | undefined
+  private readonly releases = new TurnBatch<ObjectId>((ids) => this.messages.release(ids))
+  private readonly borrows = new TurnBatch<ObjectId>((ids) => this.messages.borrow(ids))
+  private readonly unborrows = new TurnBatch<ObjectId>((ids) => this.messages.unborrow(ids))
+  private closed = false
+
+  constructor(
+    private readonly messages: RefMessages,
+    /** The last local ref of an id is gone: its cached value can go. */
+    private readonly forget: (id: ObjectId) => void,
+  ) {}
+
+  /** A ref to an object this connection made (a task return, a put). */
+  own<T>(id: ObjectId): ObjectRef<T> {
+    this.scope?.made.add(id)
+    return this.hold<T>(id)
+  }
+
+  /** A ref found inside a value (an argument, a result, a stored object). */
+  found<T>(id: ObjectId): ObjectRef<T> {
+    if (!this.counts.has(id) && !this.scope && !this.closed) {
+      this.borrowed.add(id)
+      this.borrows.push(id)
+    }
+    return this.hold<T>(id)
+  }
+
+  holds(id: ObjectId): boolean {
+    return this.counts.has(id)
+  }
+
+  /** Starts a task's scope (see the class comment). */
+  beginScope(): void {
+    this.scope = { holds: [], made: new Set() }
+  }
+
+  /**
+   * Ends the task's scope: every ref made or found during it is let go now, and the objects it made are returned
+   * for the task's result to release (after the coordinator has taken what the result contains).
+   */
+  endScope(): ObjectId[] {
+    const scope = this.scope
+    this.scope = undefined
+    if (!scope) return []
+    for (const h of scope.holds) {
+      if (!h.live) continue
+      h.live = false
+      this.decrement(h.id)
+    }
+    const release: ObjectId[] = []
+    for (const id of scope.made) {
+      if (this.counts.has(id)) continue // still held outside the scope (made before it, or kept by a later ref)
+      release.push(id)
+    }
+    return release
+  }
+
+  /** The connection is closing: nothing more is said (the coordinator lets go of everything it held). */
+  close(): void {
+    this.closed = true
+    this.releases.clear()
+    this.borrows.clear()
+    this.unborrows.clear()
+  }
+
+  /** Sends pending releases now (before a close, so the coordinator hears them). */
+  flush(): void {
+    this.borrows.flush()
+    this.unborrows.flush()
+    this.releases.flush()
+  }
+
+  private hold<T>(id: ObjectId): ObjectRef<T> {
+    const ref = new ObjectRef<T>(id)
+    const h: Hold = { id, live: true }
+    this.counts.set(id, (this.counts.get(id) ?? 0) + 1)
+    this.finalizer.register(ref, h)
+    this.scope?.holds.push(h)
+    return ref
+  }
+
+  private drop(h: Hold): void {
+    h.live = false
+    if (this.decrement(h.id) || this.closed) return
+    if (this.borrowed.delete(h.id)) this.unborrows.push(h.id)
+    else this.releases.push(h.id)
+  }
+
+  /** Returns true while other instances of the id are still held. */
+  private decrement(id: ObjectId): boolean {
+    const n = (this.counts.get(id) ?? 1) - 1
+    if (n > 0) {
+      this.counts.set(id, n)
+      return true
+    }
+    this.counts.delete(id)
+    this.forget(id)
+    return false
+  }
+}

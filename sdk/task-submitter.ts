@@ -1,0 +1,215 @@
+import type { ActorSubmitter } from './actor-handle.ts'
+import { encodeValue } from './codec.ts'
+import { ValidationError } from './errors.ts'
+import {
+  type ActorId,
+  type FunctionId,
+  functionIdOf,
+  type JobId,
+  newActorId,
+  newPutObjectId,
+  newTaskId,
+  type ObjectId,
+  objectIdOf,
+  type TaskId,
+} from './ids.ts'
+import { ObjectRef } from './object-ref.ts'
+import { type ClientMessage, INLINE_OBJECT_MAX_BYTES, type TaskArg, type TaskSpec } from './protocol.ts'
+import type { TaskSubmitter as RemoteFunctionSubmitter } from './remote-function.ts'
+import { TurnBatch } from './turn-batch.ts'
+
+/** A submit message holds at most this many tasks… */
+const SUBMIT_MAX_TASKS = 2000
+/** …and about this many bytes of inline arguments, so a frame never approaches the coordinator's limit. */
+const SUBMIT_MAX_BYTES = 4 * 1024 * 1024
+/** What a spec costs on the wire beyond its inline arguments (ids, names, options), for the estimate above. */
+const SPEC_OVERHEAD_BYTES = 256
+
+/** What the submitter needs from its connection. */
+export interface SubmitChannel {
+  readonly jobId: JobId
+  readonly namespace: string
+  send(msg: ClientMessage): void
+  /** Throws ConnectionError if the connection is closed. */
+  assertOpen(): void
+  /** A ref to an object this connection makes (counted by the reference counter). */
+  own<T>(id: ObjectId): ObjectRef<T>
+  /** The returns of a task are expected: the coordinator will push them here. */
+  expect(id: ObjectId): void
+  /** Stores a large by-value argument once and gives its ref (Ray puts arguments over 100 KiB). */
+  putArgument(data: Uint8Array, nested: ObjectId[]): ObjectRef
+  /** The task submitting, when this connection belongs to a running task. */
+  parentTaskId(): string | undefined
+}
+
+/**
+ * Turns `.remote()` calls into task specs (Ray's task submitter): makes the task id and return refs locally, so a
+ * call never waits, registers each function once, and sends specs in batches at the end of the turn — cut by count
+ * and by size, so a loop of a million calls never makes a frame the coordinator must refuse.
+ */
+export class TaskSubmitter implements RemoteFunctionSubmitter, Pick<ActorSubmitter, 'createActor' | 'submitActorTask'> {
+  private registered = new Set<FunctionId>()
+  private readonly specs = new TurnBatch<TaskSpec>((specs) => this.sendSpecs(specs))
+  /** Large by-value arguments already put, by identity: the ref lives as long as the value does. */
+  private autoPuts = new WeakMap<object, ObjectRef>()
+
+  constructor(private readonly channel: SubmitChannel) {}
+
+  /** The object ids a message makes (its task returns): the transport keeps them per frame, for refusals. */
+  static manifestOf(msg: ClientMessage): readonly string[] | undefined {
+    if (msg.type !== 'submit') return undefined
+    const ids: string[] = []
+    for (const t of msg.tasks as TaskSpec[]) for (let i = 1; i <= t.numReturns; i++) ids.push(objectIdOf(t.taskId as TaskId, i))
+    return ids
+  }
+
+  submitTask(
+    fn: { source: string; name: string; kind: 'function' },
+    args: unknown[],
+    s: Parameters<RemoteFunctionSubmitter['submitTask']>[2],
+  ): ObjectRef[] {
+    this.channel.assertOpen()
+    const functionId = this.registerFunction(fn.source, fn.name, 'function')
+    const nested: ObjectId[] = []
+    return this.enqueue({
+      taskId: newTaskId(this.channel.jobId),
+      type: 'NORMAL_TASK',
+      functionId,
+      name: s.name,
+      funcName: fn.name,
+      args: this.encodeArgs(args, fn.name, nested),
+      numReturns: s.numReturns,
+      resources: s.resources,
+      maxRetries: s.maxRetries,
+      retryExceptions: s.retryExceptions,
+      strategy: s.strategy,
+      ...(nested.length && { nestedRefs: nested }),
+    })
+  }
+
+  createActor(cls: { source: string; name: string }, args: unknown[], s: Parameters<ActorSubmitter['createActor']>[2]) {
+    this.channel.assertOpen()
+    const functionId = this.registerFunction(cls.source, cls.name, 'class')
+    const actorId = newActorId(this.channel.jobId)
+    const nested: ObjectId[] = []
+    const [ready] = this.enqueue({
+      taskId: newTaskId(this.channel.jobId),
+      type: 'ACTOR_CREATION_TASK',
+      functionId,
+      name: `${cls.name}.__init__`,
+      funcName: `${cls.name}.__init__`,
+      args: this.encodeArgs(args, `${cls.name} constructor`, nested),
+      numReturns: 1,
+      resources: s.resources,
+      maxRetries: 0,
+      retryExceptions: false,
+      strategy: s.strategy,
+      actorId,
+      actor: s.actor,
+      ...(nested.length && { nestedRefs: nested }),
+    })
+    return { actorId, ready: ready as ObjectRef<null> }
+  }
+
+  submitActorTask(actorId: ActorId, className: string, method: string, args: unknown[], numReturns: number): ObjectRef[] {
+    this.channel.assertOpen()
+    const nested: ObjectId[] = []
+    return this.enqueue({
+      taskId: newTaskId(this.channel.jobId),
+      type: 'ACTOR_TASK',
+      functionId: '',
+      name: `${className}.${method}`,
+      funcName: `${className}.${method}`,
+      args: this.encodeArgs(args, `${className}.${method}`, nested),
+      numReturns,
+      resources: {},
+      maxRetries: 0,
+      retryExceptions: false,
+      strategy: 'DEFAULT',
+      actorId,
+      method,
+      ...(nested.length && { nestedRefs: nested }),
+    })
+  }
+
+  /** A new object id for a `put` of this job. */
+  newPutId(): ObjectId {
+    return newPutObjectId(this.channel.jobId)
+  }
+
+  /** Sends the specs queued so far now (before a message that must come after them: a request, a registration). */
+  flush(): void {
+    this.specs.flush()
+  }
+
+  /** One turn's specs, as submit messages cut by count and by the bytes of their inline arguments. */
+  private sendSpecs(specs: TaskSpec[]): void {
+    let start = 0
+    let bytes = 0
+    for (let i = 0; i < specs.length; i++) {
+      let size = SPEC_OVERHEAD_BYTES
+      for (const a of (specs[i] as TaskSpec).args) if ('v' in a) size += a.v.byteLength
+      if (i > start && (i - start >= SUBMIT_MAX_TASKS || bytes + size > SUBMIT_MAX_BYTES)) {
+        this.channel.send({ type: 'submit', tasks: specs.slice(start, i) })
+        start = i
+        bytes = 0
+      }
+      bytes += size
+    }
+    this.channel.send({ type: 'submit', tasks: start === 0 ? specs : specs.slice(start) })
+  }
+
+  /**
+   * Encodes top-level arguments: refs stay refs (the task waits for them), small values travel inline, and a value
+   * over 100 KiB is put in the object store and passed by ref (as Ray does), once per identical value.
+   */
+  private encodeArgs(args: unknown[], what: string, nestedRefs: ObjectId[]): TaskArg[] {
+    return args.map((a, i) => {
+      if (a instanceof ObjectRef) return { ref: a.id }
+      const nested: ObjectId[] = []
+      const v = encodeValue(a, `argument ${i} of ${what}`, nested)
+      if (v.byteLength > INLINE_OBJECT_MAX_BYTES) return { ref: this.autoPut(a, v, nested).id }
+      nestedRefs.push(...nested)
+      return { v }
+    })
+  }
+
+  private autoPut(value: unknown, data: Uint8Array, nested: ObjectId[]): ObjectRef {
+    const key = typeof value === 'object' && value !== null ? value : undefined
+    const cached = key && this.autoPuts.get(key)
+    if (cached) return cached
+    this.flush() // specs queued before the put must not wait behind it
+    const ref = this.channel.putArgument(data, nested)
+    if (key) this.autoPuts.set(key, ref)
+    return ref
+  }
+
+  private enqueue(spec: TaskSpec): ObjectRef[] {
+    const parent = this.channel.parentTaskId()
+    if (parent) spec.parentTaskId = parent
+    const refs: ObjectRef[] = []
+    for (let i = 1; i <= spec.numReturns; i++) {
+      const id = objectIdOf(spec.taskId as TaskId, i)
+      this.channel.expect(id)
+      refs.push(this.channel.own(id))
+    }
+    this.specs.push(spec)
+    return refs
+  }
+
+  private registerFunction(source: string, name: string, kind: 'function' | 'class'): FunctionId {
+    const functionId = functionIdOf(source)
+    if (!this.registered.has(functionId)) {
+      this.registered.add(functionId)
+      this.flush() // tasks queued before this registration must not wait behind it, nor overtake it
+      this.channel.send({ type: 'register-functions', functions: [{ functionId, name, kind, source }] })
+    }
+    return functionId
+  }
+}
+
+/** Encodes a value for a put, or throws naming what cannot be serialized. */
+export function encodePut(value: unknown, nested: ObjectId[]): Uint8Array {
+  if (value instanceof ObjectRef) throw new ValidationError('put: the value is already an ObjectRef; pass it directly')
+  return encodeValue(value, 'the value given to put', nested)
+}
