@@ -43,7 +43,7 @@ export default defineConfig(({ mode }) => {
       projects: [
         {
           extends: true,
-          test: { name: 'unit', include: ['{sdk,coordinator,worker-page}/**/*.test.ts'], environment: 'node' },
+          test: { name: 'unit', include: ['{sdk,coordinator,worker-page,sim}/**/*.test.ts'], environment: 'node' },
         },
         {
           extends: true,

@@ -54,7 +54,14 @@ export class Cluster {
     this.log = opts.log ?? ((l) => console.log(l))
     this.nodes = new NodeTable(opts.now)
     const nodeSession = (id: string) => this.nodeSessions.get(id)
-    this.tasks = new TaskManager({ nodes: this.nodes, functions: this.functions, objects: this.objects, events: this.events, nodeSession })
+    this.tasks = new TaskManager({
+      nodes: this.nodes,
+      functions: this.functions,
+      objects: this.objects,
+      events: this.events,
+      nodeSession,
+      now: opts.now ?? (() => performance.now()),
+    })
     this.actors = new ActorManager(this.tasks, { nodes: this.nodes, events: this.events, nodeSession })
     this.tasks.actors = this.actors
     this.transfers = new ObjectTransfers({ nodes: this.nodes, objects: this.objects, nodeSession, log: this.log })

@@ -186,8 +186,9 @@ describe('pipelining of short tasks', () => {
     submit(d, specs)
     await tick()
     const sent = n.assignments().slice(1)
+    const backlogged = (a: { taskId: string }) => !!cluster.tasks.get(a.taskId)?.backlogged
     // 2 with resources, then up to 2 per CPU waiting in the node's queue; the rest wait at the coordinator.
-    expect(sent.map((a) => !!a.queued)).toEqual([false, false, true, true, true, true])
+    expect(sent.map(backlogged)).toEqual([false, false, true, true, true, true])
     expect(cpuFree(cluster, n.nodeId)).toBe(0)
 
     // The node finishes one: the first queued task takes its slot (it is already there: nothing new is sent for it),
@@ -196,7 +197,7 @@ describe('pipelining of short tasks', () => {
     await tick()
     expect(cpuFree(cluster, n.nodeId)).toBe(0)
     const more = n.assignments().slice(7)
-    expect(more.map((a) => !!a.queued)).toEqual([true])
+    expect(more.map(backlogged)).toEqual([true])
     for (const a of [...sent.slice(1), ...more]) {
       n.send({ type: 'task-results', results: [ok(a)] })
       await tick()
@@ -215,7 +216,7 @@ describe('pipelining of short tasks', () => {
     const d = await driver(cluster)
     submit(d, [task(d), task(d), task(d)])
     await tick()
-    expect(n.assignments().map((a) => !!a.queued)).toEqual([false])
+    expect(n.assignments().map((a) => !!cluster.tasks.get(a.taskId)?.backlogged)).toEqual([false])
   })
 })
 

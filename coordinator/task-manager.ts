@@ -63,6 +63,8 @@ export class TaskManager {
       objects: ObjectDirectory
       events: TaskEvents
       nodeSession(nodeId: string): Session | undefined
+      /** The clock task runtimes are measured by (they decide pipelining; the simulator gives its own). */
+      now(): number
     },
   ) {
     this.scheduler = new Scheduler<TaskRecord>({
@@ -232,7 +234,7 @@ export class TaskManager {
       const rec = q.shift() as TaskRecord
       allocate(rec.resources, node.available)
       rec.backlogged = false
-      rec.startedAt = performance.now()
+      rec.startedAt = this.deps.now()
     }
   }
 
@@ -269,9 +271,8 @@ export class TaskManager {
       numReturns: s.numReturns,
       units: rec.resources,
       namespace: rec.owner.namespace,
-      ...(rec.backlogged && { queued: true }),
     }
-    if (!rec.backlogged) rec.startedAt = performance.now()
+    if (!rec.backlogged) rec.startedAt = this.deps.now()
     if (s.actorId) a.actorId = s.actorId
     if (s.method) a.method = s.method
     if (s.type === 'ACTOR_CREATION_TASK') {
@@ -384,7 +385,7 @@ export class TaskManager {
       )
     }
     if (s.type === 'NORMAL_TASK' && rec.startedAt !== undefined) {
-      const ms = performance.now() - rec.startedAt
+      const ms = this.deps.now() - rec.startedAt
       const prev = this.runtimes.get(s.functionId)
       this.runtimes.set(s.functionId, prev === undefined ? ms : prev * 0.8 + ms * 0.2)
     }

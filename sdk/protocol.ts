@@ -248,8 +248,6 @@ export interface Assignment {
   units: ResourceUnits
   /** The job's namespace, for `self.shoal` inside the task (its channel needs no round trip to learn it). */
   namespace: string
-  /** Pipelined: wait in the node's local queue until its own free resources fit (else: start at once). */
-  queued?: true
   actorId?: string
   method?: string
   actor?: { className: string; maxConcurrency: number }

@@ -89,9 +89,13 @@ export class NodeAgent {
   private runningTasks = new Map<string, Assignment>()
   /** Running tasks waiting in get/wait: their resources are free here meanwhile (the coordinator does the same). */
   private blockedTasks = new Set<string>()
-  /** Pipelined tasks waiting for a free slot here, started in arrival order (the coordinator promotes them alike). */
+  /**
+   * Tasks waiting for room here, started in arrival order. Every task goes through it: the coordinator's view of this
+   * node can run ahead of the truth (a result, or a start, still in flight), so the node never starts more than its
+   * own count of free resources allows — a node is never over-committed, whatever the coordinator believed.
+   */
   private localQueue: Assignment[] = []
-  /** This node's own count of free resources; tasks the coordinator sent with resources start regardless. */
+  /** This node's own count of free resources. */
   private free: ResourceUnits
   private readonly events = new TurnBatch<Extract<ClientMessage, { type: 'task-events' }>['events'][number]>((events) =>
     this.send({ type: 'task-events', events }),
@@ -119,6 +123,11 @@ export class NodeAgent {
 
   get workerCount(): number {
     return this.workers.size
+  }
+
+  /** What this node counts as free (for checks: it must agree with the coordinator's count once all work is done). */
+  get freeUnits(): ResourceUnits {
+    return { ...this.free }
   }
 
   sendHeartbeat(): void {
@@ -153,8 +162,9 @@ export class NodeAgent {
       case 'assign':
         for (const f of msg.functions) this.functions.set(f.functionId, f)
         for (const t of msg.tasks) {
-          if (t.queued) this.localQueue.push(t)
-          else this.accept(t)
+          // An actor's calls hold nothing of the node: they go to the actor's own queue at once.
+          if (t.type === 'ACTOR_TASK') this.accept(t)
+          else this.localQueue.push(t)
         }
         this.pumpLocalQueue()
         return

@@ -1,0 +1,173 @@
+import { newWorkerId } from '../sdk/ids.ts'
+import { PROTOCOL_VERSION, type ServerMessage } from '../sdk/protocol.ts'
+import { type ResourceUnits, toUnits } from '../sdk/resources.ts'
+import type { ExecResult, ExecTask } from '../worker-page/executor.worker.ts'
+import { NodeAgent, type NodeObjects, type NodeWorkers, type WorkerSlot } from '../worker-page/node.ts'
+import type { Link, MemoryNetwork } from './network.ts'
+
+/** Something a simulated worker is doing; it ends when the simulation says so. */
+export interface Execution {
+  kind: 'task' | 'create' | 'call'
+  node: SimNode
+  slot: WorkerSlot
+  task: ExecTask & { method?: string }
+  resolve(r: ExecResult): void
+}
+
+/**
+ * The node's workers, simulated: nothing runs until the simulation completes an execution (with a value, an
+ * exception, or a crash of the worker). Everything else — the node's queues, actors, resource counts, results — is
+ * the real NodeAgent's.
+ */
+class SimWorkers implements NodeWorkers {
+  slots: WorkerSlot[] = []
+  executions: Execution[] = []
+  onCrash: (w: WorkerSlot, reason: string) => void = () => {}
+  onRelay: (channel: string, frame: Uint8Array) => void = () => {}
+  onChannelsClosed: (channels: string[]) => void = () => {}
+
+  constructor(private readonly node: SimNode) {}
+
+  get size(): number {
+    return this.slots.length
+  }
+
+  acquire(jobId: string, taskId: string): WorkerSlot {
+    let w = this.slots.find((x) => !x.busy && !x.actorId && (x.jobId === jobId || x.jobId === undefined))
+    if (!w) this.slots.push((w = { id: newWorkerId(), busy: false }))
+    w.busy = true
+    w.jobId = jobId
+    w.taskId = taskId
+    return w
+  }
+
+  spawnForActor(actorId: string, jobId: string): WorkerSlot {
+    const w: WorkerSlot = { id: newWorkerId(), busy: true, actorId, jobId }
+    this.slots.push(w)
+    return w
+  }
+
+  release(w: WorkerSlot): void {
+    w.busy = false
+    w.taskId = undefined
+  }
+
+  /** A stopped worker's executions never end: their promises are abandoned, as a terminated Web Worker's. */
+  terminate(w: WorkerSlot): void {
+    this.slots = this.slots.filter((x) => x !== w)
+    this.executions = this.executions.filter((e) => e.slot !== w)
+  }
+
+  terminateAll(): void {
+    for (const w of [...this.slots]) this.terminate(w)
+  }
+
+  byTask(taskId: string): WorkerSlot | undefined {
+    return this.slots.find((w) => w.taskId === taskId)
+  }
+
+  run(w: WorkerSlot, t: ExecTask): Promise<ExecResult> {
+    return this.start('task', w, t)
+  }
+
+  createActor(w: WorkerSlot, t: ExecTask): Promise<ExecResult> {
+    return this.start('create', w, t)
+  }
+
+  callActor(w: WorkerSlot, t: ExecTask & { method: string }): Promise<ExecResult> {
+    return this.start('call', w, t)
+  }
+
+  deliver(): void {
+    // Simulated tasks do not use self.shoal: no worker channel carries frames.
+  }
+
+  /** The worker dies mid-execution (the simulation's `self.close()`). */
+  crash(w: WorkerSlot): void {
+    this.onCrash(w, 'simulated worker crash')
+    this.terminate(w)
+  }
+
+  private start(kind: Execution['kind'], slot: WorkerSlot, task: ExecTask): Promise<ExecResult> {
+    return new Promise((resolve) => {
+      const e: Execution = { kind, node: this.node, slot, task, resolve }
+      this.executions.push(e)
+      this.node.onStart(e)
+    })
+  }
+}
+
+/** Simulated nodes hold no large objects: every value in the simulation is small and travels inline. */
+const noObjects: NodeObjects = {
+  used: 0,
+  spilledBytes: 0,
+  acquire: async () => {
+    throw new Error('the simulation has no large objects')
+  },
+  release: () => {},
+  stored: () => {},
+  onChunk: () => {},
+  onObjects: () => {},
+  upload: async () => {},
+  delete: async () => {},
+}
+
+/**
+ * A node of the simulated cluster: the real NodeAgent, speaking the real protocol over a simulated connection, with
+ * simulated workers. It registers with a hello, as a browser node does.
+ */
+export class SimNode {
+  readonly link: Link
+  readonly workers: SimWorkers
+  readonly total: ResourceUnits
+  agent: NodeAgent | undefined
+  nodeId: string | undefined
+  /** A frozen node sends no heartbeats and finishes nothing (a tab stuck in a long loop, or suspended). */
+  frozen = false
+
+  constructor(
+    network: MemoryNetwork,
+    readonly name: string,
+    readonly cpus: number,
+    /** Told when an execution starts (the simulation checks what runs where). */
+    readonly onStart: (e: Execution) => void,
+    /** Told of every message the node receives (the simulation's trace). */
+    readonly onReceive: (m: ServerMessage) => void = () => {},
+  ) {
+    this.link = network.connect(name)
+    this.workers = new SimWorkers(this)
+    this.total = toUnits({ CPU: cpus })
+    const transport = this.link.client
+    transport.onMessage = (m: ServerMessage) => {
+      if (m.type !== 'welcome' || this.agent) return
+      this.nodeId = m.nodeId as string
+      const agent = new NodeAgent(this.nodeId, transport, this.workers, noObjects, this.total, 0)
+      this.agent = agent
+      transport.onMessage = (msg) => {
+        this.onReceive(msg)
+        agent.onMessage(msg)
+      }
+    }
+    transport.send({
+      type: 'hello',
+      reqId: 0,
+      protocol: PROTOCOL_VERSION,
+      role: 'node',
+      node: { resources: { CPU: cpus }, objectStoreMemory: 1 << 20, name },
+    })
+  }
+
+  get alive(): boolean {
+    return !this.link.closed
+  }
+
+  get executions(): Execution[] {
+    return this.workers.executions
+  }
+
+  /** Ends an execution with a result (it leaves the list first, so the node's reply sees it gone). */
+  complete(e: Execution, r: ExecResult): void {
+    this.workers.executions = this.workers.executions.filter((x) => x !== e)
+    e.resolve(r)
+  }
+}

@@ -1,0 +1,28 @@
+import { describe, expect, it } from 'vitest'
+import { Simulation } from './simulation.ts'
+
+/**
+ * Deterministic simulation of the control plane: many seeds, each a different interleaving of deliveries, task
+ * outcomes, worker crashes, node deaths and freezes, drivers leaving. `SHOAL_SIM_SEED=N` replays one seed;
+ * `SHOAL_SIM_SEEDS=N` runs more (default 1,000).
+ */
+const one = process.env.SHOAL_SIM_SEED
+const count = Number(process.env.SHOAL_SIM_SEEDS ?? 1000)
+const first = Number(process.env.SHOAL_SIM_FIRST ?? 1)
+const seeds = one ? [Number(one)] : Array.from({ length: count }, (_, i) => first + i)
+
+describe('control plane simulation', () => {
+  it(`holds every invariant over ${seeds.length} seed(s)`, { timeout: 600_000 }, async () => {
+    for (const seed of seeds) {
+      const sim = new Simulation({ seed })
+      const violations = await sim.run()
+      if (violations.length) {
+        const replay = `SHOAL_SIM_SEED=${seed} npx vitest run --project unit sim/simulation.test.ts`
+        expect.fail(
+          `seed ${seed} broke an invariant:\n  ${violations.slice(0, 5).join('\n  ')}\n` +
+            `last steps:\n  ${sim.trace.slice(-25).join('\n  ')}\nreplay it with:\n  ${replay}`,
+        )
+      }
+    }
+  })
+})
