@@ -24,8 +24,12 @@ interface ActorRecord {
   /** The node holding this actor's resources (from dispatch of its creation until death or node loss). */
   allocatedOn: string | null
   creation: TaskRecord
-  /** Calls in submission order, not yet sent to the node (waiting for the actor or for their arguments). */
-  pending: TaskRecord[]
+  /**
+   * Calls not yet sent to the node (waiting for the actor or for their arguments), in submission order per caller:
+   * as in Ray, one caller's calls run in the order it made them, and a call waiting for its arguments holds back
+   * only the calls of its own caller.
+   */
+  pending: Map<Session, TaskRecord[]>
   inflight: Map<string, TaskRecord>
   /** Every handle to it is gone: it ends once the calls already submitted are done (Ray's actor ref counting). */
   unreferenced: boolean
@@ -94,7 +98,7 @@ export class ActorManager {
       deathCause: null,
       allocatedOn: null,
       creation: rec,
-      pending: [],
+      pending: new Map(),
       inflight: new Map(),
       unreferenced: false,
     }
@@ -146,38 +150,58 @@ export class ActorManager {
       this.tasks.fail(rec, new ActorDiedError(actor.actorId, actor.deathCause ?? 'dead').toWire())
       return
     }
+    // While it restarts, a call that could not be retried fails at once, as Ray's fast fail with max_task_retries=0.
+    if (actor.state === 'RESTARTING' && actor.maxTaskRetries === 0) {
+      this.tasks.fail(rec, new ActorDiedError(actor.actorId, 'it is restarting, and maxTaskRetries is 0').toWire())
+      return
+    }
     if (!actor.methods.includes(rec.spec.method ?? '')) {
       this.tasks.fail(rec, new ValidationError(`${actor.className} has no method '${rec.spec.method}'`).toWire())
       return
     }
     rec.resources = {}
-    actor.pending.push(rec)
+    this.queueOf(actor, rec).push(rec)
+  }
+
+  private queueOf(actor: ActorRecord, rec: TaskRecord): TaskRecord[] {
+    let q = actor.pending.get(rec.owner)
+    if (!q) actor.pending.set(rec.owner, (q = []))
+    return q
+  }
+
+  private pendingCount(actor: ActorRecord): number {
+    let n = 0
+    for (const q of actor.pending.values()) n += q.length
+    return n
   }
 
   requeueCall(rec: TaskRecord): void {
     const actor = this.resolve(rec.spec.actorId)
     if (!actor || actor.state === 'DEAD') return this.tasks.fail(rec, new ActorDiedError(rec.spec.actorId ?? '?', 'dead').toWire())
     actor.inflight.delete(rec.spec.taskId)
-    actor.pending.unshift(rec)
+    this.queueOf(actor, rec).unshift(rec)
     this.pump(actor.actorId)
   }
 
-  /** Sends calls whose turn has come: in order, stopping at the first whose arguments are not ready. */
+  /** Sends calls whose turn has come: per caller, in order, stopping at the first whose arguments are not ready. */
   pump(actorId: string): void {
     const actor = this.resolve(actorId)
     if (actor?.state !== 'ALIVE' || !actor.nodeId) return
     const node = this.deps.nodes.get(actor.nodeId)
     if (node?.state !== 'ALIVE') return
-    while (actor.pending.length) {
-      const head = actor.pending[0] as TaskRecord
-      if (head.phase === 'done') {
-        actor.pending.shift()
-        continue
+    for (const [caller, q] of actor.pending) {
+      while (q.length) {
+        const head = q[0] as TaskRecord
+        if (head.phase === 'done') {
+          q.shift()
+          continue
+        }
+        if (head.missing > 0) break
+        q.shift()
+        actor.inflight.set(head.spec.taskId, head)
+        this.tasks.dispatch(head, node)
       }
-      if (head.missing > 0) break
-      actor.pending.shift()
-      actor.inflight.set(head.spec.taskId, head)
-      this.tasks.dispatch(head, node)
+      if (!q.length) actor.pending.delete(caller)
     }
   }
 
@@ -192,34 +216,46 @@ export class ActorManager {
 
   /**
    * The object every handle of an actor refers to was collected: no handle to it is left anywhere (drivers, tasks,
-   * other actors, stored objects). An unnamed, non-detached actor then ends, after the calls already submitted to it,
-   * as in Ray. Named and detached actors can be found again by name, so they stay.
+   * other actors, stored objects, `getActor` results). A non-detached actor then ends, after the calls already
+   * submitted to it, as in Ray (named ones too: its name is then free again). Detached actors live until killed.
    */
   handlesGone(handleObjectId: string): void {
     const actorId = this.byHandle.get(handleObjectId)
     if (!actorId) return
     this.byHandle.delete(handleObjectId)
     const actor = this.actors.get(actorId)
-    if (!actor || actor.state === 'DEAD' || actor.name || actor.detached) return
+    if (!actor || actor.state === 'DEAD' || actor.detached) return
     actor.unreferenced = true
     this.endIfUnreferenced(actor)
   }
 
   private endIfUnreferenced(actor: ActorRecord): void {
-    if (!actor.unreferenced || actor.state === 'DEAD' || actor.pending.length || actor.inflight.size) return
+    if (!actor.unreferenced || actor.state === 'DEAD' || this.pendingCount(actor) || actor.inflight.size) return
     this.die(actor, 'all references to the actor were removed')
   }
 
-  lookup(name: string, namespace: string): { actorId: string; className: string; methods: string[] } {
+  /** A handle to a named actor: its id and shape, and the object its handles are counted through. */
+  lookup(name: string, namespace: string): { actorId: string; className: string; methods: string[]; handleId: string } {
     const actor = this.actors.get(this.named.get(`${namespace}\u0000${name}`) ?? '')
     if (!actor || actor.state === 'DEAD') throw new ValidationError(`no actor named '${name}' in namespace '${namespace}'`)
-    return { actorId: actor.actorId, className: actor.className, methods: actor.methods }
+    const handleId = objectIdOf(actor.creation.spec.taskId as TaskId, 1)
+    return { actorId: actor.actorId, className: actor.className, methods: actor.methods, handleId }
   }
 
-  kill(actorId: string, reason = 'killed by mesh.kill()'): void {
+  /**
+   * `mesh.kill(handle)`: the actor dies at once. With `noRestart: false` it is restarted instead, if its
+   * `maxRestarts` allows (as Ray's `ray.kill(actor, no_restart=False)`), its calls in flight retried per
+   * `maxTaskRetries`.
+   */
+  kill(actorId: string, noRestart = true, reason = 'killed by mesh.kill()'): void {
     const actor = this.resolve(actorId)
     if (!actor) throw new ValidationError(`no actor ${actorId} exists on this coordinator`)
-    if (actor.state !== 'DEAD') this.die(actor, reason)
+    if (actor.state === 'DEAD') return
+    if (noRestart) return this.die(actor, reason)
+    const node = actor.nodeId ? this.deps.nodes.get(actor.nodeId) : undefined
+    if (node?.state === 'ALIVE') this.deps.nodeSession(node.nodeId)?.send({ type: 'kill-actor', actorId: actor.actorId })
+    this.releaseResources(actor)
+    this.lost(actor, reason)
   }
 
   /** The node hosting actors died (or their worker crashed): restart them elsewhere or let them die. */
@@ -251,10 +287,12 @@ export class ActorManager {
       this.tasks.forgetPlacement(call)
       if (left) {
         call.attempt++
-        actor.pending.unshift(call)
+        this.queueOf(actor, call).unshift(call)
       } else this.tasks.fail(call, new ActorDiedError(actor.actorId, `${reason} while this call ran`).toWire())
     }
     const creation = actor.creation
+    // Not placed yet (still waiting for a node, or for its arguments): it keeps its place; nothing ran to undo.
+    if (creation.phase === 'queued' || (creation.phase === 'waiting-deps' && creation.missing > 0)) return
     this.tasks.forgetPlacement(creation) // the constructor may have been running when the worker died
     creation.attempt++
     this.tasks.requeueCreation(creation)
@@ -277,15 +315,18 @@ export class ActorManager {
     const err = new ActorDiedError(actor.actorId, cause).toWire()
     // A creation still queued or running never completes now.
     if (actor.creation.phase !== 'done') this.tasks.fail(actor.creation, err)
-    for (const call of [...actor.inflight.values(), ...actor.pending]) this.tasks.fail(call, err)
+    for (const call of [...actor.inflight.values(), ...[...actor.pending.values()].flat()]) this.tasks.fail(call, err)
     actor.inflight.clear()
-    actor.pending = []
+    actor.pending.clear()
   }
 
-  /** A job ended: its non-detached actors die with it. */
-  onJobEnd(jobId: string): void {
+  /**
+   * A channel that created actors went away (a job's driver left, a worker died, or the node of a task): its
+   * non-detached actors die with it, as Ray's actors die with their owner. Detached actors belong to no one.
+   */
+  ownerGone(owner: Session, why = 'its owner died'): void {
     for (const actor of this.actors.values()) {
-      if (actor.jobId === jobId && !actor.detached && actor.state !== 'DEAD') this.die(actor, 'its job ended (the driver disconnected)')
+      if (actor.creation.owner === owner && !actor.detached && actor.state !== 'DEAD') this.die(actor, why)
     }
   }
 

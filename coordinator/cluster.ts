@@ -149,10 +149,14 @@ export class Cluster {
         return s.send({ type: 'reply', reqId: msg.reqId, ok: true, value: null })
       case 'state':
         return s.send({ type: 'reply', reqId: msg.reqId, ok: true, value: this.query(msg.query) })
-      case 'get-actor':
-        return s.send({ type: 'reply', reqId: msg.reqId, ok: true, value: this.actors.lookup(msg.name, msg.namespace) })
+      case 'get-actor': {
+        const found: { handleId?: string } = this.actors.lookup(msg.name, msg.namespace)
+        // A detached actor outlives its handles: the object they were counted through may be gone.
+        if (found.handleId && !this.objects.has(found.handleId)) delete found.handleId
+        return s.send({ type: 'reply', reqId: msg.reqId, ok: true, value: found })
+      }
       case 'kill-actor':
-        this.actors.kill(msg.actorId)
+        this.actors.kill(msg.actorId, msg.noRestart)
         return s.send({ type: 'reply', reqId: msg.reqId, ok: true, value: null })
       case 'heartbeat':
         this.requireRole(s, 'node', msg.type)
@@ -264,8 +268,9 @@ export class Cluster {
     if (msg.attachJob) {
       // Only a node's worker (a task of that job, on its relay channel) joins a job; a driver starts its own.
       if (!s.carrier) throw new ValidationError('only a task running on a node can join an existing job')
+      // A job that ended may still have detached actors working for it: their workers may join it.
       const job = this.jobs.get(msg.attachJob)
-      if (job?.state !== 'RUNNING') throw new ConnectionError(`job ${msg.attachJob} is not running`)
+      if (!job) throw new ConnectionError(`job ${msg.attachJob} does not exist`)
       s.role = 'driver'
       s.jobId = job.jobId
       s.namespace = job.namespace
@@ -295,11 +300,19 @@ export class Cluster {
     s.borrowed.clear()
     if (s.role === 'node' && s.nodeId) this.nodeDied(s.nodeId, 'its connection closed (tab closed or network lost)')
     if (s.role === 'driver') {
+      // Fate sharing, as Ray's owners: what this connection submitted and created ends with it (a job's driver, or
+      // the worker of a task that submitted tasks and made actors); then it holds nothing any more.
+      const why = s.isJobRoot ? 'cancelled because its job ended' : 'cancelled because the task that submitted it ended with its worker'
+      this.tasks.ownerGone(s, why)
+      this.actors.ownerGone(
+        s,
+        s.isJobRoot ? 'its job ended (the driver disconnected)' : 'its owner (the worker of the task that made it) died',
+      )
       this.transfers.dropUploads(s)
       if (s.peerId) this.peerSessions.delete(s.peerId)
       this.objects.releaseOwner(s)
+      if (s.isJobRoot && s.jobId) this.endJob(s.jobId)
     }
-    if (s.role === 'driver' && s.isJobRoot && s.jobId) this.endJob(s.jobId)
   }
 
   /**
@@ -340,11 +353,13 @@ export class Cluster {
     this.tasks.onNodeDead(nodeId)
   }
 
+  /**
+   * The job's driver left. Its own tasks, actors and objects went with it (above); the nodes retire the job's idle
+   * workers, whose channels then close and take what they owned too. Detached actors, and what they own, live on.
+   */
   private endJob(jobId: string): void {
     this.jobs.finish(jobId)
-    this.tasks.onJobEnd(jobId)
-    this.actors.onJobEnd(jobId)
-    this.objects.releaseJob(jobId)
+    for (const n of this.nodeSessions.values()) n.send({ type: 'job-ended', jobId })
   }
 
   /** The state API, shared by the WebSocket and REST. */

@@ -29,11 +29,11 @@ export function receiveFrame(cluster: Cluster, s: Session, data: unknown, maxByt
     if (!parsed.success) {
       const issue = parsed.issues[0]
       const where = issue.path?.map((p) => String(p.key)).join('.')
-      const type = (raw as { type?: unknown })?.type
-      s.send({
-        type: 'error',
-        error: new ProtocolError(`invalid '${String(type)}' message${where ? ` at '${where}'` : ''}: ${issue.message}`).toWire(),
-      })
+      const { type, reqId } = (raw ?? {}) as { type?: unknown; reqId?: unknown }
+      const error = new ProtocolError(`invalid '${String(type)}' message${where ? ` at '${where}'` : ''}: ${issue.message}`).toWire()
+      // A request gets its reply, even a refused one: the caller's promise must end.
+      if (typeof reqId === 'number' && Number.isInteger(reqId)) s.send({ type: 'reply', reqId, ok: false, error })
+      else s.send({ type: 'error', error })
       continue
     }
     cluster.handle(s, parsed.output)

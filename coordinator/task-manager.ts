@@ -1,6 +1,13 @@
 import * as v from 'valibot'
 import { encodeValue } from '../sdk/codec.ts'
-import { NodeDiedError, TaskCancelledError, ValidationError, type WireError } from '../sdk/errors.ts'
+import {
+  ActorUnschedulableError,
+  NodeDiedError,
+  TaskCancelledError,
+  TaskUnschedulableError,
+  ValidationError,
+  type WireError,
+} from '../sdk/errors.ts'
 import { jobIdOfTask, type ObjectId, objectIdOf, type TaskId, taskIdOfObject } from '../sdk/ids.ts'
 import { type Assignment, type TaskResult, type TaskSpec, TaskSpecSchema } from '../sdk/protocol.ts'
 import { allocate, fits, formatResources, quantityProblem, RESOURCE_UNITS, type ResourceUnits, release, toUnits } from '../sdk/resources.ts'
@@ -54,6 +61,8 @@ export class TaskManager {
   private runtimes = new Map<string, number>()
   /** Tasks submitted by a task (from inside its worker), by parent: what `cancel(…, { recursive })` reaches. */
   private children = new Map<string, Set<string>>()
+  /** Live tasks by the connection that submitted them (their owner), for fate sharing. */
+  private byOwner = new Map<Session, Set<TaskRecord>>()
   actors!: ActorManager
 
   constructor(
@@ -70,7 +79,10 @@ export class TaskManager {
     this.scheduler = new Scheduler<TaskRecord>({
       nodes: () => deps.nodes.alive(),
       dispatch: (t, n) => this.dispatch(t, n),
-      fail: (t, reason) => this.fail(t, new ValidationError(`task ${t.spec.name} cannot run: ${reason}`).toWire()),
+      fail: (t, reason) => {
+        const Unschedulable = t.spec.type === 'ACTOR_CREATION_TASK' ? ActorUnschedulableError : TaskUnschedulableError
+        this.fail(t, new Unschedulable(t.spec.taskId, reason).toWire())
+      },
       infeasible: (t, yes) => this.infeasible(t, yes),
       pipeline: (t, nodes) => this.pipeline(t, nodes),
     })
@@ -110,6 +122,9 @@ export class TaskManager {
       strategy: spec.strategy,
     }
     this.tasks.set(spec.taskId, rec)
+    let owned = this.byOwner.get(owner)
+    if (!owned) this.byOwner.set(owner, (owned = new Set()))
+    owned.add(rec)
     for (let i = 1; i <= spec.numReturns; i++) objects.create(objectIdOf(spec.taskId as TaskId, i), rec.jobId, owner)
     events.created(spec, rec.jobId)
     if (spec.parentTaskId) this.childOf(spec.parentTaskId).add(spec.taskId)
@@ -309,6 +324,7 @@ export class TaskManager {
   /** An actor restarts: its creation task runs again (it was done, so it is tracked again). */
   requeueCreation(rec: TaskRecord): void {
     this.tasks.set(rec.spec.taskId, rec)
+    this.byOwner.get(rec.owner)?.add(rec)
     this.queue(rec, true)
   }
 
@@ -441,6 +457,7 @@ export class TaskManager {
   private done(rec: TaskRecord, keepPins = false): void {
     rec.phase = 'done'
     this.tasks.delete(rec.spec.taskId)
+    this.byOwner.get(rec.owner)?.delete(rec)
     if (rec.spec.parentTaskId) {
       const siblings = this.children.get(rec.spec.parentTaskId)
       siblings?.delete(rec.spec.taskId)
@@ -498,6 +515,8 @@ export class TaskManager {
     const rec = this.tasks.get(taskId)
     if (!rec) return // already finished: nothing to cancel, as in Ray
     if (rec.spec.type === 'ACTOR_CREATION_TASK') throw new ValidationError('cancel: use kill() for actors')
+    // An actor call already running is not interrupted (as in Ray): the actor's state must not be left half-changed.
+    if (rec.spec.type === 'ACTOR_TASK' && rec.phase === 'assigned') return
     if (recursive)
       for (const child of [...(this.children.get(taskId) ?? [])]) this.cancel(objectIdOf(child as TaskId, 1), force, reason, true)
     if (rec.phase === 'assigned' && rec.nodeId)
@@ -505,12 +524,17 @@ export class TaskManager {
     this.fail(rec, new TaskCancelledError(rec.spec.taskId, reason).toWire())
   }
 
-  /** The job's driver left: its tasks are cancelled. */
-  onJobEnd(jobId: string): void {
-    for (const rec of [...this.tasks.values()]) {
-      if (rec.jobId !== jobId || rec.spec.type === 'ACTOR_CREATION_TASK' || rec.spec.type === 'ACTOR_TASK') continue
-      this.cancel(objectIdOf(rec.spec.taskId as TaskId, 1), true, 'cancelled because its job ended')
+  /**
+   * The connection that submitted tasks went away (a job's driver left, or the worker of a task that submitted
+   * them): nobody can take their results any more, so they are cancelled, and what they submitted with them (Ray's
+   * fate sharing with the owner). Actor calls end with their actor.
+   */
+  ownerGone(owner: Session, reason: string): void {
+    for (const rec of [...(this.byOwner.get(owner) ?? [])]) {
+      if (rec.phase === 'done' || rec.spec.type !== 'NORMAL_TASK') continue
+      this.cancel(objectIdOf(rec.spec.taskId as TaskId, 1), true, reason)
     }
+    this.byOwner.delete(owner)
   }
 
   private rejectRaw(owner: Session, raw: unknown, why: string): void {

@@ -4,7 +4,7 @@ import type { ActorId } from './ids.ts'
 import type { ObjectRef } from './object-ref.ts'
 import { type ActorOptions, ActorOptionsSchema, parseOptions } from './options.ts'
 import type { ActorCreation, Resources, SchedulingStrategy } from './protocol.ts'
-import { resourcesOf } from './remote-function.ts'
+import { type RemoteArgs, resourcesOf } from './remote-function.ts'
 
 /** What actor classes and handles need from their connection. */
 export interface ActorSubmitter {
@@ -23,8 +23,8 @@ type Method = (...args: never[]) => unknown
 export type ActorMethods<T> = {
   [K in keyof T as T[K] extends Method ? K : never]: T[K] extends Method
     ? {
-        remote(...args: Parameters<T[K]>): ObjectRef<Awaited<ReturnType<T[K]>>>
-        options(o: { numReturns?: number }): { remote(...args: Parameters<T[K]>): ObjectRef[] }
+        remote(...args: RemoteArgs<Parameters<T[K]>>): ObjectRef<Awaited<ReturnType<T[K]>>>
+        options(o: { numReturns?: number }): { remote(...args: RemoteArgs<Parameters<T[K]>>): ObjectRef[] }
       }
     : never
 }
@@ -65,7 +65,7 @@ export class ActorHandleBase {
         (...args: unknown[]) => {
           if (!this.submitter) throw new ValidationError(`this handle to ${className} was decoded outside a Shoal connection`)
           const refs = this.submitter.submitActorTask(actorId, className, m, args, numReturns)
-          return numReturns === 1 ? refs[0] : refs
+          return numReturns === 1 ? refs[0] : numReturns === 0 ? undefined : refs
         }
       Object.defineProperty(this, m, {
         enumerable: false,

@@ -1,5 +1,5 @@
 import { addExtension, Packr } from 'msgpackr'
-import { setErrorFieldDecoder, ValidationError } from './errors.ts'
+import { setErrorFieldDecoder, UNSERIALIZABLE_FIELDS, ValidationError } from './errors.ts'
 import type { ObjectId } from './ids.ts'
 import { ObjectRef } from './object-ref.ts'
 
@@ -192,19 +192,23 @@ setErrorFieldDecoder((bytes) => valuePackr.unpack(bytes))
 export function encodeErrorFields(thrown: unknown): Uint8Array | undefined {
   if (typeof thrown !== 'object' || thrown === null) return undefined
   const fields: Record<string, unknown> = {}
+  const left: string[] = []
   let any = false
   for (const k of Object.keys(thrown)) {
     if (k === 'name' || k === 'message' || k === 'stack' || k === 'cause') continue
     const v = (thrown as Record<string, unknown>)[k]
     try {
       checkSerializable(v, k, undefined, new Set())
-    } catch {
+    } catch (e) {
+      left.push((e as Error).message)
       continue
     }
     fields[k] = v
     any = true
   }
-  return any ? valuePackr.pack(fields).slice() : undefined
+  // As Ray says of an exception it cannot serialize: the cause tells what was left out and why.
+  if (left.length) fields[UNSERIALIZABLE_FIELDS] = left.join('; ')
+  return any || left.length ? valuePackr.pack(fields).slice() : undefined
 }
 
 const OPAQUE = [ArrayBuffer, DataView, Date, RegExp, Error] as const

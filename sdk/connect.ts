@@ -1,7 +1,8 @@
 import { ActorClass, type ActorHandle, ActorHandleBase, type ActorSubmitter } from './actor-handle.ts'
 import { type DecodeContext, decodeValue } from './codec.ts'
 import { ConnectionError, fromWireError, GetTimeoutError, ObjectFreedError, ValidationError, type WireError } from './errors.ts'
-import { type ActorId, type JobId, type ObjectId, randomHex } from './ids.ts'
+import type { ActorId, JobId, ObjectId } from './ids.ts'
+import { randomHex } from './ids.ts'
 import { ObjectRef } from './object-ref.ts'
 import { ObjectTable } from './object-table.ts'
 import { ObjectTransfer } from './object-transfer.ts'
@@ -292,8 +293,10 @@ export class Mesh implements ActorSubmitter {
       actorId: ActorId
       className: string
       methods: string[]
+      handleId: string
     }
-    return new ActorHandleBase(w.actorId, w.className, w.methods, this) as ActorHandle<T>
+    // The handle counts like any other: a non-detached actor lives while some handle to it does.
+    return this.decodeCtx.bindActorHandle?.(w) as ActorHandle<T>
   }
 
   /** Kills an actor at once: its pending and future calls reject with ActorDiedError. */
@@ -467,6 +470,7 @@ export class Mesh implements ActorSubmitter {
       case 'kill-actor':
       case 'upload-object':
       case 'relay-down':
+      case 'job-ended':
         return // node-only messages; a driver ignores them
       default:
         msg satisfies never

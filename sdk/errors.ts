@@ -14,6 +14,8 @@ export type ErrorCode =
   | 'NODE_DIED'
   | 'WORKER_CRASHED'
   | 'OBJECT_FREED'
+  | 'TASK_UNSCHEDULABLE'
+  | 'ACTOR_UNSCHEDULABLE'
   | 'PROTOCOL'
 
 /** An error as it crosses a boundary. `data` holds the class's own fields. */
@@ -71,6 +73,9 @@ export class TaskError extends ShoalError {
   }
 }
 
+/** The key under which a cause's fields that could not cross a process are described (see `encodeErrorFields`). */
+export const UNSERIALIZABLE_FIELDS = '(fields that are not serializable)'
+
 /** How TaskError decodes the remote fields; set by the codec module so this one needs no codec (no cycle). */
 let decodeFields: ((bytes: Uint8Array) => unknown) | undefined
 export function setErrorFieldDecoder(decode: (bytes: Uint8Array) => unknown): void {
@@ -83,8 +88,13 @@ function rebuildCause(name: string, message: string, stack: string | undefined, 
   cause.stack = stack ?? `${name}: ${message}`
   if (fields && decodeFields) {
     try {
-      const own = decodeFields(fields)
-      if (own && typeof own === 'object') Object.assign(cause, own)
+      const own = decodeFields(fields) as Record<string, unknown> | undefined
+      const left = own?.[UNSERIALIZABLE_FIELDS]
+      if (own && typeof own === 'object') {
+        delete own[UNSERIALIZABLE_FIELDS]
+        Object.assign(cause, own)
+      }
+      if (typeof left === 'string') cause.message = `${message} (fields left out because they aren't serializable: ${left})`
     } catch {
       // fields that cannot be decoded here are left out: the name, message and stack still say what happened
     }
@@ -191,6 +201,33 @@ export class ObjectFreedError extends ObjectLostError {
   }
 }
 
+/**
+ * The task can never be placed: its hard node affinity names a node that is gone, or one that can never fit it.
+ * Ray's TaskUnschedulableError. (A task no *current* node fits waits for one instead, with a warning.)
+ */
+export class TaskUnschedulableError extends ShoalError {
+  override readonly name: string = 'TaskUnschedulableError'
+  constructor(
+    readonly taskId: string,
+    reason: string,
+    code: 'TASK_UNSCHEDULABLE' | 'ACTOR_UNSCHEDULABLE' = 'TASK_UNSCHEDULABLE',
+  ) {
+    super(code, `Task ${taskId} cannot be scheduled: ${reason}`)
+  }
+  protected override wireData() {
+    return { taskId: this.taskId }
+  }
+}
+
+/** The actor can never be placed (see TaskUnschedulableError). Ray's ActorUnschedulableError. */
+export class ActorUnschedulableError extends TaskUnschedulableError {
+  override readonly name = 'ActorUnschedulableError'
+  constructor(taskId: string, reason: string) {
+    super(taskId, reason, 'ACTOR_UNSCHEDULABLE')
+    this.message = `The actor created by task ${taskId} cannot be scheduled: ${reason}`
+  }
+}
+
 /** No coordinator answered, the token was refused, or the connection dropped. */
 export class ConnectionError extends ShoalError {
   override readonly name = 'ConnectionError'
@@ -244,8 +281,10 @@ export function rayErrorType(code: string): string {
       return 'OBJECT_FREED'
     case 'OBJECT_STORE_FULL':
       return 'OUT_OF_MEMORY'
-    case 'VALIDATION':
+    case 'TASK_UNSCHEDULABLE':
       return 'TASK_UNSCHEDULABLE_ERROR'
+    case 'ACTOR_UNSCHEDULABLE':
+      return 'ACTOR_UNSCHEDULABLE_ERROR'
     default:
       return 'TASK_EXECUTION_EXCEPTION'
   }
@@ -301,6 +340,12 @@ export function fromWireError(w: WireError): ShoalError {
       break
     case 'OBJECT_FREED':
       err = new ObjectFreedError(d.objectId ?? '?')
+      break
+    case 'TASK_UNSCHEDULABLE':
+      err = new TaskUnschedulableError(d.taskId ?? '?', '')
+      break
+    case 'ACTOR_UNSCHEDULABLE':
+      err = new ActorUnschedulableError(d.taskId ?? '?', '')
       break
     case 'CONNECTION':
       err = new ConnectionError(w.message)

@@ -12,15 +12,19 @@ export { ActorClass, ActorHandleBase } from './actor-handle.ts'
 export { connect, Mesh } from './connect.ts'
 export {
   ActorDiedError,
+  ActorUnschedulableError,
   ConnectionError,
   GetTimeoutError,
   NodeDiedError,
+  ObjectFreedError,
   ObjectLostError,
   ObjectStoreFullError,
   ShoalError,
   TaskCancelledError,
   TaskError,
+  TaskUnschedulableError,
   ValidationError,
+  WorkerCrashedError,
 } from './errors.ts'
 export { ObjectRef } from './object-ref.ts'
 export type { ActorOptions, ConnectOptions, TaskOptions } from './options.ts'

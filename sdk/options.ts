@@ -21,7 +21,8 @@ export const TaskOptionsSchema = v.strictObject({
   resources: v.optional(ResourcesSchema),
   maxRetries: v.optional(retries),
   retryExceptions: v.optional(v.union([v.boolean(), v.array(v.string())])),
-  numReturns: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(1000))),
+  /** 0: no ref comes back (Ray's num_returns=0); the task runs for its effects. */
+  numReturns: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(1000))),
   schedulingStrategy: v.optional(SchedulingStrategySchema),
 })
 export type TaskOptions = v.InferOutput<typeof TaskOptionsSchema>

@@ -67,7 +67,7 @@ export const TaskSpecSchema = v.strictObject({
   /** Ray's func_or_class_name (`Counter.inc` for an actor task). */
   funcName: v.string(),
   args: v.array(TaskArgSchema),
-  numReturns: v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(1000)),
+  numReturns: v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(1000)),
   resources: ResourcesSchema,
   maxRetries: count,
   retryExceptions: v.union([v.boolean(), v.array(v.string())]),
@@ -298,6 +298,8 @@ export type ServerMessage =
   | { type: 'object-chunk'; objectId: string; offset: number; total: number; data: Uint8Array }
   /** To a node: send the bytes of this object back as `object-chunk` messages. */
   | { type: 'upload-object'; objectId: string }
+  /** To a node: the job ended; its idle workers can go (their channels close and let go of what they held). */
+  | { type: 'job-ended'; jobId: string }
   /** To a node (or a browser driver serving its puts): nothing refers to these objects any more; delete them. */
   | { type: 'delete-objects'; objectIds: string[] }
 

@@ -63,7 +63,10 @@ export class RemoteFunction<F extends Fn> {
     this.name = fn.name || 'anonymous'
   }
 
-  /** Submits one task; returns the ref of its result at once (or one ref per return with `numReturns` > 1). */
+  /**
+   * Submits one task; returns the ref of its result at once (or one ref per return with `numReturns` > 1, or none
+   * with `numReturns: 0`).
+   */
   remote(...args: RemoteArgs<Parameters<F>>): ObjectRef<Awaited<ReturnType<F>>> {
     const o = this.opts
     const refs = this.submitter.submitTask({ source: this.source, name: this.name, kind: 'function' }, args as unknown[], {
@@ -74,7 +77,8 @@ export class RemoteFunction<F extends Fn> {
       numReturns: o.numReturns ?? 1,
       strategy: o.schedulingStrategy ?? 'DEFAULT',
     })
-    return ((o.numReturns ?? 1) === 1 ? refs[0] : refs) as ObjectRef<Awaited<ReturnType<F>>>
+    const n = o.numReturns ?? 1
+    return (n === 1 ? refs[0] : n === 0 ? undefined : refs) as ObjectRef<Awaited<ReturnType<F>>>
   }
 
   /** A copy with these options changed (Ray's `.options()`). Bad options throw ValidationError at once. */

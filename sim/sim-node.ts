@@ -62,6 +62,10 @@ class SimWorkers implements NodeWorkers {
     for (const w of [...this.slots]) this.terminate(w)
   }
 
+  retire(jobId: string): void {
+    for (const w of [...this.slots]) if (w.jobId === jobId && !w.busy && !w.actorId) this.terminate(w)
+  }
+
   byTask(taskId: string): WorkerSlot | undefined {
     return this.slots.find((w) => w.taskId === taskId)
   }

@@ -1,5 +1,5 @@
 import { Cluster } from '../coordinator/cluster.ts'
-import { ActorHandleBase } from '../sdk/actor-handle.ts'
+import type { ActorHandleBase } from '../sdk/actor-handle.ts'
 import { encodeValue } from '../sdk/codec.ts'
 import { TaskError, type WireError } from '../sdk/errors.ts'
 import { RESOURCE_UNITS, type ResourceUnits, toUnits } from '../sdk/resources.ts'
@@ -383,7 +383,8 @@ export class Simulation {
     const c = this.cluster
     if (c.tasks.pending) this.violate(`${c.tasks.pending} task(s) still tracked by the coordinator after every job ended`)
     if (c.objects.size) this.violate(`${c.objects.size} object(s) still in the directory after every job ended`)
-    for (const a of c.actors.rows()) if (a.state !== 'DEAD') this.violate(`actor ${a.actorId.slice(0, 8)} is ${a.state} after its job ended`)
+    for (const a of c.actors.rows())
+      if (a.state !== 'DEAD') this.violate(`actor ${a.actorId.slice(0, 8)} is ${a.state} after its job ended`)
     for (const n of this.nodes) {
       if (!n.alive || !n.nodeId) continue
       const rec = c.nodes.get(n.nodeId)

@@ -117,7 +117,8 @@ async function encodeReturns(
   value: unknown,
   t: ExecTask,
 ): Promise<{ returns: (Uint8Array | { stored: number; bytes?: Uint8Array })[]; nestedRefs: string[] }> {
-  let values: unknown[] = [value]
+  // numReturns 0 (Ray's num_returns=0): the task ran for its effects; its value is dropped.
+  let values: unknown[] = t.numReturns === 0 ? [] : [value]
   if (t.numReturns > 1) {
     if (!Array.isArray(value) || value.length !== t.numReturns)
       throw new ValidationError(

@@ -24,6 +24,8 @@ export interface NodeWorkers {
   release(w: WorkerSlot): void
   terminate(w: WorkerSlot): void
   terminateAll(): void
+  /** The job ended: its idle workers stop (Ray kills a finished job's workers), and their channels close. */
+  retire(jobId: string): void
   byTask(taskId: string): WorkerSlot | undefined
   run(w: WorkerSlot, t: ExecTask & { source: string; funcName: string }): Promise<ExecResult>
   createActor(w: WorkerSlot, t: ExecTask & { source: string; className: string; maxConcurrency: number }): Promise<ExecResult>
@@ -175,6 +177,9 @@ export class NodeAgent {
         return
       case 'relay-down':
         this.workers.deliver(msg.channel, msg.frame)
+        return
+      case 'job-ended':
+        this.workers.retire(msg.jobId)
         return
       case 'error':
         console.warn(`[shoal node] coordinator: ${msg.error.message}`)

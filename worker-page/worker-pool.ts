@@ -84,22 +84,26 @@ export class WorkerPool implements NodeWorkers {
    */
   private watch(w: PooledWorker, lockName: string): void {
     const locks = (navigator as { locks?: LockManager }).locks
-    void locks?.request(lockName, () => this.died(w, 'the worker stopped (it called self.close(), ran out of memory, or crashed)'))
+    void locks?.request(lockName, () => this.died(w, 'it stopped (self.close(), out of memory, or a crash)'))
   }
 
   private died(w: PooledWorker, reason: string): void {
     if (w.stopping) return
-    this.onCrash(w, reason)
+    this.onCrash(w, `its worker died: ${reason}`)
     this.terminate(w)
   }
 
-  /** An idle worker for this job: one it already used, else a fresh one, else one taken from another job. */
+  /**
+   * An idle worker for this job: one it already used, else a fresh one. Idle workers of other live jobs are kept:
+   * tasks they submitted may still run and are owned by them (their channel), so stopping them would cancel that
+   * work. Only past a cap of several workers per CPU is one of them reused, the oldest first.
+   */
   acquire(jobId: string, taskId: string): PooledWorker {
     let w = this.workers.find((x) => !x.busy && !x.actorId && x.jobId === jobId)
     w ??= this.workers.find((x) => !x.busy && !x.actorId && x.jobId === undefined)
     if (!w) {
       const other = this.workers.find((x) => !x.busy && !x.actorId)
-      if (other && this.workers.length >= this.prewarm) this.terminate(other)
+      if (other && this.workers.length >= MAX_WORKERS_PER_CPU * this.prewarm) this.terminate(other)
       w = this.spawn()
     }
     w.busy = true
@@ -172,6 +176,13 @@ export class WorkerPool implements NodeWorkers {
   terminateAll(): void {
     for (const w of [...this.workers]) this.terminate(w)
   }
+
+  retire(jobId: string): void {
+    for (const w of [...this.workers]) if (w.jobId === jobId && !w.busy && !w.actorId) this.terminate(w)
+  }
 }
+
+/** How many workers a node keeps per CPU before it reuses an idle worker of another job. */
+const MAX_WORKERS_PER_CPU = 4
 
 export type { ExecResult }

@@ -33,13 +33,14 @@ describe('scheduling policy', () => {
     expect(picks).toEqual(['a', 'b', 'a', 'b'])
   })
 
-  it('node affinity: hard waits for its node or fails if it is gone; soft falls back', () => {
+  it('node affinity: hard waits for its node, or fails if it is gone or can never fit it (Ray); soft falls back', () => {
     const nodes = [node('a', 2, 2), node('b', 2)]
     expect(pickNode({ CPU: 1 }, { nodeId: 'a', soft: false }, nodes, st())).toEqual({ kind: 'retryable' })
     expect(pickNode({ CPU: 1 }, { nodeId: 'a', soft: true }, nodes, st())).toEqual({ kind: 'scheduled', nodeId: 'b' })
     expect(pickNode({ CPU: 1 }, { nodeId: 'b', soft: false }, nodes, st())).toEqual({ kind: 'scheduled', nodeId: 'b' })
     expect(pickNode({ CPU: 1 }, { nodeId: 'gone', soft: false }, nodes, st())).toMatchObject({ kind: 'failed' })
     expect(pickNode({ CPU: 1 }, { nodeId: 'gone', soft: true }, nodes, st())).toEqual({ kind: 'scheduled', nodeId: 'b' })
+    expect(pickNode({ CPU: 3 }, { nodeId: 'b', soft: false }, nodes, st())).toMatchObject({ kind: 'failed' })
   })
 
   it('zero and fractional requests fit as expected', () => {

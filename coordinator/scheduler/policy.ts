@@ -16,7 +16,7 @@ export type Placement =
   | { kind: 'scheduled'; nodeId: string }
   | { kind: 'retryable' } // some node could fit it once resources free up
   | { kind: 'infeasible' } // no alive node could ever fit it: wait for a bigger node
-  | { kind: 'failed'; reason: string } // hard affinity to a node that is gone
+  | { kind: 'failed'; reason: string } // hard affinity to a node that is gone, or that can never fit it
 
 /** The share in use of the most used resource the task asks for. */
 function utilization(n: NodeView, req: ResourceUnits): number {
@@ -50,7 +50,8 @@ export function pickNode(
     if (target && fits(req, target.available)) return { kind: 'scheduled', nodeId: target.nodeId }
     if (!strategy.soft) {
       if (!target) return { kind: 'failed', reason: `node ${strategy.nodeId} (hard affinity) is not alive` }
-      return fits(req, target.total) ? { kind: 'retryable' } : { kind: 'infeasible' }
+      if (!fits(req, target.total)) return { kind: 'failed', reason: `node ${strategy.nodeId} (hard affinity) can never fit it` }
+      return { kind: 'retryable' }
     }
     return pickNode(req, 'DEFAULT', nodes, st)
   }
