@@ -43,7 +43,13 @@ export default defineConfig(({ mode }) => {
       projects: [
         {
           extends: true,
-          test: { name: 'unit', include: ['{sdk,coordinator,worker-page,sim}/**/*.test.ts'], environment: 'node' },
+          // --expose-gc: reference-counting tests collect garbage on demand.
+          test: {
+            name: 'unit',
+            include: ['{sdk,coordinator,worker-page,sim}/**/*.test.ts'],
+            environment: 'node',
+            execArgv: ['--expose-gc'],
+          },
         },
         {
           extends: true,

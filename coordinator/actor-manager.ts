@@ -126,6 +126,14 @@ export class ActorManager {
     actor.allocatedOn = nodeId
   }
 
+  /** A node gave back an actor's creation it could not start: the actor holds nothing there, and waits for a node. */
+  creationReturned(rec: TaskRecord): void {
+    const actor = this.resolve(rec.spec.actorId)
+    if (!actor || actor.state === 'DEAD') return
+    this.releaseResources(actor)
+    actor.nodeId = null
+  }
+
   created(rec: TaskRecord): void {
     const actor = this.resolve(rec.spec.actorId)
     if (!actor || actor.state === 'DEAD') return

@@ -1,6 +1,6 @@
 import { ConnectionError, ShoalError, toWireError, ValidationError } from '../sdk/errors.ts'
 import type { ObjectId } from '../sdk/ids.ts'
-import type { ClientMessage, ClientMessageOf, RTCIceServerLike, StateFilter, StateQuery, TaskResult } from '../sdk/protocol.ts'
+import type { ClientMessage, ClientMessageOf, RTCIceServerLike, StateQuery, TaskResult } from '../sdk/protocol.ts'
 import { MAX_FRAME_BYTES, PROTOCOL_VERSION, RELAY_OVERHEAD_BYTES } from '../sdk/protocol.ts'
 import { fromUnits, type ResourceUnits } from '../sdk/resources.ts'
 import { ActorManager } from './actor-manager.ts'
@@ -12,6 +12,7 @@ import { ObjectDirectory } from './gcs/object-directory.ts'
 import { TaskEvents } from './gcs/task-events.ts'
 import { ObjectTransfers } from './object-transfers.ts'
 import { Session } from './session.ts'
+import { filterRows } from './state-query.ts'
 import { TaskManager } from './task-manager.ts'
 
 export interface ClusterOptions {
@@ -189,7 +190,9 @@ export class Cluster {
       case 'task-events':
         this.requireRole(s, 'node', msg.type)
         for (const e of msg.events) {
-          if (this.tasks.get(e.taskId)?.nodeId !== s.nodeId) continue // stale: from an attempt this node no longer runs
+          const rec = this.tasks.get(e.taskId)
+          if (rec?.nodeId !== s.nodeId || rec?.attempt !== e.attempt) continue // stale: an attempt this node no longer runs
+          if (e.state === 'RUNNING') this.tasks.startedOnNode(rec)
           this.events.state(e.taskId, e.state, {
             attempt: e.attempt,
             nodeId: s.nodeId,
@@ -203,6 +206,10 @@ export class Cluster {
         this.tasks.onResults(s, msg.results)
         // What the tasks' workers let go at their end goes only now, after their results took what they contain.
         for (const r of msg.results) if (r.scope) this.endScope(s, r.scope)
+        return
+      case 'unqueued':
+        this.requireRole(s, 'node', msg.type)
+        this.tasks.onUnqueued(s, msg.tasks)
         return
       case 'task-blocked':
         this.requireRole(s, 'node', msg.type)
@@ -367,15 +374,15 @@ export class Cluster {
     const limit = q.limit ?? 10_000
     switch (q.resource) {
       case 'tasks':
-        return filterRows(this.events.list(), q.filters, limit)
+        return filterRows('tasks', this.events.list(), q.filters, limit)
       case 'nodes':
-        return filterRows(this.nodes.rows(), q.filters, limit)
+        return filterRows('nodes', this.nodes.rows(), q.filters, limit)
       case 'jobs':
-        return filterRows(this.jobs.list(), q.filters, limit)
+        return filterRows('jobs', this.jobs.list(), q.filters, limit)
       case 'actors':
-        return filterRows(this.actors.rows(), q.filters, limit)
+        return filterRows('actors', this.actors.rows(), q.filters, limit)
       case 'objects':
-        return filterRows(this.objects.rows(), q.filters, limit)
+        return filterRows('objects', this.objects.rows(), q.filters, limit)
       case 'summary-tasks':
         return this.events.summarize()
       case 'status':
@@ -409,13 +416,3 @@ export class Cluster {
 
 /** How many worker channels one node may carry (a worker per CPU, and per job it ran). */
 const MAX_RELAY_CHANNELS = 4096
-
-function filterRows<T extends object>(rows: T[], filters: StateFilter[] | undefined, limit: number): T[] {
-  const out: T[] = []
-  for (const r of rows) {
-    if (filters?.some(([k, op, v]) => (String((r as Record<string, unknown>)[k]) === String(v)) !== (op === '='))) continue
-    out.push(r)
-    if (out.length >= limit) break
-  }
-  return out
-}

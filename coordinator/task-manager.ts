@@ -242,6 +242,34 @@ export class TaskManager {
     return true
   }
 
+  /**
+   * The node started a task it held in its queue before this coordinator promoted it (its room freed there first):
+   * from now on it is counted as holding its resources here too, so nothing more is sent for that room.
+   */
+  startedOnNode(rec: TaskRecord): void {
+    if (!rec.backlogged || rec.phase !== 'assigned' || !rec.nodeId) return
+    const node = this.deps.nodes.get(rec.nodeId)
+    if (!node) return
+    this.dropBacklogged(rec, rec.nodeId)
+    allocate(rec.resources, node.available)
+    rec.startedAt = this.deps.now()
+  }
+
+  /**
+   * A node gave back tasks it could not start (see the `unqueued` message): they never ran there, so they go back in
+   * line at the front, as they were, for a node with room — with no retry counted.
+   */
+  onUnqueued(from: Session, tasks: { taskId: string; attempt: number }[]): void {
+    for (const t of tasks) {
+      const rec = this.tasks.get(t.taskId)
+      if (rec?.phase !== 'assigned' || rec.nodeId !== from.nodeId || rec.attempt !== t.attempt) continue
+      // An actor's creation holds its resources through the actor, not the task: give those back too.
+      if (rec.spec.type === 'ACTOR_CREATION_TASK') this.actors.creationReturned(rec)
+      this.unassign(rec)
+      this.queue(rec, true)
+    }
+  }
+
   /** Resources freed on a node go first to the tasks already waiting in its local queue, in its order. */
   private promote(node: NodeRecord): void {
     const q = this.backlogs.get(node.nodeId)

@@ -58,3 +58,53 @@ describe('value codec', () => {
     expect(decodeValue(frame.data)).toEqual([1, 2])
   })
 })
+
+describe('value codec and garbage', () => {
+  it('keeps nothing of a value once it is encoded: a ref inside it can be collected (its object freed)', async () => {
+    const gc = (globalThis as { gc?: () => void }).gc
+    expect(gc, 'the unit project runs with --expose-gc').toBeDefined()
+    let collected = false
+    const registry = new FinalizationRegistry(() => {
+      collected = true
+    })
+    ;(() => {
+      const ref = new ObjectRef('ab'.repeat(28) as ObjectId)
+      registry.register(ref, 'ref')
+      encodeValue({ inside: [ref] }, 'a value holding a ref')
+    })()
+    for (let i = 0; i < 20 && !collected; i++) {
+      gc?.()
+      await new Promise((r) => setTimeout(r, 10))
+    }
+    expect(collected).toBe(true)
+  })
+})
+
+describe('frames under a size limit', () => {
+  it('cuts one turn of many messages into frames under the limit, keeps their order, and names what each carried', () => {
+    const msgs = Array.from({ length: 3000 }, (_, i) => ({ type: 'submit', i, pad: 'x'.repeat(100) }))
+    const frames: { frame: Uint8Array; carried: number[] }[] = []
+    encodeFrames(msgs, (frame, carried) => frames.push({ frame: frame.slice(), carried: carried.map((m) => m.i) }), 64 * 1024)
+    expect(frames.length).toBeGreaterThan(4)
+    for (const f of frames) {
+      expect(f.frame.byteLength).toBeLessThanOrEqual(64 * 1024)
+      // Each frame holds exactly what it says it carried, whole and in order.
+      expect(decodeFrames(f.frame).map((m) => (m as { i: number }).i)).toEqual(f.carried)
+    }
+    expect(frames.flatMap((f) => f.carried)).toEqual(msgs.map((m) => m.i))
+  })
+
+  it('a single message over the limit is refused to its sender, the rest still go', () => {
+    const tooLarge: number[] = []
+    const sent: unknown[] = []
+    encodeFrames(
+      [{ a: 1 }, { big: 'y'.repeat(200_000) }, { a: 2 }],
+      (frame) => sent.push(...decodeFrames(frame)),
+      100_000,
+      (_m, bytes) => tooLarge.push(bytes),
+    )
+    expect(sent).toEqual([{ a: 1 }, { a: 2 }])
+    expect(tooLarge).toHaveLength(1)
+    expect(tooLarge[0]).toBeGreaterThan(100_000)
+  })
+})

@@ -169,7 +169,12 @@ export function registerActorHandleClass(Class: new (...args: never[]) => ActorH
  */
 export function encodeValue(value: unknown, what: string, refs?: ObjectId[]): Uint8Array {
   checkSerializable(value, what, refs, new Set())
-  return valuePackr.pack(value)
+  const bytes = valuePackr.pack(value)
+  // In structured-clone mode msgpackr keeps the value's reference map (for cycles) until its next pack: the last value
+  // encoded — and any ObjectRef inside it — could never be collected, so its object never freed. Packing a constant
+  // replaces that map with an empty one (the bytes above stay valid: the next pack writes after them).
+  valuePackr.pack(null)
+  return bytes
 }
 
 export function decodeValue<T = unknown>(bytes: Uint8Array, ctx?: DecodeContext): T {

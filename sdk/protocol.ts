@@ -217,6 +217,11 @@ export const ClientMessageSchema = v.variant('type', [
   v.strictObject({ type: v.literal('task-events'), events: v.array(TaskEventSchema) }),
   v.strictObject({ type: v.literal('task-results'), results: v.array(TaskResultSchema) }),
   v.strictObject({ type: v.literal('actor-died'), actorId: hex(32), reason: v.string() }),
+  /**
+   * Tasks that waited in the node's queue a whole heartbeat without room to start (what holds its resources may
+   * never end): the node gives them back, unstarted, for the coordinator to place again (Ray's spillback).
+   */
+  v.strictObject({ type: v.literal('unqueued'), tasks: v.array(v.strictObject({ taskId: hex(48), attempt: v.number() })) }),
   /** A running task waits in get/wait (its CPU is free meanwhile, as in Ray), or stopped waiting. */
   v.strictObject({ type: v.literal('task-blocked'), taskId: hex(48), attempt: v.number(), blocked: v.boolean() }),
   /**

@@ -84,6 +84,56 @@ export interface TaskSummary {
   droppedRows: number
 }
 
+/** The columns of each kind of row: what filters may name (Ray's snake_case and any letter case work too). */
+export const STATE_COLUMNS = {
+  tasks: [
+    'taskId',
+    'name',
+    'state',
+    'type',
+    'funcOrClassName',
+    'jobId',
+    'nodeId',
+    'workerId',
+    'actorId',
+    'attempt',
+    'creationTime',
+    'startTime',
+    'endTime',
+    'errorType',
+    'errorName',
+    'errorMessage',
+    'infeasible',
+  ] satisfies (keyof TaskRow)[],
+  nodes: [
+    'nodeId',
+    'state',
+    'objectStoreMemory',
+    'objectStoreUsed',
+    'objectStoreSpilled',
+    'name',
+    'startTime',
+    'endTime',
+    'deathReason',
+    'runningTasks',
+    'workers',
+  ] satisfies (keyof NodeRow)[],
+  jobs: ['jobId', 'state', 'startTime', 'endTime', 'namespace'] satisfies (keyof JobRow)[],
+  actors: [
+    'actorId',
+    'name',
+    'namespace',
+    'className',
+    'state',
+    'nodeId',
+    'jobId',
+    'restarts',
+    'detached',
+    'deathCause',
+  ] satisfies (keyof ActorRow)[],
+  objects: ['objectId', 'size', 'refCount', 'spilled'] satisfies (keyof ObjectRow)[],
+} as const
+
 export interface ListOptions {
   /** Ray's filter triples, e.g. `[['name', '=', 'x'], ['state', '!=', 'FINISHED']]`. */
   filters?: StateFilter[]

@@ -6,6 +6,8 @@ export const TASK_STATES = [
   'PENDING_ARGS_AVAIL',
   'PENDING_NODE_ASSIGNMENT',
   'SUBMITTED_TO_WORKER',
+  /** An actor call at its actor, waiting for its turn (the actor runs `maxConcurrency` calls at a time). */
+  'PENDING_ACTOR_TASK_ORDERING_OR_CONCURRENCY',
   'RUNNING',
   'FINISHED',
   'FAILED',

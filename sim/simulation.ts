@@ -57,6 +57,8 @@ export class Simulation {
   readonly violations: string[] = []
   /** The last steps taken, for the report of a failing seed. */
   readonly trace: string[] = []
+  /** What the participants printed (warnings of infeasible tasks…): kept for the report, not printed. */
+  readonly console: string[] = []
   private tasks = new Map<string, TaskInfo>()
   /** Per actor incarnation (its worker), the calls started, by caller: each caller's must start in its order. */
   private started = new Map<string, Map<SimDriver, number>>()
@@ -93,9 +95,13 @@ export class Simulation {
 
   /**
    * Ids come from crypto.getRandomValues: during the run they come from the seed instead, so it replays exactly.
-   * Stack traces are not captured meanwhile (errors are made by the thousand; their stacks change nothing).
+   * Stack traces are not captured meanwhile (errors are made by the thousand; their stacks change nothing), and what
+   * the participants print is kept for the report.
    */
   private takeRandomness(): () => void {
+    const { warn, error } = console
+    console.warn = (...a: unknown[]) => void this.console.push(a.join(' '))
+    console.error = (...a: unknown[]) => void this.console.push(a.join(' '))
     const stackTraceLimit = Error.stackTraceLimit
     Error.stackTraceLimit = 0
     const crypto = globalThis.crypto
@@ -108,6 +114,8 @@ export class Simulation {
       },
     })
     return () => {
+      console.warn = warn
+      console.error = error
       Error.stackTraceLimit = stackTraceLimit
       Object.defineProperty(crypto, 'getRandomValues', { configurable: true, value: original })
     }
@@ -399,6 +407,7 @@ export class Simulation {
 
   /** Delivers, completes and lets time pass until nothing moves any more (bounded). */
   private async settle(): Promise<void> {
+    let quiet = 0
     for (let i = 0; i < 20_000; i++) {
       if (this.network.deliverOne(this.rng)) {
         await drain()
@@ -409,9 +418,10 @@ export class Simulation {
         await drain()
         continue
       }
-      // Quiet: let time pass so silent nodes are declared dead and their work moves on.
+      // Quiet: let time pass, so silent nodes are declared dead and work a node cannot start goes back (bounded).
       const frozen = this.nodes.some((n) => n.alive && n.frozen)
-      if (!frozen) return
+      const waiting = this.liveDrivers().some((d) => d.submitted.some((s) => !s.settled))
+      if ((!frozen && !waiting) || ++quiet > 30) return
       for (let k = 0; k < HEARTBEAT_MS / STEP_MS; k++) this.tick()
       await drain()
     }

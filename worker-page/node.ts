@@ -97,6 +97,8 @@ export class NodeAgent {
    * own count of free resources allows — a node is never over-committed, whatever the coordinator believed.
    */
   private localQueue: Assignment[] = []
+  /** What was in the queue at the last heartbeat: still there at the next one, it goes back to the coordinator. */
+  private seenAtHeartbeat = new Set<Assignment>()
   /** This node's own count of free resources. */
   private free: ResourceUnits
   private readonly events = new TurnBatch<Extract<ClientMessage, { type: 'task-events' }>['events'][number]>((events) =>
@@ -133,6 +135,12 @@ export class NodeAgent {
   }
 
   sendHeartbeat(): void {
+    const stuck = this.localQueue.filter((t) => this.seenAtHeartbeat.has(t))
+    if (stuck.length) {
+      this.localQueue = this.localQueue.filter((t) => !this.seenAtHeartbeat.has(t))
+      this.send({ type: 'unqueued', tasks: stuck.map((t) => ({ taskId: t.taskId as never, attempt: t.attempt })) })
+    }
+    this.seenAtHeartbeat = new Set(this.localQueue)
     this.send({
       type: 'heartbeat',
       running: this.stats.running,
@@ -221,10 +229,18 @@ export class NodeAgent {
     this.pumpLocalQueue()
   }
 
+  /**
+   * Starts, in arrival order, every queued task that fits what is free now; one that does not fit does not hold back
+   * those behind it (the coordinator may have reserved room for them already, and waits for them to finish).
+   */
   private pumpLocalQueue(): void {
-    while (this.localQueue.length && fits((this.localQueue[0] as Assignment).units, this.free)) {
-      this.accept(this.localQueue.shift() as Assignment)
+    if (!this.localQueue.length) return
+    const waiting: Assignment[] = []
+    for (const t of this.localQueue) {
+      if (fits(t.units, this.free)) this.accept(t)
+      else waiting.push(t)
     }
+    this.localQueue = waiting
   }
 
   private accept(t: Assignment): void {
@@ -237,7 +253,15 @@ export class NodeAgent {
           userError: false,
         })
       a.queue.push(t)
-      return this.pumpActor(a)
+      this.pumpActor(a)
+      if (a.queue.includes(t))
+        this.events.push({
+          taskId: t.taskId as never,
+          attempt: t.attempt,
+          state: 'PENDING_ACTOR_TASK_ORDERING_OR_CONCURRENCY',
+          time: Date.now(),
+        })
+      return
     }
     const fn = this.functions.get(t.functionId)
     if (!fn)
