@@ -65,11 +65,18 @@ export class Cluster {
     })
     this.actors = new ActorManager(this.tasks, { nodes: this.nodes, events: this.events, nodeSession })
     this.tasks.actors = this.actors
-    this.transfers = new ObjectTransfers({ nodes: this.nodes, objects: this.objects, nodeSession, log: this.log })
+    this.transfers = new ObjectTransfers({
+      nodes: this.nodes,
+      objects: this.objects,
+      nodeSession,
+      holderSession: (location) => this.nodeSessions.get(location) ?? this.peerSessions.get(location),
+      log: this.log,
+    })
     this.objects.onDelete = (id, holders) => {
       for (const n of holders) (this.nodeSessions.get(n) ?? this.peerSessions.get(n))?.send({ type: 'delete-objects', objectIds: [id] })
     }
     this.objects.onCollected = (id) => this.actors.handlesGone(id)
+    this.objects.onUnreferencedPending = (id) => this.actors.handlesGone(id)
     this.heartbeatTimeoutMs = opts.heartbeatTimeoutMs ?? 5000
     if (opts.monitor !== false) {
       this.monitor = setInterval(() => this.checkHeartbeats(), Math.min(1000, this.heartbeatTimeoutMs / 2))
@@ -184,7 +191,6 @@ export class Cluster {
         if (msg.log) this.log(`[node ${s.nodeId?.slice(0, 8)}] ${msg.log}`)
         return
       case 'upload-failed':
-        this.requireRole(s, 'node', msg.type)
         this.transfers.onUploadFailed(s, msg.objectId as ObjectId, msg.reason)
         return
       case 'task-events':
@@ -316,8 +322,11 @@ export class Cluster {
         s.isJobRoot ? 'its job ended (the driver disconnected)' : 'its owner (the worker of the task that made it) died',
       )
       this.transfers.dropUploads(s)
-      if (s.peerId) this.peerSessions.delete(s.peerId)
-      this.objects.releaseOwner(s)
+      if (s.peerId) {
+        this.peerSessions.delete(s.peerId)
+        this.transfers.onHolderGone(s.peerId)
+      }
+      this.objects.ownerDied(s, s.isJobRoot ? `its driver (job ${s.jobId})` : `the worker that made it (job ${s.jobId})`)
       if (s.isJobRoot && s.jobId) this.endJob(s.jobId)
     }
   }

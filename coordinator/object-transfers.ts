@@ -21,7 +21,10 @@ interface Upload {
 export class ObjectTransfers {
   private uploads = new Map<ObjectId, Upload>()
   /** Who waits for the bytes of an object a node is uploading to us, and from which node. */
-  private relays = new Map<ObjectId, { from: string; to: Set<Session>; tried: Set<string>; started: boolean; later: Set<Session> }>()
+  private relays = new Map<
+    ObjectId,
+    { from: string; fromSession: Session; to: Set<Session>; tried: Set<string>; started: boolean; later: Set<Session> }
+  >()
   /** Where each buffered object is being placed, so a second placement is not started. */
   private placing = new Map<ObjectId, string>()
 
@@ -30,6 +33,8 @@ export class ObjectTransfers {
       nodes: NodeTable
       objects: ObjectDirectory
       nodeSession(nodeId: string): Session | undefined
+      /** Who serves a location's copy: a node, or a browser driver serving its own put (by its peer id). */
+      holderSession(location: string): Session | undefined
       log(line: string): void
     },
   ) {}
@@ -53,7 +58,10 @@ export class ObjectTransfers {
 
   /** A chunk from a driver (its put) or from a node (answering upload-object). */
   onChunk(s: Session, m: ClientMessageOf<'object-chunk'>): void {
-    if (s.role === 'node') return this.relayChunk(m)
+    // A chunk of an upload this coordinator asked for (from a node, or a browser driver serving its put)…
+    if (this.relays.get(m.objectId as ObjectId)?.fromSession === s) return this.relayChunk(m)
+    if (s.role === 'node') return // …or a late one from an upload that was given up: dropped
+    // …else a driver's own put.
     const id = m.objectId as ObjectId
     const objects = this.deps.objects
     let up = this.uploads.get(id)
@@ -152,16 +160,17 @@ export class ObjectTransfers {
 
   private requestUpload(id: ObjectId, to: Set<Session>, tried: Set<string>): void {
     const e = this.deps.objects.read(id)
-    const from = [...(e?.locations ?? [])].find((n) => !tried.has(n) && this.deps.nodeSession(n))
-    if (!from) {
-      const error = new ObjectLostError(id, 'no node that holds it could send it').toWire()
+    const from = [...(e?.locations ?? [])].find((n) => !tried.has(n) && this.deps.holderSession(n))
+    const fromSession = from ? this.deps.holderSession(from) : undefined
+    if (!from || !fromSession) {
+      const error = new ObjectLostError(id, 'no node or driver that holds it could send it').toWire()
       for (const s of to) s.pushObject({ objectId: id, error })
       this.relays.delete(id)
       return
     }
     tried.add(from)
-    this.relays.set(id, { from, to, tried, started: false, later: new Set() })
-    this.deps.nodeSession(from)?.send({ type: 'upload-object', objectId: id })
+    this.relays.set(id, { from, fromSession, to, tried, started: false, later: new Set() })
+    fromSession.send({ type: 'upload-object', objectId: id })
   }
 
   private relayChunk(m: ClientMessageOf<'object-chunk'>): void {
@@ -175,11 +184,17 @@ export class ObjectTransfers {
     if (relay.later.size) this.requestUpload(id, relay.later, new Set())
   }
 
-  /** A node could not send an object (evicted, disk error): try another holder. */
+  /** A holder could not send an object (evicted, disk error): try another holder. */
   onUploadFailed(s: Session, id: ObjectId, reason: string): void {
     const relay = this.relays.get(id)
-    this.deps.log(`[coordinator] node ${s.nodeId?.slice(0, 8)} could not send ${id.slice(0, 12)}: ${reason}`)
-    if (relay && relay.from === s.nodeId) this.requestUpload(id, new Set([...relay.to, ...relay.later]), relay.tried)
+    if (relay?.fromSession !== s) return
+    this.deps.log(`[coordinator] ${relay.from.slice(0, 8)} could not send ${id.slice(0, 12)}: ${reason}`)
+    this.requestUpload(id, new Set([...relay.to, ...relay.later]), relay.tried)
+  }
+
+  /** A browser driver that served its puts went away: relays from it move to another holder, or fail. */
+  onHolderGone(location: string): void {
+    this.onNodeDead(location)
   }
 
   /** A node died: relays from it move to another holder; placements on it start over. */

@@ -464,11 +464,13 @@ export class Mesh implements ActorSubmitter {
       case 'delete-objects':
         this.transfer.dropServed(msg.objectIds)
         return
+      case 'upload-object':
+        void this.transfer.upload(msg.objectId as ObjectId, () => this.transport.bufferedAmount).catch(() => {})
+        return
       case 'welcome':
       case 'assign':
       case 'cancel-task':
       case 'kill-actor':
-      case 'upload-object':
       case 'relay-down':
       case 'job-ended':
         return // node-only messages; a driver ignores them

@@ -16,6 +16,7 @@ export type ErrorCode =
   | 'OBJECT_FREED'
   | 'TASK_UNSCHEDULABLE'
   | 'ACTOR_UNSCHEDULABLE'
+  | 'OWNER_DIED'
   | 'PROTOCOL'
 
 /** An error as it crosses a boundary. `data` holds the class's own fields. */
@@ -124,12 +125,23 @@ export class ObjectLostError extends ShoalError {
   constructor(
     readonly objectId: string,
     reason: string,
-    code: 'OBJECT_LOST' | 'OBJECT_FREED' = 'OBJECT_LOST',
+    code: 'OBJECT_LOST' | 'OBJECT_FREED' | 'OWNER_DIED' = 'OBJECT_LOST',
   ) {
     super(code, `Object ${objectId} is lost: ${reason}`)
   }
   protected override wireData() {
     return { objectId: this.objectId }
+  }
+}
+
+/**
+ * The object's owner (the driver or the task's worker that made it) died: as in Ray, an object shares its owner's
+ * fate, even while others still hold refs to it. Ray's OwnerDiedError.
+ */
+export class OwnerDiedError extends ObjectLostError {
+  override readonly name = 'OwnerDiedError'
+  constructor(objectId: string, owner = 'its owner') {
+    super(objectId, `${owner} died (an object shares the fate of the driver or task worker that made it)`, 'OWNER_DIED')
   }
 }
 
@@ -279,6 +291,8 @@ export function rayErrorType(code: string): string {
       return 'OBJECT_LOST'
     case 'OBJECT_FREED':
       return 'OBJECT_FREED'
+    case 'OWNER_DIED':
+      return 'OWNER_DIED'
     case 'OBJECT_STORE_FULL':
       return 'OUT_OF_MEMORY'
     case 'TASK_UNSCHEDULABLE':
@@ -340,6 +354,9 @@ export function fromWireError(w: WireError): ShoalError {
       break
     case 'OBJECT_FREED':
       err = new ObjectFreedError(d.objectId ?? '?')
+      break
+    case 'OWNER_DIED':
+      err = new OwnerDiedError(d.objectId ?? '?')
       break
     case 'TASK_UNSCHEDULABLE':
       err = new TaskUnschedulableError(d.taskId ?? '?', '')

@@ -19,6 +19,7 @@ export {
   ObjectFreedError,
   ObjectLostError,
   ObjectStoreFullError,
+  OwnerDiedError,
   ShoalError,
   TaskCancelledError,
   TaskError,

@@ -102,6 +102,26 @@ export class ObjectTransfer {
     }
   }
 
+  /**
+   * The coordinator asks for the bytes of a put this driver serves (a task, which has no WebRTC, wants it): they go up
+   * in chunks, pausing while the socket's buffer is full.
+   */
+  async upload(id: ObjectId, buffered: () => number): Promise<void> {
+    const bytes = this.served.get(id)
+    if (!bytes) return this.channel.send({ type: 'upload-failed', objectId: id, reason: 'this driver no longer serves it' })
+    const total = bytes.byteLength
+    for (let offset = 0; offset < total; offset += OBJECT_CHUNK_BYTES) {
+      while (buffered() > 8 * OBJECT_CHUNK_BYTES) await new Promise((r) => setTimeout(r, 5))
+      this.channel.send({
+        type: 'object-chunk',
+        objectId: id,
+        offset,
+        total,
+        data: bytes.subarray(offset, Math.min(total, offset + OBJECT_CHUNK_BYTES)),
+      })
+    }
+  }
+
   /** A chunk relayed by the coordinator. */
   onChunk(id: ObjectId, offset: number, total: number, data: Uint8Array): void {
     this.stats.relayBytes += data.byteLength

@@ -94,16 +94,16 @@ export class WorkerPool implements NodeWorkers {
   }
 
   /**
-   * An idle worker for this job: one it already used, else a fresh one. Idle workers of other live jobs are kept:
-   * tasks they submitted may still run and are owned by them (their channel), so stopping them would cancel that
-   * work. Only past a cap of several workers per CPU is one of them reused, the oldest first.
+   * An idle worker for this job: one it already used, else a fresh one. An idle worker of another live job is
+   * replaced only if it owns nothing (no channel): what a worker made and what it submitted share its fate (as in
+   * Ray), so a worker that owns things lives until its job ends.
    */
   acquire(jobId: string, taskId: string): PooledWorker {
     let w = this.workers.find((x) => !x.busy && !x.actorId && x.jobId === jobId)
     w ??= this.workers.find((x) => !x.busy && !x.actorId && x.jobId === undefined)
     if (!w) {
-      const other = this.workers.find((x) => !x.busy && !x.actorId)
-      if (other && this.workers.length >= MAX_WORKERS_PER_CPU * this.prewarm) this.terminate(other)
+      const other = this.workers.find((x) => !x.busy && !x.actorId && !x.channels.size)
+      if (other && this.workers.length >= this.prewarm) this.terminate(other)
       w = this.spawn()
     }
     w.busy = true
@@ -181,8 +181,5 @@ export class WorkerPool implements NodeWorkers {
     for (const w of [...this.workers]) if (w.jobId === jobId && !w.busy && !w.actorId) this.terminate(w)
   }
 }
-
-/** How many workers a node keeps per CPU before it reuses an idle worker of another job. */
-const MAX_WORKERS_PER_CPU = 4
 
 export type { ExecResult }

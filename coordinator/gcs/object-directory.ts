@@ -1,4 +1,4 @@
-import { ObjectFreedError, ObjectLostError, type WireError } from '../../sdk/errors.ts'
+import { ObjectFreedError, ObjectLostError, OwnerDiedError, type WireError } from '../../sdk/errors.ts'
 import type { ObjectId } from '../../sdk/ids.ts'
 import type { ObjectUpdate } from '../../sdk/protocol.ts'
 import type { ObjectRow } from '../../sdk/state.ts'
@@ -50,6 +50,8 @@ export class ObjectDirectory {
   onDelete: (id: ObjectId, locations: string[]) => void = () => {}
   /** Called when an object is gone from the directory (for the actor table: an actor's handles are counted this way). */
   onCollected: (id: ObjectId) => void = () => {}
+  /** Called when an object not made yet loses its last ref (an actor whose creation is pending, and no handle left). */
+  onUnreferencedPending: (id: ObjectId) => void = () => {}
 
   /** A future object: the return of a submitted task, or a driver's put still uploading. */
   create(id: ObjectId, jobId: string, owner: ObjectSink | undefined): void {
@@ -209,24 +211,19 @@ export class ObjectDirectory {
     this.collect(id, e)
   }
 
-  /** An owner went away (a worker's channel closed, a driver left): it holds none of its objects any more. */
-  releaseOwner(owner: ObjectSink): void {
+  /**
+   * An owner died (a worker's channel closed, a driver left). As in Ray, its objects share its fate: one that others
+   * still refer to is lost for them (OwnerDiedError, every copy deleted); the rest are simply collected.
+   */
+  ownerDied(owner: ObjectSink, who?: string): void {
     const ids = this.byOwner.get(owner)
     this.byOwner.delete(owner)
     for (const id of ids ?? []) {
       const e = this.objects.get(id)
       if (!e || e.owner !== owner) continue
       e.ownerHeld = false
-      this.collect(id, e)
-    }
-  }
-
-  /** The job ended: none of its connections holds anything any more. */
-  releaseJob(jobId: string): void {
-    for (const [id, e] of this.objects) {
-      if (e.jobId !== jobId) continue
-      e.ownerHeld = false
-      this.collect(id, e)
+      if (e.pins > 0 && !e.error) this.lose(id, e, new OwnerDiedError(id, who).toWire())
+      else this.collect(id, e)
     }
   }
 
@@ -236,7 +233,11 @@ export class ObjectDirectory {
    */
   free(id: ObjectId): void {
     const e = this.objects.get(id)
-    if (!e) return
+    if (e) this.lose(id, e, new ObjectFreedError(id).toWire())
+  }
+
+  /** Deletes an object's value and every copy now, leaving `error` for whoever still reads it. */
+  private lose(id: ObjectId, e: ObjectEntry, error: WireError): void {
     const locations = e.locations ? [...e.locations] : []
     for (const n of locations) this.byLocation.get(n)?.delete(id)
     const nested = e.nested
@@ -246,7 +247,7 @@ export class ObjectDirectory {
     e.locations = undefined
     e.spilledOn = undefined
     e.nested = undefined
-    e.error = new ObjectFreedError(id).toWire()
+    e.error = error
     if (locations.length) this.onDelete(id, locations)
     this.announce(id, e)
     for (const n of nested ?? []) this.unpin(n)
@@ -293,8 +294,9 @@ export class ObjectDirectory {
   }
 
   private collect(id: ObjectId, e: ObjectEntry): void {
+    if (e.ownerHeld || e.pins > 0) return
     // A pending object is never collected: its task will resolve it and someone may subscribe meanwhile.
-    if (e.ownerHeld || e.pins > 0 || !ready(e)) return
+    if (!ready(e)) return this.onUnreferencedPending(id)
     this.objects.delete(id)
     if (e.owner) this.byOwner.get(e.owner)?.delete(id)
     this.byLocation.get(BUFFERED)?.delete(id)

@@ -29,7 +29,11 @@ async function job(): Promise<Mesh> {
   return m
 }
 
-const exists = async (id: string) => (await mesh.state.listObjects({ filters: [['objectId', '=', id]] })).length > 0
+/**
+ * Whether the object's value is still held anywhere. An object that is lost (its owner died) or freed stays listed,
+ * with no size and no copy, while refs to it remain, so that `get` can say what happened to it.
+ */
+const exists = async (id: string) => (await mesh.state.listObjects({ filters: [['objectId', '=', id]] })).some((o) => o.size > 0)
 
 /**
  * Ray's `_fill_object_store_and_get(id, succeed)`: fills the store so that anything unpinned is evicted, then checks the
