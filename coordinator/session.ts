@@ -1,6 +1,6 @@
 import { encodeFrames } from '../sdk/codec.ts'
-import type { Assignment, FunctionDef, ObjectUpdate, ServerMessage } from '../sdk/protocol.ts'
-import { TurnBatch } from '../sdk/turn-batch.ts'
+import { type Assignment, type FunctionDef, MAX_FRAME_BYTES, type ObjectUpdate, type ServerMessage } from '../sdk/protocol.ts'
+import { BATCH_MESSAGE_BYTES, sizeOfValues, TurnBatch } from '../sdk/turn-batch.ts'
 import type { ObjectSink } from './gcs/object-directory.ts'
 
 /**
@@ -35,7 +35,9 @@ export class Session implements ObjectSink {
 
   private readonly out = new TurnBatch<ServerMessage>((msgs) => this.write(msgs))
   private objects: ObjectUpdate[] = []
+  private objectBytes = 0
   private assignments: Assignment[] = []
+  private assignmentBytes = 0
   private functions: FunctionDef[] = []
 
   constructor(
@@ -49,18 +51,32 @@ export class Session implements ObjectSink {
 
   pushObject(update: ObjectUpdate): void {
     if (this.closed) return
+    const size = sizeOfValues([update.data])
+    // A message of this turn's updates, or a new one once it holds BATCH_MESSAGE_BYTES (no frame grows past a limit).
+    if (!this.objects.length || this.objectBytes + size > BATCH_MESSAGE_BYTES) {
+      this.objects = []
+      this.objectBytes = 0
+      this.out.push({ type: 'objects', objects: this.objects })
+    }
     this.objects.push(update)
-    if (this.objects.length === 1) this.out.push({ type: 'objects', objects: this.objects })
+    this.objectBytes += size
   }
 
   pushAssignment(a: Assignment, fn: FunctionDef | undefined): void {
     if (this.closed) return
+    const size = sizeOfValues(a.args) + (fn?.source.length ?? 0)
+    if (!this.assignments.length || this.assignmentBytes + size > BATCH_MESSAGE_BYTES) {
+      this.assignments = []
+      this.functions = []
+      this.assignmentBytes = 0
+      this.out.push({ type: 'assign', tasks: this.assignments, functions: this.functions })
+    }
     if (fn && !this.knownFunctions.has(fn.functionId)) {
       this.knownFunctions.add(fn.functionId)
       this.functions.push(fn)
     }
     this.assignments.push(a)
-    if (this.assignments.length === 1) this.out.push({ type: 'assign', tasks: this.assignments, functions: this.functions })
+    this.assignmentBytes += size
   }
 
   close(code: number, reason: string): void {
@@ -78,6 +94,12 @@ export class Session implements ObjectSink {
     this.objects = []
     this.assignments = []
     this.functions = []
-    if (!this.closed) encodeFrames(msgs, (frame) => this.sendBytes(frame))
+    if (this.closed) return
+    encodeFrames(
+      msgs,
+      (frame) => this.sendBytes(frame),
+      MAX_FRAME_BYTES,
+      (m) => console.error(`[coordinator] a '${(m as ServerMessage).type}' message over ${MAX_FRAME_BYTES} bytes was not sent`),
+    )
   }
 }

@@ -18,7 +18,7 @@ import { type ClientMessage, INLINE_OBJECT_MAX_BYTES, PROTOCOL_VERSION, type Ser
 import { ReferenceCounter } from './reference-counter.ts'
 import { RemoteFunction } from './remote-function.ts'
 import { StateApi } from './state.ts'
-import { encodePut, TaskSubmitter } from './task-submitter.ts'
+import { encodePut, FUNCTION_MARK, TaskSubmitter } from './task-submitter.ts'
 import type { FramedTransport } from './transport/framed.ts'
 import type { PeerMesh } from './transport/peer-mesh.ts'
 import { ControlSocket } from './transport/websocket.ts'
@@ -98,6 +98,7 @@ export class Mesh implements ActorSubmitter {
       expect: (id) => this.objects.expect(id),
       putArgument: (data, nested) => this.putEncoded(data, nested, false).ref,
       parentTaskId: () => this.parentTaskId,
+      maxFrameBytes: () => this.transport.maxFrameBytes,
     })
     this.transfer = new ObjectTransfer(this.objects, { send: (m) => this.transport.send(m), request: (m) => this.request(m) }, peers)
     this.state = new StateApi((query) => this.request({ type: 'state', reqId: 0, query }))
@@ -105,7 +106,7 @@ export class Mesh implements ActorSubmitter {
     transport.manifest = (m) => TaskSubmitter.manifestOf(m) ?? (m.type === 'object-chunk' || m.type === 'put' ? [m.objectId] : undefined)
     transport.onTooLarge = (m, bytes) =>
       this.failCarried(
-        TaskSubmitter.manifestOf(m) ?? [],
+        transport.manifest(m) ?? [],
         `it is ${bytes} bytes in one message, over the coordinator's ${transport.maxFrameBytes}-byte limit: pass large values with put()`,
       )
     transport.onMessage = (m) => this.onMessage(m)
@@ -428,6 +429,10 @@ export class Mesh implements ActorSubmitter {
   /** The coordinator refused messages that would have made these objects: they fail here, with its reason. */
   private failCarried(ids: readonly string[], why: string): void {
     for (const id of ids) {
+      if (id.startsWith(FUNCTION_MARK)) {
+        this.submitter.forgetFunction(id.slice(FUNCTION_MARK.length))
+        continue
+      }
       const task = id.slice(0, 48)
       const error = new ValidationError(`the coordinator did not accept ${id.endsWith('00000000') ? 'the put' : `task ${task}`}: ${why}`)
       this.objects.fail(id as ObjectId, error.toWire())

@@ -16,14 +16,12 @@ import {
 import { ObjectRef } from './object-ref.ts'
 import { type ClientMessage, INLINE_OBJECT_MAX_BYTES, type TaskArg, type TaskSpec } from './protocol.ts'
 import type { TaskSubmitter as RemoteFunctionSubmitter } from './remote-function.ts'
-import { TurnBatch } from './turn-batch.ts'
+import { batchBytesFor, sizeOfValues, TurnBatch } from './turn-batch.ts'
 
-/** A submit message holds at most this many tasks… */
+/** Marks a function registration in a frame's manifest (see manifestOf). */
+export const FUNCTION_MARK = 'fn:'
+/** A submit message holds at most this many tasks (and a share of the frame limit: see batchBytesFor). */
 const SUBMIT_MAX_TASKS = 2000
-/** …and about this many bytes of inline arguments, so a frame never approaches the coordinator's limit. */
-const SUBMIT_MAX_BYTES = 4 * 1024 * 1024
-/** What a spec costs on the wire beyond its inline arguments (ids, names, options), for the estimate above. */
-const SPEC_OVERHEAD_BYTES = 256
 
 /** What the submitter needs from its connection. */
 export interface SubmitChannel {
@@ -40,6 +38,8 @@ export interface SubmitChannel {
   putArgument(data: Uint8Array, nested: ObjectId[]): ObjectRef
   /** The task submitting, when this connection belongs to a running task. */
   parentTaskId(): string | undefined
+  /** The largest frame the coordinator accepts (submits are cut well under it). */
+  maxFrameBytes(): number
 }
 
 /**
@@ -49,18 +49,31 @@ export interface SubmitChannel {
  */
 export class TaskSubmitter implements RemoteFunctionSubmitter, Pick<ActorSubmitter, 'createActor' | 'submitActorTask'> {
   private registered = new Set<FunctionId>()
-  private readonly specs = new TurnBatch<TaskSpec>((specs) => this.sendSpecs(specs))
+  private readonly specs = new TurnBatch<TaskSpec>((tasks) => this.channel.send({ type: 'submit', tasks }), {
+    maxItems: SUBMIT_MAX_TASKS,
+    maxBytes: () => batchBytesFor(this.channel.maxFrameBytes()),
+    sizeOf: (spec) => sizeOfValues(spec.args.map((a) => ('v' in a ? a.v : undefined))),
+  })
   /** Large by-value arguments already put, by identity: the ref lives as long as the value does. */
   private autoPuts = new WeakMap<object, ObjectRef>()
 
   constructor(private readonly channel: SubmitChannel) {}
 
-  /** The object ids a message makes (its task returns): the transport keeps them per frame, for refusals. */
+  /**
+   * What a message would make: its tasks' return ids, or (as `fn:<id>`) the functions it registers. The transport
+   * keeps this per frame, so a refused frame fails those refs and forgets those registrations.
+   */
   static manifestOf(msg: ClientMessage): readonly string[] | undefined {
+    if (msg.type === 'register-functions') return msg.functions.map((f) => `${FUNCTION_MARK}${f.functionId}`)
     if (msg.type !== 'submit') return undefined
     const ids: string[] = []
     for (const t of msg.tasks as TaskSpec[]) for (let i = 1; i <= t.numReturns; i++) ids.push(objectIdOf(t.taskId as TaskId, i))
     return ids
+  }
+
+  /** A registration the coordinator refused: the next task of that function registers it again. */
+  forgetFunction(functionId: string): void {
+    this.registered.delete(functionId as FunctionId)
   }
 
   submitTask(
@@ -140,23 +153,6 @@ export class TaskSubmitter implements RemoteFunctionSubmitter, Pick<ActorSubmitt
   /** Sends the specs queued so far now (before a message that must come after them: a request, a registration). */
   flush(): void {
     this.specs.flush()
-  }
-
-  /** One turn's specs, as submit messages cut by count and by the bytes of their inline arguments. */
-  private sendSpecs(specs: TaskSpec[]): void {
-    let start = 0
-    let bytes = 0
-    for (let i = 0; i < specs.length; i++) {
-      let size = SPEC_OVERHEAD_BYTES
-      for (const a of (specs[i] as TaskSpec).args) if ('v' in a) size += a.v.byteLength
-      if (i > start && (i - start >= SUBMIT_MAX_TASKS || bytes + size > SUBMIT_MAX_BYTES)) {
-        this.channel.send({ type: 'submit', tasks: specs.slice(start, i) })
-        start = i
-        bytes = 0
-      }
-      bytes += size
-    }
-    this.channel.send({ type: 'submit', tasks: start === 0 ? specs : specs.slice(start) })
   }
 
   /**

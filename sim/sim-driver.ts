@@ -42,6 +42,7 @@ export class SimDriver {
     const transport = this.link.client
     transport.onMessage = (m: ServerMessage) => {
       if (m.type !== 'welcome' || this.mesh) return
+      transport.maxFrameBytes = m.maxFrameBytes
       const mesh = new Mesh(transport, 'sim://coordinator', m.jobId as JobId, m.namespace)
       const deliver = transport.onMessage
       transport.onMessage = (msg) => {

@@ -1,5 +1,5 @@
 import { newWorkerId } from '../sdk/ids.ts'
-import { PROTOCOL_VERSION, type ServerMessage } from '../sdk/protocol.ts'
+import { PROTOCOL_VERSION, RELAY_OVERHEAD_BYTES, type ServerMessage } from '../sdk/protocol.ts'
 import { type ResourceUnits, toUnits } from '../sdk/resources.ts'
 import type { ExecResult, ExecTask } from '../worker-page/executor.worker.ts'
 import { NodeAgent, type NodeObjects, type NodeWorkers, type WorkerSlot } from '../worker-page/node.ts'
@@ -145,6 +145,7 @@ export class SimNode {
     transport.onMessage = (m: ServerMessage) => {
       if (m.type !== 'welcome' || this.agent) return
       this.nodeId = m.nodeId as string
+      transport.maxFrameBytes = m.maxFrameBytes + RELAY_OVERHEAD_BYTES
       const agent = new NodeAgent(this.nodeId, transport, this.workers, noObjects, this.total, 0)
       this.agent = agent
       transport.onMessage = (msg) => {

@@ -46,7 +46,12 @@ export interface ExecutorContext {
   address: string
   /** The node's object store capacity: a larger result cannot be stored. */
   storeCapacity: number
+  /** The largest frame the coordinator accepts from a driver (`self.shoal` cuts its frames under it). */
+  maxFrameBytes: number
 }
+
+/** Inline return values of one result add up to at most this; the rest go to the plasma store, as large ones do. */
+const INLINE_RESULT_MAX_BYTES = 1024 * 1024
 
 /** esbuild (tsx, Vite) may wrap inner functions in `__name(fn, "x")`: the helper must exist where the source is compiled. */
 const PRELUDE = 'const __name = (f) => f;'
@@ -88,6 +93,7 @@ function meshFor(t: ExecTask): { mesh: Mesh; channel: WorkerChannel } {
       role: 'driver',
       attachJob: t.jobId,
     })
+    channel.maxFrameBytes = c.maxFrameBytes
     m = { mesh: new Mesh(channel, c.address, t.jobId as JobId, t.namespace), channel }
     meshes.set(t.jobId, m)
   }
@@ -128,11 +134,14 @@ async function encodeReturns(
   }
   const nestedRefs: ObjectId[] = []
   const returns: (Uint8Array | { stored: number; bytes?: Uint8Array })[] = []
+  let inline = 0
   for (let i = 0; i < values.length; i++) {
     const what = t.numReturns > 1 ? `return value ${i} of ${t.name}` : `the return value of ${t.name}`
     // A copy of its own: the encoder's buffer is shared with the next value, and this one's is moved to the page.
     const bytes = encodeValue(values[i], what, nestedRefs).slice()
-    if (bytes.byteLength <= INLINE_OBJECT_MAX_BYTES) {
+    // Small values travel inline, up to a total per result that keeps it well inside a frame (numReturns: 1000).
+    if (bytes.byteLength <= INLINE_OBJECT_MAX_BYTES && inline + bytes.byteLength <= INLINE_RESULT_MAX_BYTES) {
+      inline += bytes.byteLength
       returns.push(bytes)
       continue
     }

@@ -3,7 +3,7 @@ import { objectIdOf, type TaskId } from '../sdk/ids.ts'
 import type { Assignment, ClientMessage, FunctionDef, LargeArg, ObjectUpdate, ServerMessage, TaskResult } from '../sdk/protocol.ts'
 import { allocate, fits, type ResourceUnits, release } from '../sdk/resources.ts'
 import type { FramedTransport } from '../sdk/transport/framed.ts'
-import { TurnBatch } from '../sdk/turn-batch.ts'
+import { batchBytesFor, sizeOfValues, TurnBatch } from '../sdk/turn-batch.ts'
 import type { ExecArg, ExecResult, ExecTask } from './executor.worker.ts'
 
 /** A worker as the node sees it. */
@@ -101,10 +101,14 @@ export class NodeAgent {
   private seenAtHeartbeat = new Set<Assignment>()
   /** This node's own count of free resources. */
   private free: ResourceUnits
-  private readonly events = new TurnBatch<Extract<ClientMessage, { type: 'task-events' }>['events'][number]>((events) =>
-    this.send({ type: 'task-events', events }),
+  private readonly events = new TurnBatch<Extract<ClientMessage, { type: 'task-events' }>['events'][number]>(
+    (events) => this.send({ type: 'task-events', events }),
+    { maxItems: 5000 },
   )
-  private readonly results = new TurnBatch<TaskResult>((results) => this.send({ type: 'task-results', results }))
+  private readonly results = new TurnBatch<TaskResult>((results) => this.send({ type: 'task-results', results }), {
+    maxBytes: () => batchBytesFor(this.transport.maxFrameBytes),
+    sizeOf: (r) => sizeOfValues(r.ok ? r.returns : undefined),
+  })
   private heartbeat: ReturnType<typeof setInterval> | undefined
   private stopped = false
 
@@ -122,6 +126,9 @@ export class NodeAgent {
     workers.onChannelsClosed = (channels) => this.send({ type: 'relay-close', channels })
     transport.onMessage = (m) => this.onMessage(m)
     transport.onClose = (reason) => this.stop(reason)
+    // Batches are cut well under the limit; should one message still not fit, it is said, not lost in silence.
+    transport.onTooLarge = (m, bytes) =>
+      console.error(`[shoal node] a '${m.type}' message of ${bytes} bytes is over the frame limit; not sent`)
     if (heartbeatMs > 0) this.heartbeat = setInterval(() => this.sendHeartbeat(), heartbeatMs)
   }
 

@@ -1,5 +1,5 @@
 import { ConnectionError, fromWireError } from '../sdk/errors.ts'
-import { PROTOCOL_VERSION, type ServerMessage } from '../sdk/protocol.ts'
+import { PROTOCOL_VERSION, RELAY_OVERHEAD_BYTES, type ServerMessage } from '../sdk/protocol.ts'
 import { toUnits } from '../sdk/resources.ts'
 import type { PeerMesh } from '../sdk/transport/peer-mesh.ts'
 import { ControlSocket } from '../sdk/transport/websocket.ts'
@@ -51,6 +51,8 @@ export async function startNode(config: NodeConfig): Promise<StartedNode> {
     })
   })
   const nodeId = welcome.nodeId as string
+  // A node may send a little more than a driver: its frames carry its workers' whole frames.
+  socket.maxFrameBytes = welcome.maxFrameBytes + RELAY_OVERHEAD_BYTES
   // The coordinator may assign work the moment it welcomes us: hold it until the store and pool exist.
   const early: ServerMessage[] = []
   socket.onMessage = (m) => early.push(m)
@@ -65,7 +67,7 @@ export async function startNode(config: NodeConfig): Promise<StartedNode> {
     () => socket.bufferedAmount,
   )
   const pool = new WorkerPool(
-    { nodeId, address, storeCapacity: objectStoreMemory },
+    { nodeId, address, storeCapacity: objectStoreMemory, maxFrameBytes: welcome.maxFrameBytes },
     Math.max(1, Math.ceil(cpus)),
     (bytes) => store.reserve(bytes),
     (taskId, blocked) => agent?.taskBlocked(taskId, blocked),
