@@ -77,6 +77,7 @@ export class Cluster {
     }
     this.objects.onCollected = (id) => this.actors.handlesGone(id)
     this.objects.onUnreferencedPending = (id) => this.actors.handlesGone(id)
+    this.objects.onOwnerEmpty = (owner) => this.ownerEmpty(owner as Session)
     this.heartbeatTimeoutMs = opts.heartbeatTimeoutMs ?? 5000
     if (opts.monitor !== false) {
       this.monitor = setInterval(() => this.checkHeartbeats(), Math.min(1000, this.heartbeatTimeoutMs / 2))
@@ -375,7 +376,17 @@ export class Cluster {
    */
   private endJob(jobId: string): void {
     this.jobs.finish(jobId)
-    for (const n of this.nodeSessions.values()) n.send({ type: 'job-ended', jobId })
+    for (const n of this.nodeSessions.values()) {
+      const idle = [...n.relays].filter(([, sub]) => sub.jobId === jobId && !this.objects.owns(sub)).map(([c]) => c)
+      n.send({ type: 'retire-workers', jobId, channels: idle })
+    }
+  }
+
+  /** A worker of an ended job that owned things owns nothing any more: it can go now. */
+  private ownerEmpty(owner: Session): void {
+    const carrier = owner.carrier
+    if (!carrier || this.jobs.get(owner.jobId ?? '')?.state === 'RUNNING') return
+    carrier.node.send({ type: 'retire-workers', channels: [carrier.channel] })
   }
 
   /** The state API, shared by the WebSocket and REST. */

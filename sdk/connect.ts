@@ -477,7 +477,7 @@ export class Mesh implements ActorSubmitter {
       case 'cancel-task':
       case 'kill-actor':
       case 'relay-down':
-      case 'job-ended':
+      case 'retire-workers':
         return // node-only messages; a driver ignores them
       default:
         msg satisfies never

@@ -303,8 +303,11 @@ export type ServerMessage =
   | { type: 'object-chunk'; objectId: string; offset: number; total: number; data: Uint8Array }
   /** To a node: send the bytes of this object back as `object-chunk` messages. */
   | { type: 'upload-object'; objectId: string }
-  /** To a node: the job ended; its idle workers can go (their channels close and let go of what they held). */
-  | { type: 'job-ended'; jobId: string }
+  /**
+   * To a node: the job ended. Its idle workers that own nothing go (Ray kills a finished job's workers, but not one
+   * that owns objects still in use); `channels` names workers that own nothing any more, whatever their job.
+   */
+  | { type: 'retire-workers'; jobId?: string; channels: string[] }
   /** To a node (or a browser driver serving its puts): nothing refers to these objects any more; delete them. */
   | { type: 'delete-objects'; objectIds: string[] }
 

@@ -62,7 +62,8 @@ class SimWorkers implements NodeWorkers {
     for (const w of [...this.slots]) this.terminate(w)
   }
 
-  retire(jobId: string): void {
+  retire(jobId: string | undefined): void {
+    // Simulated workers open no channels, so they never own anything.
     for (const w of [...this.slots]) if (w.jobId === jobId && !w.busy && !w.actorId) this.terminate(w)
   }
 

@@ -24,8 +24,11 @@ export interface NodeWorkers {
   release(w: WorkerSlot): void
   terminate(w: WorkerSlot): void
   terminateAll(): void
-  /** The job ended: its idle workers stop (Ray kills a finished job's workers), and their channels close. */
-  retire(jobId: string): void
+  /**
+   * Idle workers stop: those of an ended job that own nothing (no channel), and those whose channels are named (they
+   * owned something, and no longer do). Their channels close.
+   */
+  retire(jobId: string | undefined, channels: readonly string[]): void
   byTask(taskId: string): WorkerSlot | undefined
   run(w: WorkerSlot, t: ExecTask & { source: string; funcName: string }): Promise<ExecResult>
   createActor(w: WorkerSlot, t: ExecTask & { source: string; className: string; maxConcurrency: number }): Promise<ExecResult>
@@ -193,8 +196,8 @@ export class NodeAgent {
       case 'relay-down':
         this.workers.deliver(msg.channel, msg.frame)
         return
-      case 'job-ended':
-        this.workers.retire(msg.jobId)
+      case 'retire-workers':
+        this.workers.retire(msg.jobId, msg.channels)
         return
       case 'error':
         console.warn(`[shoal node] coordinator: ${msg.error.message}`)

@@ -177,8 +177,12 @@ export class WorkerPool implements NodeWorkers {
     for (const w of [...this.workers]) this.terminate(w)
   }
 
-  retire(jobId: string): void {
-    for (const w of [...this.workers]) if (w.jobId === jobId && !w.busy && !w.actorId) this.terminate(w)
+  retire(jobId: string | undefined, channels: readonly string[]): void {
+    for (const w of [...this.workers]) {
+      if (w.busy || w.actorId) continue
+      const owesNothing = w.jobId === jobId && !w.channels.size
+      if (owesNothing || channels.some((c) => w.channels.has(c))) this.terminate(w)
+    }
   }
 }
 

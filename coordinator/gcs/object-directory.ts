@@ -52,6 +52,13 @@ export class ObjectDirectory {
   onCollected: (id: ObjectId) => void = () => {}
   /** Called when an object not made yet loses its last ref (an actor whose creation is pending, and no handle left). */
   onUnreferencedPending: (id: ObjectId) => void = () => {}
+  /** Called when an owner's last object is collected (its worker may go, if its job has ended). */
+  onOwnerEmpty: (owner: ObjectSink) => void = () => {}
+
+  /** Whether this owner still owns anything (a worker that does must not be stopped gracefully, as in Ray). */
+  owns(owner: ObjectSink): boolean {
+    return !!this.byOwner.get(owner)?.size
+  }
 
   /** A future object: the return of a submitted task, or a driver's put still uploading. */
   create(id: ObjectId, jobId: string, owner: ObjectSink | undefined): void {
@@ -298,7 +305,11 @@ export class ObjectDirectory {
     // A pending object is never collected: its task will resolve it and someone may subscribe meanwhile.
     if (!ready(e)) return this.onUnreferencedPending(id)
     this.objects.delete(id)
-    if (e.owner) this.byOwner.get(e.owner)?.delete(id)
+    const owned = e.owner ? this.byOwner.get(e.owner) : undefined
+    if (owned?.delete(id) && !owned.size) {
+      this.byOwner.delete(e.owner as ObjectSink)
+      this.onOwnerEmpty(e.owner as ObjectSink)
+    }
     this.byLocation.get(BUFFERED)?.delete(id)
     if (e.locations?.size) {
       for (const n of e.locations) this.byLocation.get(n)?.delete(id)
