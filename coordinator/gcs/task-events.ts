@@ -22,6 +22,8 @@ export class TaskEvents {
   private latest = new Map<string, TaskRow>()
   /** Rows dropped to stay under the limit (Ray reports its dropped task events too). */
   dropped = 0
+  /** The size at which the next eviction pass runs: passes are spread out even when few rows can go (live tasks). */
+  private evictAt = MAX_ROWS
 
   created(spec: TaskSpec, jobId: string): void {
     const now = Date.now()
@@ -123,9 +125,13 @@ export class TaskEvents {
   private add(row: TaskRow): void {
     this.rows.set(`${row.taskId}:${row.attempt}`, row)
     this.latest.set(row.taskId, row)
-    if (this.rows.size > MAX_ROWS) this.evict()
+    if (this.rows.size > this.evictAt) this.evict()
   }
 
+  /**
+   * Drops the oldest finished rows down to EVICT_TO of the limit. Rows of live tasks stay, so a pass may not get that
+   * far: the next one then waits for another tenth of the limit of inserts, so a pass is never paid per insert.
+   */
   private evict(): void {
     for (const [key, r] of this.rows) {
       if (this.rows.size <= MAX_ROWS * EVICT_TO) break
@@ -134,5 +140,6 @@ export class TaskEvents {
       if (this.latest.get(r.taskId) === r) this.latest.delete(r.taskId)
       this.dropped++
     }
+    this.evictAt = Math.max(MAX_ROWS, this.rows.size + MAX_ROWS * (1 - EVICT_TO))
   }
 }
