@@ -1,6 +1,6 @@
 import { connect, type Mesh } from '../sdk/index.ts'
 import type { BenchCluster } from './cluster.ts'
-import { fmt, repeat } from './stats.ts'
+import { BOUNDED, fmt, repeat } from './stats.ts'
 
 const SYNC_CALLS = 400
 const ASYNC_CALLS = 4000
@@ -30,20 +30,20 @@ export async function benchActors(c: BenchCluster, cpusPerNode: number) {
   const [mesh] = meshes as [Mesh]
   const counter = mesh.remote(Counter).options({ numCpus: 0 }).remote()
   const asyncCounter = mesh.remote(AsyncCounter).options({ numCpus: 0, maxConcurrency: 16 }).remote()
-  await mesh.get([counter.ready(), asyncCounter.ready()] as never)
+  await mesh.get([counter.ready(), asyncCounter.ready()] as never, BOUNDED)
 
   const syncLoop = async (h: typeof counter) => {
     const t0 = performance.now()
-    for (let i = 0; i < SYNC_CALLS; i++) await mesh.get(h.inc.remote())
+    for (let i = 0; i < SYNC_CALLS; i++) await mesh.get(h.inc.remote(), BOUNDED)
     return SYNC_CALLS / ((performance.now() - t0) / 1000)
   }
   const asyncBurst = async (m: Mesh, h: { inc: { remote(): unknown } }, calls: number) => {
     const t0 = performance.now()
-    await m.get(Array.from({ length: calls }, () => h.inc.remote()) as never)
+    await m.get(Array.from({ length: calls }, () => h.inc.remote()) as never, BOUNDED)
     return calls / ((performance.now() - t0) / 1000)
   }
   const perDriver = meshes.map((m) => m.remote(Counter).options({ numCpus: 0 }).remote())
-  await Promise.all(meshes.map((m, i) => m.get(perDriver[i]?.ready() as never)))
+  await Promise.all(meshes.map((m, i) => m.get(perDriver[i]?.ready() as never, BOUNDED)))
 
   const ours = {
     oneToOneSyncPerSec: await repeat(RUNS, () => syncLoop(counter)),
@@ -51,7 +51,7 @@ export async function benchActors(c: BenchCluster, cpusPerNode: number) {
     nToNAsyncPerSec: await repeat(RUNS, async () => {
       const per = Math.floor(ASYNC_CALLS / n)
       const t0 = performance.now()
-      await Promise.all(meshes.map((m, i) => m.get(Array.from({ length: per }, () => perDriver[i]?.inc.remote()) as never)))
+      await Promise.all(meshes.map((m, i) => m.get(Array.from({ length: per }, () => perDriver[i]?.inc.remote()) as never, BOUNDED)))
       return (per * n) / ((performance.now() - t0) / 1000)
     }),
     asyncActorOneToOnePerSec: await repeat(RUNS, () => asyncBurst(mesh, asyncCounter, ASYNC_CALLS)),

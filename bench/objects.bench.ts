@@ -2,7 +2,7 @@ import { WebSocketServer } from 'ws'
 import { decodeFrame, encodeFrame } from '../sdk/codec.ts'
 import { connect } from '../sdk/index.ts'
 import type { BenchCluster } from './cluster.ts'
-import { fmt, median, repeat } from './stats.ts'
+import { BOUNDED, fmt, median, repeat } from './stats.ts'
 
 const MiB = 1024 * 1024
 const RUNS = 5
@@ -163,7 +163,7 @@ async function smallCalls(c: BenchCluster) {
   let k = 0
   const gets = await repeat(RUNS, async () => {
     const t0 = performance.now()
-    for (let i = 0; i < N; i++) await other.get(refs[k++] as (typeof refs)[number])
+    for (let i = 0; i < N; i++) await other.get(refs[k++] as (typeof refs)[number], BOUNDED)
     return N / ((performance.now() - t0) / 1000)
   })
   await mesh.close()

@@ -13,3 +13,6 @@ export async function repeat(runs: number, fn: () => Promise<number>): Promise<{
 }
 
 export const fmt = (n: number) => Math.round(n).toLocaleString('en-US')
+
+/** Every wait of a benchmark is bounded: a benchmark fails with a clear error, it never hangs. */
+export const BOUNDED = { timeout: 120_000 }

@@ -1,6 +1,6 @@
 import { connect } from '../sdk/index.ts'
 import type { BenchCluster } from './cluster.ts'
-import { fmt, repeat } from './stats.ts'
+import { BOUNDED, fmt, repeat } from './stats.ts'
 
 const ASYNC_TASKS = 4000
 const SYNC_TRIPS = 400
@@ -18,12 +18,12 @@ export async function benchTasks(c: BenchCluster, cpusPerNode: number) {
   const ours = {
     asyncTasksPerSec: await repeat(RUNS, async () => {
       const t0 = performance.now()
-      await mesh.get(Array.from({ length: ASYNC_TASKS }, (_, i) => noop.remote(i)))
+      await mesh.get(Array.from({ length: ASYNC_TASKS }, (_, i) => noop.remote(i)), BOUNDED)
       return ASYNC_TASKS / ((performance.now() - t0) / 1000)
     }),
     syncRoundTripsPerSec: await repeat(RUNS, async () => {
       const t0 = performance.now()
-      for (let i = 0; i < SYNC_TRIPS; i++) await mesh.get(noop.remote(i))
+      for (let i = 0; i < SYNC_TRIPS; i++) await mesh.get(noop.remote(i), BOUNDED)
       return SYNC_TRIPS / ((performance.now() - t0) / 1000)
     }),
   }
@@ -42,7 +42,7 @@ export async function benchTasks(c: BenchCluster, cpusPerNode: number) {
   })
   const cpus = c.nodes.length * cpusPerNode
   const t0 = performance.now()
-  const sum = (await mesh.get(Array.from({ length: 30 }, () => sleep.remote()))).reduce((a, b) => a + b, 0)
+  const sum = (await mesh.get(Array.from({ length: 30 }, () => sleep.remote()), BOUNDED)).reduce((a, b) => a + b, 0)
   const seed = { tasks: 30, sum, cpus, elapsedMs: Math.round(performance.now() - t0), idealMs: Math.ceil(30 / cpus) * 1000 }
   await mesh.close()
 
