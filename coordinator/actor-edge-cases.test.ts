@@ -145,7 +145,7 @@ describe('actor and relay edge cases', () => {
     const n2 = await node(cluster, 1)
     const blocker = task(d, { strategy: { nodeId: n1.nodeId, soft: false } as never, resources: { CPU: 1 } })
     submit(d, [blocker])
-    n1.send({ type: 'actor-died', actorId: actorId as never, reason: 'worker crashed' })
+    n1.send({ type: 'actor-died', actorId: actorId as never, attempt: 0, reason: 'worker crashed' })
     await tick()
     const re = n2.assignments().find((x) => x.taskId === creation.taskId)!
     expect(re).toBeTruthy()

@@ -275,9 +275,10 @@ export class ActorManager {
     }
   }
 
-  workerDied(actorId: string, reason: string): void {
+  /** The worker of an actor's incarnation died on a node. A report about an older incarnation, or another node, is stale. */
+  workerDied(actorId: string, nodeId: string, attempt: number, reason: string): void {
     const actor = this.resolve(actorId)
-    if (!actor || actor.state === 'DEAD') return
+    if (!actor || actor.state === 'DEAD' || actor.nodeId !== nodeId || actor.creation.attempt !== attempt) return
     this.releaseResources(actor)
     this.lost(actor, reason)
   }

@@ -224,7 +224,7 @@ export class Cluster {
         return
       case 'actor-died':
         this.requireRole(s, 'node', msg.type)
-        this.actors.workerDied(msg.actorId, msg.reason)
+        this.actors.workerDied(msg.actorId, s.nodeId as string, msg.attempt, msg.reason)
         return
       case 'relay-up':
         this.requireRole(s, 'node', msg.type)
@@ -272,7 +272,9 @@ export class Cluster {
       s.role = 'node'
       s.nodeId = rec.nodeId
       this.nodeSessions.set(rec.nodeId, s)
-      this.log(`[coordinator] node ${rec.nodeId.slice(0, 8)} joined: ${JSON.stringify(rec.total)}${rec.name ? ` (${rec.name})` : ''}`)
+      this.log(
+        `[coordinator] node ${rec.nodeId.slice(0, 8)} joined: ${JSON.stringify(fromUnits(rec.total))}${rec.name ? ` (${rec.name})` : ''}`,
+      )
       s.send({ ...base, nodeId: rec.nodeId, namespace: '' })
       this.tasks.scheduler.nodesChanged()
       this.transfers.onNodeJoined()

@@ -216,7 +216,8 @@ export const ClientMessageSchema = v.variant('type', [
   v.strictObject({ type: v.literal('upload-failed'), objectId: hex(56), reason: v.string() }),
   v.strictObject({ type: v.literal('task-events'), events: v.array(TaskEventSchema) }),
   v.strictObject({ type: v.literal('task-results'), results: v.array(TaskResultSchema) }),
-  v.strictObject({ type: v.literal('actor-died'), actorId: hex(32), reason: v.string() }),
+  /** The worker hosting an actor died. `attempt` is the incarnation (its creation's attempt): an older one is stale. */
+  v.strictObject({ type: v.literal('actor-died'), actorId: hex(32), attempt: v.number(), reason: v.string() }),
   /**
    * Tasks that waited in the node's queue a whole heartbeat without room to start (what holds its resources may
    * never end): the node gives them back, unstarted, for the coordinator to place again (Ray's spillback).

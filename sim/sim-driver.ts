@@ -10,7 +10,7 @@ import type { Link, MemoryNetwork } from './network.ts'
 export interface Submitted {
   ref: ObjectRef
   taskId: string
-  kind: 'task' | 'create' | 'call'
+  kind: 'task' | 'create' | 'call' | 'put'
   /** Submission order within this driver. */
   seq: number
   actorId?: string

@@ -161,6 +161,8 @@ export class Simulation {
     else if (r < 0.62) this.completeOne()
     else if (r < 0.72) this.submitTasks()
     else if (r < 0.77) this.actorWork()
+    else if (r < 0.775) this.putOne()
+    else if (r < 0.78) this.freeOne()
     else if (r < 0.79) this.cancelOne()
     else if (r < 0.8) this.killActor()
     else if (r < 0.81) this.crashWorker()
@@ -198,7 +200,7 @@ export class Simulation {
         retryExceptions: this.rng.chance(0.3),
         ...(this.rng.chance(0.1) && { schedulingStrategy: 'SPREAD' as const }),
       })
-      const earlier = driver.submitted.filter((s) => s.kind === 'task')
+      const earlier = driver.submitted.filter((s) => s.kind === 'task' || (s.kind === 'put' && s.settled))
       const dep = earlier.length && this.rng.chance(0.35) ? this.rng.pick(earlier) : undefined
       const nested = earlier.length && this.rng.chance(0.25) ? this.rng.pick(earlier) : undefined
       // A top-level ref is a dependency; a ref inside a list is only passed along (it must not hold the task back).
@@ -239,6 +241,33 @@ export class Simulation {
     this.note(`${driver.name} calls actor ${a.actorId.slice(0, 8)} ${calls} time(s)`)
   }
 
+  /** A small put (its ref is then passed to tasks like any other). The reply comes when the simulation delivers it. */
+  private putOne(): void {
+    const d = this.liveDrivers()
+    if (!d.length) return
+    const driver = this.rng.pick(d)
+    const value = { put: driver.name, n: driver.submitted.length }
+    void driver.mesh?.put(value).then(
+      (ref) => {
+        const s = driver.track(ref, 'put')
+        this.note(`${driver.name} put ${s.taskId.slice(0, 8)}`)
+      },
+      () => {},
+    )
+  }
+
+  /** `free` of something made: whoever reads it later gets ObjectFreedError, tasks that need it fail the same. */
+  private freeOne(): void {
+    const d = this.liveDrivers()
+    if (!d.length) return
+    const driver = this.rng.pick(d)
+    const made = driver.submitted.filter((s) => s.settled && s.kind !== 'create')
+    if (!made.length) return
+    const s = this.rng.pick(made)
+    this.note(`${driver.name} frees ${s.taskId.slice(0, 8)}`)
+    void driver.mesh?.free([s.ref]).catch(() => {})
+  }
+
   private cancelOne(): void {
     const d = this.liveDrivers()
     if (!d.length) return
@@ -258,8 +287,9 @@ export class Simulation {
     if (!withActors.length) return
     const driver = this.rng.pick(withActors)
     const a = this.rng.pick(driver.actors)
-    this.note(`${driver.name} kills actor ${a.actorId.slice(0, 8)}`)
-    void driver.mesh?.kill(a.handle as ActorHandleBase).catch(() => {})
+    const noRestart = this.rng.chance(0.7)
+    this.note(`${driver.name} kills actor ${a.actorId.slice(0, 8)}${noRestart ? '' : ' (it may restart)'}`)
+    void driver.mesh?.kill(a.handle as ActorHandleBase, { noRestart }).catch(() => {})
   }
 
   private executions(): Execution[] {
@@ -366,7 +396,8 @@ export class Simulation {
       for (const [id, count] of d.updates) if (count > 1) this.violate(`${d.name} received object ${id.slice(0, 12)} ${count} times`)
       for (const s of d.submitted) {
         const v = s.settled?.value as { taskId?: string } | undefined
-        if (v && s.kind !== 'create' && v.taskId !== s.taskId) this.violate(`${d.name}: ${s.taskId.slice(0, 8)} resolved to ${v.taskId}`)
+        if (v && (s.kind === 'task' || s.kind === 'call') && v.taskId !== s.taskId)
+          this.violate(`${d.name}: ${s.taskId.slice(0, 8)} resolved to ${v.taskId}`)
       }
     }
   }

@@ -69,6 +69,8 @@ interface HostedActor {
   running: number
   queue: Assignment[]
   units: ResourceUnits
+  /** Which incarnation this is (its creation's attempt). */
+  attempt: number
 }
 
 const systemError = (code: string, name: string, message: string, data?: Record<string, unknown>): WireError => ({
@@ -281,15 +283,17 @@ export class NodeAgent {
         userError: false,
       })
     if (t.type === 'ACTOR_CREATION_TASK') {
+      // A newer incarnation of an actor this node still hosts replaces the old one (never two at once).
+      this.dropActor(t.actorId as string)
       const w = this.workers.spawnForActor(t.actorId as string, t.jobId)
       allocate(t.units, this.free)
       const maxConcurrency = t.actor?.maxConcurrency ?? 1
-      this.actors.set(t.actorId as string, { worker: w, maxConcurrency, running: 0, queue: [], units: t.units })
+      this.actors.set(t.actorId as string, { worker: w, maxConcurrency, running: 0, queue: [], units: t.units, attempt: t.attempt })
       this.started(t, w)
       void this.withArgs(t, (args) =>
         this.workers.createActor(w, { ...this.execTask(t, args), source: fn.source, className: fn.name, maxConcurrency }),
       ).then((r) => {
-        if (!this.actors.has(t.actorId as string)) return // killed or crashed meanwhile: already reported
+        if (this.actors.get(t.actorId as string)?.worker !== w) return // killed, crashed or replaced meanwhile: settled
         this.finished(t, r)
         if (!r.ok) this.dropActor(t.actorId as string)
         else this.onActivity({ kind: 'actor', text: `actor ${fn.name} ${String(t.actorId).slice(0, 8)} is alive` })
@@ -444,6 +448,8 @@ export class NodeAgent {
       })
       this.pumpLocalQueue()
     }
-    if (w.actorId && this.dropActor(w.actorId)) this.send({ type: 'actor-died', actorId: w.actorId as never, reason })
+    const hosted = w.actorId ? this.actors.get(w.actorId) : undefined
+    if (hosted?.worker === w && this.dropActor(w.actorId as string))
+      this.send({ type: 'actor-died', actorId: w.actorId as never, attempt: hosted.attempt, reason })
   }
 }

@@ -243,8 +243,12 @@ export class ObjectDirectory {
     if (e) this.lose(id, e, new ObjectFreedError(id).toWire())
   }
 
-  /** Deletes an object's value and every copy now, leaving `error` for whoever still reads it. */
+  /**
+   * Deletes an object's value and every copy now, leaving `error` for whoever reads it from now on. Those already
+   * told its value are not told again (a value reaches each holder once); those still waiting get the error.
+   */
   private lose(id: ObjectId, e: ObjectEntry, error: WireError): void {
+    const wasReady = ready(e)
     const locations = e.locations ? [...e.locations] : []
     for (const n of locations) this.byLocation.get(n)?.delete(id)
     const nested = e.nested
@@ -256,7 +260,8 @@ export class ObjectDirectory {
     e.nested = undefined
     e.error = error
     if (locations.length) this.onDelete(id, locations)
-    this.announce(id, e)
+    if (wasReady) this.collect(id, e)
+    else this.announce(id, e)
     for (const n of nested ?? []) this.unpin(n)
   }
 
