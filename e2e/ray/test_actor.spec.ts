@@ -1,7 +1,7 @@
-import { afterEach, beforeAll, describe, expect, it } from 'vitest'
+import { beforeAll, describe, expect, it } from 'vitest'
 import { type ActorHandle, ActorHandleBase, type Mesh, type ObjectRef, type RemoteFunction, ValidationError } from '../../sdk/index.ts'
 import { useCluster } from '../fixtures/cluster.ts'
-import { type RuntimeContext, type SignalActor, signalActor, waitForCondition } from './helpers.ts'
+import { type RuntimeContext, type SignalActor, signalActor, useActorCleanup, waitForCondition } from './helpers.ts'
 
 // Ported from python/ray/tests/test_actor.py (ray_start_regular_shared / ray_start_10_cpus, scaled to 2 nodes × 2 CPUs).
 let mesh: Mesh
@@ -11,16 +11,7 @@ beforeAll(async () => {
   mesh = await cluster().connect({ namespace: 'default_test_namespace' })
 })
 // Actors hold their CPU until they die: every test leaves no actor alive, including those made inside tasks and actors.
-afterEach(async () => {
-  await killAllActors()
-})
-
-/** Extra helper: kills every actor still alive in the cluster (nested ones included), by id. */
-async function killAllActors() {
-  for (const a of await mesh.state.listActors()) {
-    if (a.state !== 'DEAD') await mesh.kill(new ActorHandleBase(a.actorId as never, a.className, [], mesh)).catch(() => {})
-  }
-}
+useActorCleanup(() => mesh, { everyActor: true })
 
 /** Extra helper: an actor's state in the state API. */
 async function actorState(actorId: string) {

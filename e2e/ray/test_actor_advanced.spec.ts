@@ -1,7 +1,7 @@
-import { afterEach, beforeAll, describe, expect, it } from 'vitest'
+import { beforeAll, describe, expect, it } from 'vitest'
 import { ActorDiedError, type ActorHandle, ActorHandleBase, type Mesh, type ObjectRef, ValidationError } from '../../sdk/index.ts'
 import { useCluster } from '../fixtures/cluster.ts'
-import { type RuntimeContext, type SignalActor, signalActor, waitForCondition } from './helpers.ts'
+import { type RuntimeContext, type SignalActor, signalActor, useActorCleanup, waitForCondition } from './helpers.ts'
 
 // Ported from python/ray/tests/test_actor_advanced.py (ray_start_regular / ray_start_cluster, scaled to 2 nodes × 2
 // CPUs; the node-failure cases add a node of their own or come last).
@@ -11,16 +11,7 @@ beforeAll(async () => {
   // Ray's test fixtures (conftest.py) start every driver in namespace 'default_test_namespace'.
   mesh = await cluster().connect({ namespace: 'default_test_namespace' })
 })
-afterEach(async () => {
-  await killAllActors()
-})
-
-/** Extra helper: kills every actor still alive in the cluster (nested and other drivers' ones included), by id. */
-async function killAllActors() {
-  for (const a of await mesh.state.listActors()) {
-    if (a.state !== 'DEAD') await mesh.kill(new ActorHandleBase(a.actorId as never, a.className, [], mesh)).catch(() => {})
-  }
-}
+useActorCleanup(() => mesh, { everyActor: true })
 
 /** Extra helper: an actor's row in the state API. */
 async function actorRow(actorId: string) {

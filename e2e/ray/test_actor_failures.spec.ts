@@ -1,7 +1,7 @@
-import { afterEach, beforeAll, describe, expect, it } from 'vitest'
-import { ActorDiedError, type ActorHandle, ActorHandleBase, type Mesh, type ObjectRef } from '../../sdk/index.ts'
+import { beforeAll, describe, expect, it } from 'vitest'
+import { ActorDiedError, type ActorHandle, type Mesh, type ObjectRef } from '../../sdk/index.ts'
 import { useCluster } from '../fixtures/cluster.ts'
-import { type RuntimeContext, SignalActor, signalActor, waitForCondition } from './helpers.ts'
+import { killWorker, type RuntimeContext, SignalActor, signalActor, useActorCleanup, waitForCondition } from './helpers.ts'
 
 // Ported from python/ray/tests/test_actor_failures.py, and (merged here, it is one small test) from
 // python/ray/tests/test_actor_lifetime.py. 2 nodes × 2 CPUs; the node-failure cases add a node or come last.
@@ -11,36 +11,11 @@ beforeAll(async () => {
   // Ray's test fixtures (conftest.py) start every driver in namespace 'default_test_namespace'.
   mesh = await cluster().connect({ namespace: 'default_test_namespace' })
 })
-afterEach(async () => {
-  await killAllActors()
-})
-
-/** Extra helper: kills every actor still alive in the cluster (nested ones included), by id. */
-async function killAllActors() {
-  for (const a of await mesh.state.listActors()) {
-    if (a.state !== 'DEAD') await mesh.kill(new ActorHandleBase(a.actorId as never, a.className, [], mesh)).catch(() => {})
-  }
-}
+useActorCleanup(() => mesh, { everyActor: true })
 
 /** Extra helper: an actor's row in the state API. */
 async function actorRow(actorId: string) {
   return (await mesh.state.listActors({ filters: [['actorId', '=', actorId]] }))[0]
-}
-
-/**
- * Extra helper: Ray's `os.kill(pid, SIGKILL)` of an actor's worker process, from outside. The worker hosting the
- * actor (found through `self.shoalContext.actorId`) closes itself, as a task's `self.close()` would.
- */
-async function killActorWorker(actorId: string): Promise<void> {
-  for (const n of cluster().nodes) {
-    for (const w of n.page.workers()) {
-      const mine = await w.evaluate(`self.shoalContext?.actorId === ${JSON.stringify(actorId)}`).catch(() => false)
-      if (!mine) continue
-      await w.evaluate('setTimeout(() => self.close(), 0); 0').catch(() => {})
-      return
-    }
-  }
-  throw new Error(`no worker hosts actor ${actorId}`)
 }
 
 describe('test_actor_failures.py', () => {
@@ -129,14 +104,14 @@ describe('test_actor_failures.py', () => {
     await mesh.get(actor.getPid.remote(), { timeout: 10_000 })
     let results = Array.from({ length: 20 }, (_, i) => actor.sleepAndEcho.remote(i, 20))
     // Kill the actor process while the above tasks are still being executed.
-    await killActorWorker(actor.actorId)
+    await killWorker(cluster(), { actorId: actor.actorId })
     // All tasks are executed successfully.
     expect(await mesh.get(results, { timeout: 20_000 })).toEqual(Array.from({ length: 20 }, (_, i) => i))
 
     // Kill the actor process one more time.
     results = Array.from({ length: 20 }, (_, i) => actor.sleepAndEcho.remote(i))
     await mesh.get(actor.getPid.remote(), { timeout: 10_000 })
-    await killActorWorker(actor.actorId)
+    await killWorker(cluster(), { actorId: actor.actorId })
     // The actor has exceeded max restarts: this task fails.
     await expect(mesh.get(actor.sleepAndEcho.remote(0), { timeout: 10_000 })).rejects.toBeInstanceOf(ActorDiedError)
   })
@@ -230,7 +205,7 @@ describe('test_actor_failures.py', () => {
 
     // Kill the caller actor.
     await mesh.get(actor.getPid.remote(), { timeout: 10_000 })
-    await killActorWorker(actor.actorId)
+    await killWorker(cluster(), { actorId: actor.actorId })
 
     // It can still be called, and its calls reach the same receiving actor.
     expect(await mesh.get(actor.increase.remote(), { timeout: 20_000 })).toBe(4)
@@ -280,7 +255,7 @@ describe('test_actor_failures.py', () => {
     )
     const p = Parent.options({ maxRestarts: -1, maxTaskRetries: -1 }).remote()
     await mesh.get(p.pid.remote(), { timeout: 10_000 })
-    await killActorWorker(p.actorId)
+    await killWorker(cluster(), { actorId: p.actorId })
     await mesh.get(p.isReady.remote(), { timeout: 20_000 })
   })
 
@@ -344,7 +319,7 @@ describe('test_actor_failures.py', () => {
     const ref = actor.increment.remote(signal1, signal2)
     // Wait for the actor to be running `increment`, then kill its process.
     await mesh.get(signal1.wait.remote(), { timeout: 10_000 })
-    await killActorWorker(actor.actorId)
+    await killWorker(cluster(), { actorId: actor.actorId })
 
     await mesh.get(signal2.send.remote(), { timeout: 10_000 })
     // The call is resubmitted to the restarted actor and succeeds there.
@@ -381,7 +356,7 @@ describe('test_actor_failures.py', () => {
     await mesh.get(signal1.wait.remote(), { timeout: 10_000 })
     refs.push(actor.echo.remote(4), actor.echo.remote(5))
 
-    await killActorWorker(actor.actorId)
+    await killWorker(cluster(), { actorId: actor.actorId })
     await mesh.get(signal2.send.remote(), { timeout: 10_000 })
     expect(await mesh.get(refs, { timeout: 20_000 })).toEqual([3, 4, 5])
   })
@@ -419,7 +394,7 @@ describe('test_actor_failures.py', () => {
     // An actor killed because its worker died.
     a = Actor.remote()
     await mesh.get(a.checkAlive.remote(), { timeout: 10_000 })
-    await killActorWorker(a.actorId)
+    await killWorker(cluster(), { actorId: a.actorId })
     err = await mesh.get(a.checkAlive.remote(), { timeout: 10_000 }).catch((e) => e)
     expect(err).toBeInstanceOf(ActorDiedError)
     expect(err.message).toMatch(/worker/)
@@ -479,7 +454,7 @@ describe('test_actor_lifetime.py', () => {
       expect(await mesh.get(child.isReady.remote(), { timeout: 10_000 })).toBe('ok')
       // 2. Kill the owner's process and make sure it is dead.
       await mesh.get(owner.getPid.remote(), { timeout: 10_000 })
-      await killActorWorker(owner.actorId)
+      await killWorker(cluster(), { actorId: owner.actorId })
       await waitForCondition(async () => (await actorRow(owner.actorId))?.state === 'DEAD', 'the owner to be dead', 10_000)
       // 3. The child outlives its owner only if it is detached.
       if (childActorLifetime === 'detached') {

@@ -1,36 +1,19 @@
-import { afterEach, beforeAll, describe, expect, it } from 'vitest'
-import { type ActorHandle, type Mesh, ObjectLostError, type ObjectRef, ValidationError } from '../../sdk/index.ts'
+import { beforeAll, describe, expect, it } from 'vitest'
+import { type Mesh, ObjectLostError, type ObjectRef, ValidationError } from '../../sdk/index.ts'
 import { useCluster } from '../fixtures/cluster.ts'
-import { type RuntimeContext, waitForCondition } from './helpers.ts'
+import { type Failure, type RuntimeContext, rejection, useActorCleanup, waitForCondition } from './helpers.ts'
 
 // Ported from python/ray/tests/test_advanced.py, with the task/object basics of test_advanced_2.py, test_advanced_3.py
 // and test_advanced_6.py (small enough to share this spec; the rest of those files is GPUs, logs and processes).
 type TaskSelf = { shoal: Mesh; shoalContext: RuntimeContext }
-type Failure = Error & { code?: string }
 
 let mesh: Mesh
 const cluster = useCluster({ nodes: 2, cpus: 2 })
 beforeAll(async () => {
   mesh = await cluster().connect()
 })
-const made: ActorHandle[] = []
-afterEach(async () => {
-  for (const h of made.splice(0)) await mesh.kill(h).catch(() => {})
-})
-const keep = <T extends ActorHandle>(h: T): T => {
-  made.push(h)
-  return h
-}
+const keep = useActorCleanup(() => mesh)
 
-/** The error a promise rejects with; fails if it resolves. */
-async function rejection(p: Promise<unknown>): Promise<Failure> {
-  try {
-    await p
-  } catch (e) {
-    return e as Failure
-  }
-  throw new Error('expected a rejection, but the promise resolved')
-}
 /** Ray's ObjectFreedError: an ObjectLostError whose code says it was freed on purpose. */
 function expectFreed(err: Failure) {
   expect(err).toBeInstanceOf(ObjectLostError)

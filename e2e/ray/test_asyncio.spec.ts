@@ -1,7 +1,7 @@
-import { afterEach, beforeAll, describe, expect, it } from 'vitest'
-import { ActorDiedError, ActorHandleBase, GetTimeoutError, type Mesh, type ObjectRef, TaskError, ValidationError } from '../../sdk/index.ts'
+import { beforeAll, describe, expect, it } from 'vitest'
+import { ActorDiedError, GetTimeoutError, type Mesh, type ObjectRef, TaskError, ValidationError } from '../../sdk/index.ts'
 import { useCluster } from '../fixtures/cluster.ts'
-import { type RuntimeContext, signalActor, waitForCondition } from './helpers.ts'
+import { type RuntimeContext, signalActor, useActorCleanup, waitForCondition } from './helpers.ts'
 
 // Ported from python/ray/tests/test_asyncio.py (ray_start_regular_shared, scaled to 2 nodes × 2 CPUs). In JS every
 // waiting method is async, so "async actor" here means an actor whose methods await.
@@ -11,16 +11,7 @@ beforeAll(async () => {
   // Ray's test fixtures (conftest.py) start every driver in namespace 'default_test_namespace'.
   mesh = await cluster().connect({ namespace: 'default_test_namespace' })
 })
-afterEach(async () => {
-  await killAllActors()
-})
-
-/** Extra helper: kills every actor still alive in the cluster (nested ones included), by id. */
-async function killAllActors() {
-  for (const a of await mesh.state.listActors()) {
-    if (a.state !== 'DEAD') await mesh.kill(new ActorHandleBase(a.actorId as never, a.className, [], mesh)).catch(() => {})
-  }
-}
+useActorCleanup(() => mesh, { everyActor: true })
 
 describe('test_asyncio.py', () => {
   it('test_asyncio.py::test_asyncio_actor', async () => {

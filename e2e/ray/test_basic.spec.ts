@@ -1,35 +1,18 @@
-import { afterEach, beforeAll, describe, expect, it } from 'vitest'
-import { type ActorHandle, GetTimeoutError, type Mesh, ObjectRef, TaskError, ValidationError } from '../../sdk/index.ts'
+import { beforeAll, describe, expect, it } from 'vitest'
+import { GetTimeoutError, type Mesh, ObjectRef, TaskError, ValidationError } from '../../sdk/index.ts'
 import { useCluster } from '../fixtures/cluster.ts'
-import { type RuntimeContext, waitForCondition } from './helpers.ts'
+import { type RuntimeContext, rejection, useActorCleanup, waitForCondition } from './helpers.ts'
 
 // Ported from python/ray/tests/test_basic.py.
 type TaskSelf = { shoal: Mesh; shoalContext: RuntimeContext }
-type Failure = Error & { code?: string; remoteName?: string; cause?: unknown }
 
 let mesh: Mesh
 const cluster = useCluster({ nodes: 2, cpus: 2 })
 beforeAll(async () => {
   mesh = await cluster().connect()
 })
-const made: ActorHandle[] = []
-afterEach(async () => {
-  for (const h of made.splice(0)) await mesh.kill(h).catch(() => {})
-})
-const keep = <T extends ActorHandle>(h: T): T => {
-  made.push(h)
-  return h
-}
+const keep = useActorCleanup(() => mesh)
 
-/** The error a promise rejects with; fails if it resolves. */
-async function rejection(p: Promise<unknown>): Promise<Failure> {
-  try {
-    await p
-  } catch (e) {
-    return e as Failure
-  }
-  throw new Error('expected a rejection, but the promise resolved')
-}
 /** `.remote()` with numReturns > 1 returns one ref per return value. */
 const many = (r: unknown) => r as ObjectRef[]
 /** numpy's randint(lo, hi): an integer in [lo, hi). */

@@ -1,11 +1,10 @@
-import { afterEach, beforeAll, describe, expect, it } from 'vitest'
+import { beforeAll, describe, expect, it } from 'vitest'
 import { type ActorHandle, GetTimeoutError, type Mesh, type ObjectRef, TaskError, ValidationError } from '../../sdk/index.ts'
 import { useCluster } from '../fixtures/cluster.ts'
-import { type RuntimeContext, type SignalActor, signalActor, waitForCondition } from './helpers.ts'
+import { type RuntimeContext, rejection, type SignalActor, signalActor, useActorCleanup, waitForCondition } from './helpers.ts'
 
 // Ported from python/ray/tests/test_basic_2.py.
 type TaskSelf = { shoal: Mesh; shoalContext: RuntimeContext; close(): void }
-type Failure = Error & { code?: string }
 /** Ray's g() calls a name that is not defined where the task runs. */
 declare function nonexistent(): number
 
@@ -14,24 +13,8 @@ const cluster = useCluster({ nodes: 2, cpus: 2 })
 beforeAll(async () => {
   mesh = await cluster().connect()
 })
-const made: ActorHandle[] = []
-afterEach(async () => {
-  for (const h of made.splice(0)) await mesh.kill(h).catch(() => {})
-})
-const keep = <T extends ActorHandle>(h: T): T => {
-  made.push(h)
-  return h
-}
+const keep = useActorCleanup(() => mesh)
 
-/** The error a promise rejects with; fails if it resolves. */
-async function rejection(p: Promise<unknown>): Promise<Failure> {
-  try {
-    await p
-  } catch (e) {
-    return e as Failure
-  }
-  throw new Error('expected a rejection, but the promise resolved')
-}
 const range = (n: number) => Array.from({ length: n }, (_, i) => i)
 /** A ref passed where an actor method takes its value (actor method types take values only). */
 const byRef = <T>(r: ObjectRef<T>) => r as unknown as T
@@ -100,21 +83,24 @@ describe('test_basic_2.py', () => {
     const Actor = mesh.remote(MatrixActor)
     const check = async (sourceActor: boolean, destActor: boolean, isLarge: boolean, outOfBand: boolean) => {
       const what = `${sourceActor ? 'actor' : 'task'} to ${destActor ? 'actor' : 'task'}, ${isLarge ? 'large' : 'small'}, ${outOfBand ? 'out of band' : 'in band'}`
+      // Actors hold a CPU while they live: those of one combination are killed before the next.
+      const live: ActorHandle[] = []
       let xId: ObjectRef
       if (sourceActor) {
         const a = keep(Actor.remote())
+        live.push(a)
         xId = isLarge ? a.largeValue.remote() : a.smallValue.remote()
       } else xId = isLarge ? largeValue.remote() : smallValue.remote()
       const arg = outOfBand ? [xId] : xId
       let x: unknown
       if (destActor) {
         const b = keep(Actor.remote())
+        live.push(b)
         x = await mesh.get(b.echo.remote(arg), { timeout: 20_000 })
       } else x = await mesh.get(echo.remote(arg), { timeout: 20_000 })
       if (isLarge) expect(x, what).toBeInstanceOf(Float64Array)
       else expect(typeof x, what).toBe('number')
-      // Actors hold a CPU while they live: free them before the next combination.
-      for (const h of made.splice(0)) await mesh.kill(h)
+      for (const h of live) await mesh.kill(h)
     }
     for (const isLarge of [false, true])
       for (const sourceActor of [false, true])

@@ -1,36 +1,19 @@
-import { afterEach, beforeAll, describe, expect, it } from 'vitest'
-import { ActorDiedError, type ActorHandle, GetTimeoutError, type Mesh } from '../../sdk/index.ts'
+import { beforeAll, describe, expect, it } from 'vitest'
+import { ActorDiedError, GetTimeoutError, type Mesh } from '../../sdk/index.ts'
 import { useCluster } from '../fixtures/cluster.ts'
-import { type RuntimeContext, waitForCondition } from './helpers.ts'
+import { type RuntimeContext, rejection, useActorCleanup, waitForCondition } from './helpers.ts'
 
 // Ported from python/ray/tests/test_basic_3.py and test_basic_4.py (two small files, one spec). test_actor_killing is
 // in today's test_basic_4.py; test_actor_scheduling, test_job_id_consistency and test_fair_queueing in earlier ones.
 type TaskSelf = { shoal: Mesh; shoalContext: RuntimeContext; close(): void }
-type Failure = Error & { code?: string }
 
 let mesh: Mesh
 const cluster = useCluster({ nodes: 2, cpus: 2 })
 beforeAll(async () => {
   mesh = await cluster().connect()
 })
-const made: ActorHandle[] = []
-afterEach(async () => {
-  for (const h of made.splice(0)) await mesh.kill(h).catch(() => {})
-})
-const keep = <T extends ActorHandle>(h: T): T => {
-  made.push(h)
-  return h
-}
+const keep = useActorCleanup(() => mesh)
 
-/** The error a promise rejects with; fails if it resolves. */
-async function rejection(p: Promise<unknown>): Promise<Failure> {
-  try {
-    await p
-  } catch (e) {
-    return e as Failure
-  }
-  throw new Error('expected a rejection, but the promise resolved')
-}
 const availableCpus = async () =>
   (await mesh.state.listNodes()).filter((n) => n.state === 'ALIVE').reduce((s, n) => s + (n.availableResources.CPU ?? 0), 0)
 

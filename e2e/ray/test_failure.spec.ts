@@ -1,7 +1,7 @@
-import { afterEach, beforeAll, describe, expect, it } from 'vitest'
+import { beforeAll, describe, expect, it } from 'vitest'
 import { ActorDiedError, type ActorHandle, GetTimeoutError, type Mesh, type ObjectRef, ShoalError, TaskError } from '../../sdk/index.ts'
 import { useCluster } from '../fixtures/cluster.ts'
-import { type SignalActor, signalActor, waitForCondition } from './helpers.ts'
+import { killWorker, rejection, type SignalActor, signalActor, useJobPerTest, waitForCondition } from './helpers.ts'
 
 // Ported from Ray's python/ray/tests/test_failure.py. Ray's ray_start_regular is one node; here 2 nodes × 2 CPUs.
 let mesh: Mesh
@@ -12,46 +12,7 @@ beforeAll(async () => {
 
 // Each test runs in a job of its own, ended after it: ending a job cancels its tasks and kills its actors, so what a
 // test leaves hanging (a worker that died unnoticed, a call that never returns) does not hold CPUs in the next one.
-const jobs: Mesh[] = []
-async function newJob(): Promise<Mesh> {
-  const m = await cluster().connect()
-  jobs.push(m)
-  return m
-}
-afterEach(async () => {
-  for (const m of jobs.splice(0)) await m.close()
-  await waitForCondition(
-    async () => (await mesh.state.listNodes()).every((n) => n.state === 'DEAD' || n.availableResources.CPU === n.resources.CPU),
-    'every CPU to be free after the test',
-    15_000,
-  ).catch((e: Error) => console.warn(e.message))
-})
-
-/** The error `p` rejects with, or undefined if it resolves. */
-async function rejection(p: Promise<unknown>): Promise<(Error & Record<string, unknown>) | undefined> {
-  try {
-    await p
-  } catch (e) {
-    return e as Error & Record<string, unknown>
-  }
-  return undefined
-}
-
-/**
- * Ray's `os.kill(pid, SIGKILL)` on a worker process: closes, from outside, the Web Worker whose runtime context names
- * this worker id (what a task or actor method returns from `self.shoalContext.workerId`, Ray's `os.getpid()`).
- */
-async function killWorker(workerId: string): Promise<void> {
-  for (const n of cluster().nodes) {
-    for (const w of n.page.workers()) {
-      const id = await w.evaluate('self.shoalContext?.workerId').catch(() => undefined)
-      if (id !== workerId) continue
-      await w.evaluate('setTimeout(() => self.close(), 0)')
-      return
-    }
-  }
-  throw new Error(`no live worker ${workerId}`)
-}
+const newJob = useJobPerTest(cluster, { waitForFreeCpus: () => mesh })
 
 const T = 10_000 // every get is bounded: a hang fails the test instead of the file
 
@@ -158,7 +119,7 @@ describe('test_failure.py', () => {
     const a = Actor.options({ maxRestarts: 0 }).remote()
     const pid = await m.get(a.getpid.remote(), { timeout: T })
     const tasks1 = Array.from({ length: 10 }, () => a.sleep.remote())
-    await killWorker(pid)
+    await killWorker(cluster(), { workerId: pid })
     const tasks2 = Array.from({ length: 10 }, () => a.sleep.remote())
     for (const obj of [...tasks1, ...tasks2]) {
       const err = await rejection(m.get(obj, { timeout: T }))

@@ -1,7 +1,7 @@
-import { afterEach, beforeAll, describe, expect, it } from 'vitest'
+import { beforeAll, describe, expect, it } from 'vitest'
 import { type Mesh, ObjectLostError, type ObjectRef } from '../../sdk/index.ts'
 import { useCluster } from '../fixtures/cluster.ts'
-import { waitForCondition } from './helpers.ts'
+import { killWorker, rejection, useJobPerTest, waitForCondition } from './helpers.ts'
 
 // Ported from Ray's python/ray/tests/test_failure_2.py. Ray parametrizes its cluster as 1 node × 2 CPUs or 2 nodes
 // × 1 CPU; here one cluster of 2 nodes × 2 CPUs, and the variants place the tasks on one node or on both.
@@ -13,46 +13,7 @@ beforeAll(async () => {
 
 // Each test runs in a job of its own, ended after it: ending a job cancels its tasks and kills its actors, so what a
 // test leaves running (a child that outlived its parent) does not hold CPUs in the next one.
-const jobs: Mesh[] = []
-async function newJob(): Promise<Mesh> {
-  const m = await cluster().connect()
-  jobs.push(m)
-  return m
-}
-afterEach(async () => {
-  for (const m of jobs.splice(0)) await m.close()
-  await waitForCondition(
-    async () => (await mesh.state.listNodes()).every((n) => n.state === 'DEAD' || n.availableResources.CPU === n.resources.CPU),
-    'every CPU to be free after the test',
-    15_000,
-  ).catch((e: Error) => console.warn(e.message))
-})
-
-/** The error `p` rejects with, or undefined if it resolves. */
-async function rejection(p: Promise<unknown>): Promise<(Error & Record<string, unknown>) | undefined> {
-  try {
-    await p
-  } catch (e) {
-    return e as Error & Record<string, unknown>
-  }
-  return undefined
-}
-
-/**
- * Ray's `os.kill(pid, SIGKILL)` on a worker process: closes, from outside, the Web Worker whose runtime context names
- * this worker id (what a task or actor method returns from `self.shoalContext.workerId`, Ray's `os.getpid()`).
- */
-async function killWorker(workerId: string): Promise<void> {
-  for (const n of cluster().nodes) {
-    for (const w of n.page.workers()) {
-      const id = await w.evaluate('self.shoalContext?.workerId').catch(() => undefined)
-      if (id !== workerId) continue
-      await w.evaluate('setTimeout(() => self.close(), 0)')
-      return
-    }
-  }
-  throw new Error(`no live worker ${workerId}`)
-}
+const newJob = useJobPerTest(cluster, { waitForFreeCpus: () => mesh })
 
 const T = 10_000 // every get is bounded: a hang fails the test instead of the file
 const nodeIds = () => cluster().nodes.map((n) => n.nodeId)
@@ -169,7 +130,7 @@ describe('test_failure_2.py', () => {
         // Wait for the child to be scheduled.
         await waitForCondition(async () => !(await childResourceAvailable()), 'the child to hold node 1')
         // Kill the parent process.
-        await killWorker(pid)
+        await killWorker(cluster(), { workerId: pid })
         await waitForCondition(childResourceAvailable, 'the child to die with its parent', 15_000)
       } else {
         // Fate sharing when the parent node dies.

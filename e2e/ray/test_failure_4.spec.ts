@@ -1,7 +1,7 @@
-import { afterEach, beforeAll, describe, expect, it } from 'vitest'
+import { beforeAll, describe, expect, it } from 'vitest'
 import { ActorDiedError, type ActorHandle, type Mesh, NodeDiedError, ObjectLostError, ObjectRef, TaskError } from '../../sdk/index.ts'
 import { useCluster } from '../fixtures/cluster.ts'
-import { type SignalActor, signalActor, waitForCondition } from './helpers.ts'
+import { rejection, type SignalActor, signalActor, useJobPerTest, waitForCondition } from './helpers.ts'
 
 // Ported from Ray's python/ray/tests/test_failure_4.py, with the one case ported from test_failure_3.py
 // (test_async_actor_task_retries) merged in, first (the last cases here close nodes). Ray's ray_start_regular is one node; here 2 nodes × 2 CPUs.
@@ -13,30 +13,7 @@ beforeAll(async () => {
 
 // Each test runs in a job of its own, ended after it: ending a job cancels its tasks and kills its actors, so what a
 // test leaves hanging (a worker that died unnoticed) does not hold CPUs in the next one.
-const jobs: Mesh[] = []
-async function newJob(opts?: { namespace?: string }): Promise<Mesh> {
-  const m = await cluster().connect(opts)
-  jobs.push(m)
-  return m
-}
-afterEach(async () => {
-  for (const m of jobs.splice(0)) await m.close()
-  await waitForCondition(
-    async () => (await mesh.state.listNodes()).every((n) => n.state === 'DEAD' || n.availableResources.CPU === n.resources.CPU),
-    'every CPU to be free after the test',
-    15_000,
-  ).catch((e: Error) => console.warn(e.message))
-})
-
-/** The error `p` rejects with, or undefined if it resolves. */
-async function rejection(p: Promise<unknown>): Promise<(Error & Record<string, unknown>) | undefined> {
-  try {
-    await p
-  } catch (e) {
-    return e as Error & Record<string, unknown>
-  }
-  return undefined
-}
+const newJob = useJobPerTest(cluster, { waitForFreeCpus: () => mesh })
 
 const T = 10_000 // every get is bounded: a hang fails the test instead of the file
 

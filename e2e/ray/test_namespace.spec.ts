@@ -1,7 +1,7 @@
-import { afterEach, beforeAll, describe, expect, it } from 'vitest'
-import { ActorHandleBase, type Mesh, type ObjectRef, ValidationError } from '../../sdk/index.ts'
+import { beforeAll, describe, expect, it } from 'vitest'
+import { type Mesh, type ObjectRef, ValidationError } from '../../sdk/index.ts'
 import { useCluster } from '../fixtures/cluster.ts'
-import { waitForCondition } from './helpers.ts'
+import { useActorCleanup, useJobPerTest, waitForCondition } from './helpers.ts'
 
 // Ported from python/ray/tests/test_namespace.py. Each Ray test starts its own driver with `ray.init(namespace=…)` and
 // runs other drivers with `run_string_as_driver`; here each is a connection of its own to one shared cluster.
@@ -11,25 +11,13 @@ beforeAll(async () => {
   // Used only to clean up between tests.
   admin = await cluster().connect({ namespace: 'test_namespace_admin' })
 })
-const drivers: Mesh[] = []
-afterEach(async () => {
-  for (const d of drivers.splice(0)) await d.close()
-  await killAllActors()
-})
+// After each test its drivers are closed, then every actor still alive (detached ones included) is killed: afterEach
+// hooks run last registered first.
+useActorCleanup(() => admin, { everyActor: true })
+const newDriver = useJobPerTest(cluster)
 
 /** Extra helper: a driver of its own (Ray's `ray.init(namespace=…)`), closed after the test. */
-async function driverIn(namespace?: string): Promise<Mesh> {
-  const d = await cluster().connect(namespace !== undefined ? { namespace } : {})
-  drivers.push(d)
-  return d
-}
-
-/** Extra helper: kills every actor still alive in the cluster (detached ones of other drivers included), by id. */
-async function killAllActors() {
-  for (const a of await admin.state.listActors()) {
-    if (a.state !== 'DEAD') await admin.kill(new ActorHandleBase(a.actorId as never, a.className, [], admin)).catch(() => {})
-  }
-}
+const driverIn = (namespace: string) => newDriver({ namespace })
 
 /** Extra helper: `p`, or a rejection once `ms` pass (for calls that take no timeout and might never settle). */
 function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {

@@ -1,7 +1,7 @@
-import { afterEach, beforeAll, describe, expect, it } from 'vitest'
-import { ActorDiedError, type ActorHandle, type Mesh, type ObjectRef, WorkerCrashedError } from '../../sdk/index.ts'
+import { beforeAll, describe, expect, it } from 'vitest'
+import { ActorDiedError, type ActorHandle, type Mesh, type ObjectRef } from '../../sdk/index.ts'
 import { useCluster } from '../fixtures/cluster.ts'
-import { type SignalActor, signalActor, waitForCondition } from './helpers.ts'
+import { expectWorkerCrashed, putObject, type SignalActor, signalActor, useJobPerTest, waitForCondition } from './helpers.ts'
 
 // Ported from python/ray/tests/test_reference_counting.py (the revision with the module-scoped `one_cpu_100MiB_shared`
 // fixture and the autouse `check_refcounts_empty`). Ray runs every case in a 1-CPU instance with a 100 MiB store; here
@@ -18,17 +18,9 @@ const cluster = useCluster({ nodes: 2, cpus: 2 })
 beforeAll(async () => {
   mesh = await cluster().connect()
 })
-// Each case runs as a job of its own, closed after it: that cancels what it left running and kills its actors.
-const jobs: Mesh[] = []
-afterEach(async () => {
-  for (const m of jobs.splice(0)) await m.close()
-})
-/** A driver of its own for one case, as Ray's fixture gives each case its own `ray.init`. */
-async function job(): Promise<Mesh> {
-  const m = await cluster().connect()
-  jobs.push(m)
-  return m
-}
+// Each case runs as a job of its own (as Ray's fixture gives each case its own `ray.init`), closed after it: that
+// cancels what it left running and kills its actors.
+const job = useJobPerTest(cluster)
 
 /**
  * The objects of `m`'s job with their reference counts: what Ray's `get_all_reference_counts()` shows for the driver.
@@ -83,23 +75,6 @@ async function fillObjectStoreAndGet(id: string, succeed = true): Promise<void> 
       15_000,
     )
   }
-}
-
-/** Ray's `put_object(obj, use_ray_put)`: `ray.put`, or the return of a task that returns its argument. */
-function putObject<T>(m: Mesh, value: T, useRayPut: boolean): Promise<ObjectRef<T>> | ObjectRef<T> {
-  if (useRayPut) return m.put(value)
-  return m
-    .remote(function _put(obj: T) {
-      return obj
-    })
-    .remote(value) as ObjectRef<T>
-}
-
-/** A task that crashed its worker must fail with WorkerCrashedError (planned), not hang: bounded by WAIT. */
-async function expectWorkerCrashed(m: Mesh, ref: ObjectRef): Promise<void> {
-  const err = await m.get(ref, WAIT).catch((e: unknown) => e)
-  expect((err as { code?: string }).code, String(err)).toBe('WORKER_CRASHED')
-  expect(err).toBeInstanceOf(WorkerCrashedError)
 }
 
 const variants = [

@@ -1,7 +1,7 @@
-import { afterEach, beforeAll, describe, expect, it } from 'vitest'
+import { beforeAll, describe, expect, it } from 'vitest'
 import type { Mesh, ObjectRef } from '../../sdk/index.ts'
 import { useCluster } from '../fixtures/cluster.ts'
-import { waitForCondition } from './helpers.ts'
+import { useJobPerTest, waitForCondition } from './helpers.ts'
 
 // Ported from python/ray/tests/test_reference_counting_standalone.py: reference counting cases that need a cluster of
 // their own in Ray. Here they share one 2 × 2-CPU cluster, each case running as a job of its own (a fresh driver,
@@ -16,16 +16,8 @@ const cluster = useCluster({ nodes: 2, cpus: 2 })
 beforeAll(async () => {
   mesh = await cluster().connect()
 })
-const jobs: Mesh[] = []
-afterEach(async () => {
-  for (const m of jobs.splice(0)) await m.close()
-})
 /** A driver of its own for one case, as Ray starts a fresh instance for each. */
-async function job(): Promise<Mesh> {
-  const m = await cluster().connect()
-  jobs.push(m)
-  return m
-}
+const job = useJobPerTest(cluster)
 
 /** Ray's `memory_summary(stats_only=True)` "Plasma memory usage": bytes in the plasma stores of alive nodes. */
 async function plasmaBytes(): Promise<number> {

@@ -1,12 +1,20 @@
-import { afterEach, beforeAll, describe, expect, it } from 'vitest'
+import { beforeAll, describe, expect, it } from 'vitest'
 import { type ActorHandle, GetTimeoutError, type Mesh, ShoalError } from '../../sdk/index.ts'
 import { useCluster } from '../fixtures/cluster.ts'
-import { type RuntimeContext, type Semaphore, SignalActor, semaphore, signalActor, waitForCondition } from './helpers.ts'
+import {
+  type RuntimeContext,
+  rejection,
+  type Semaphore,
+  SignalActor,
+  semaphore,
+  signalActor,
+  useActorCleanup,
+  waitForCondition,
+} from './helpers.ts'
 
 // Ported from python/ray/tests/test_scheduling.py and test_scheduling_2.py: the hybrid policy, SPREAD and node
 // affinity (placement groups, custom-resource locality and the autoscaler's demand reports are out of scope).
 type TaskSelf = { shoal: Mesh; shoalContext: RuntimeContext }
-type Failure = Error & { code?: string }
 
 let mesh: Mesh
 // 4 CPUs per node, so "half a node" (the hybrid policy's threshold) is more than one task.
@@ -14,24 +22,8 @@ const cluster = useCluster({ nodes: 2, cpus: 4 })
 beforeAll(async () => {
   mesh = await cluster().connect()
 })
-const made: ActorHandle[] = []
-afterEach(async () => {
-  for (const h of made.splice(0)) await mesh.kill(h).catch(() => {})
-})
-const keep = <T extends ActorHandle>(h: T): T => {
-  made.push(h)
-  return h
-}
+const keep = useActorCleanup(() => mesh)
 
-/** The error a promise rejects with; fails if it resolves. */
-async function rejection(p: Promise<unknown>): Promise<Failure> {
-  try {
-    await p
-  } catch (e) {
-    return e as Failure
-  }
-  throw new Error('expected a rejection, but the promise resolved')
-}
 const counts = (xs: string[]) => {
   const m = new Map<string, number>()
   for (const x of xs) m.set(x, (m.get(x) ?? 0) + 1)

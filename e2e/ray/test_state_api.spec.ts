@@ -1,7 +1,7 @@
-import { afterEach, beforeAll, describe, expect, it } from 'vitest'
+import { beforeAll, describe, expect, it } from 'vitest'
 import { type ActorHandle, type Mesh, type ObjectRef, TaskError, type TaskRow, ValidationError } from '../../sdk/index.ts'
 import { useCluster } from '../fixtures/cluster.ts'
-import { waitForCondition } from './helpers.ts'
+import { useJobPerTest, waitForCondition } from './helpers.ts'
 
 // Ported from python/ray/tests/test_state_api.py (the list_* cases of its newest revision, plus test_filter from an
 // earlier one) and python/ray/tests/test_state_api_2.py (merged here: one case). Ray starts each case in a fresh
@@ -17,16 +17,8 @@ const cluster = useCluster({ nodes: 2, cpus: 2 })
 beforeAll(async () => {
   mesh = await cluster().connect()
 })
-const jobs: Mesh[] = []
-afterEach(async () => {
-  for (const m of jobs.splice(0)) await m.close()
-})
 /** A driver of its own for one case, as Ray's fixtures give each case its own `ray.init`. */
-async function job(): Promise<Mesh> {
-  const m = await cluster().connect()
-  jobs.push(m)
-  return m
-}
+const job = useJobPerTest(cluster)
 const nodeIds = () => cluster().nodes.map((n) => n.nodeId)
 /** Ray's `get_task(ref or id)`: the rows of the task that makes `ref` (one per attempt). */
 const getTask = (ref: ObjectRef | string) =>
