@@ -18,7 +18,10 @@ export async function benchTasks(c: BenchCluster, cpusPerNode: number) {
   const ours = {
     asyncTasksPerSec: await repeat(RUNS, async () => {
       const t0 = performance.now()
-      await mesh.get(Array.from({ length: ASYNC_TASKS }, (_, i) => noop.remote(i)), BOUNDED)
+      await mesh.get(
+        Array.from({ length: ASYNC_TASKS }, (_, i) => noop.remote(i)),
+        BOUNDED,
+      )
       return ASYNC_TASKS / ((performance.now() - t0) / 1000)
     }),
     syncRoundTripsPerSec: await repeat(RUNS, async () => {
@@ -42,7 +45,12 @@ export async function benchTasks(c: BenchCluster, cpusPerNode: number) {
   })
   const cpus = c.nodes.length * cpusPerNode
   const t0 = performance.now()
-  const sum = (await mesh.get(Array.from({ length: 30 }, () => sleep.remote()), BOUNDED)).reduce((a, b) => a + b, 0)
+  const sum = (
+    await mesh.get(
+      Array.from({ length: 30 }, () => sleep.remote()),
+      BOUNDED,
+    )
+  ).reduce((a, b) => a + b, 0)
   const seed = { tasks: 30, sum, cpus, elapsedMs: Math.round(performance.now() - t0), idealMs: Math.ceil(30 / cpus) * 1000 }
   await mesh.close()
 
