@@ -50,7 +50,13 @@ export class ActorManager {
 
   constructor(
     private readonly tasks: TaskManager,
-    private readonly deps: { nodes: NodeTable; events: TaskEvents; nodeSession(nodeId: string): Session | undefined },
+    private readonly deps: {
+      nodes: NodeTable
+      events: TaskEvents
+      nodeSession(nodeId: string): Session | undefined
+      /** An incarnation of the actor ended: its worker's channel must end too (fate sharing). */
+      incarnationEnded(actorId: string): void
+    },
   ) {}
 
   /** A creation task arrived. Returns false if it was settled at once (name taken, or getIfExists found one). */
@@ -284,6 +290,7 @@ export class ActorManager {
   }
 
   private lost(actor: ActorRecord, reason: string): void {
+    this.deps.incarnationEnded(actor.actorId)
     const canRestart = actor.maxRestarts === -1 || actor.restarts < actor.maxRestarts
     if (!canRestart) return this.die(actor, `${reason} (no restarts left)`)
     actor.state = 'RESTARTING'
@@ -314,6 +321,7 @@ export class ActorManager {
   }
 
   private die(actor: ActorRecord, cause: string): void {
+    this.deps.incarnationEnded(actor.actorId)
     actor.state = 'DEAD'
     actor.deathCause = cause
     if (actor.name) this.named.delete(`${actor.namespace}\u0000${actor.name}`)

@@ -47,6 +47,8 @@ export class Cluster {
   private nodeSessions = new Map<string, Session>()
   /** Browser drivers serving their own large puts, by peer id: told when those objects are deleted. */
   private peerSessions = new Map<string, Session>()
+  /** The channels of the workers that host each actor: they end with the actor's incarnation. */
+  private actorChannels = new Map<string, Set<Session>>()
   private monitor: ReturnType<typeof setInterval> | undefined
   private readonly log: (line: string) => void
   private readonly heartbeatTimeoutMs: number
@@ -63,7 +65,17 @@ export class Cluster {
       nodeSession,
       now: opts.now ?? (() => performance.now()),
     })
-    this.actors = new ActorManager(this.tasks, { nodes: this.nodes, events: this.events, nodeSession })
+    this.actors = new ActorManager(this.tasks, {
+      nodes: this.nodes,
+      events: this.events,
+      nodeSession,
+      // An actor's incarnation ended (killed, died, restarting): its worker's channel ends with it at once, and what
+      // that worker owned shares its fate, before any later call can reach what it made.
+      incarnationEnded: (actorId) => {
+        for (const sub of this.actorChannels.get(actorId) ?? []) this.disconnected(sub)
+        this.actorChannels.delete(actorId)
+      },
+    })
     this.tasks.actors = this.actors
     this.transfers = new ObjectTransfers({
       nodes: this.nodes,
@@ -290,6 +302,12 @@ export class Cluster {
       s.role = 'driver'
       s.jobId = job.jobId
       s.namespace = job.namespace
+      if (msg.actorId) {
+        s.actorId = msg.actorId
+        let set = this.actorChannels.get(msg.actorId)
+        if (!set) this.actorChannels.set(msg.actorId, (set = new Set()))
+        set.add(s)
+      }
     } else {
       // A job that names no namespace gets an anonymous one of its own, as in Ray.
       const job = this.jobs.create(msg.namespace)
@@ -310,7 +328,11 @@ export class Cluster {
     s.closed = true
     for (const sub of s.relays.values()) this.disconnected(sub)
     s.relays.clear()
-    if (s.carrier) s.carrier.node.relays.delete(s.carrier.channel)
+    if (s.carrier) {
+      s.carrier.node.relays.delete(s.carrier.channel)
+      s.carrier.node.endedRelays.add(s.carrier.channel)
+    }
+    if (s.actorId) this.actorChannels.get(s.actorId)?.delete(s)
     // What it borrowed is no longer held by it.
     for (const [id, n] of s.borrowed) for (let i = 0; i < n; i++) this.objects.unpin(id as ObjectId)
     s.borrowed.clear()
@@ -339,6 +361,7 @@ export class Cluster {
    * of its own (created by the frame that says hello), so the worker's messages are ordered with the node's.
    */
   private relayUp(node: Session, channel: string, frame: Uint8Array): void {
+    if (node.endedRelays.has(channel)) return // a late frame of a worker whose channel was ended
     let sub = node.relays.get(channel)
     if (!sub) {
       if (node.relays.size >= MAX_RELAY_CHANNELS)

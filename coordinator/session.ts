@@ -26,7 +26,11 @@ export class Session implements ObjectSink {
   readonly knownFunctions = new Set<string>()
   /** For a node: its workers' channels, by name. For a worker's channel: the node carrying it and its name. */
   readonly relays = new Map<string, Session>()
+  /** Channels of this node already ended (their worker's late frames are dropped). */
+  readonly endedRelays = new Set<string>()
   carrier: { node: Session; channel: string } | undefined
+  /** For a worker's channel: the actor that worker hosts, if it hosts one. */
+  actorId: string | undefined
   /** Binary frames received so far: a refused frame is named by this count, which the sender keeps too. */
   framesReceived = 0
   /** Resource shapes this job was already warned about as infeasible (Ray warns once). */

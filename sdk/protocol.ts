@@ -166,6 +166,8 @@ export const ClientMessageSchema = v.variant('type', [
     namespace: v.optional(v.string()),
     /** A connection opened inside a task joins the job of that task instead of starting one. */
     attachJob: v.optional(hex(8)),
+    /** That task's worker hosts this actor: its channel ends (and what it owns with it) when the actor does. */
+    actorId: v.optional(hex(32)),
     node: v.optional(NodeInfoSchema),
   }),
   v.strictObject({ type: v.literal('register-functions'), functions: v.array(FunctionDefSchema) }),

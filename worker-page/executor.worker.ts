@@ -92,6 +92,7 @@ function meshFor(t: ExecTask): { mesh: Mesh; channel: WorkerChannel } {
       protocol: PROTOCOL_VERSION,
       role: 'driver',
       attachJob: t.jobId,
+      ...(t.actorId && { actorId: t.actorId }),
     })
     channel.maxFrameBytes = c.maxFrameBytes
     m = { mesh: new Mesh(channel, c.address, t.jobId as JobId, t.namespace), channel }
