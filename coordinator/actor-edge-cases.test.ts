@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest'
 import { encodeValue } from '../sdk/codec.ts'
 import { type JobId, newActorId, newPutObjectId } from '../sdk/ids.ts'
-import type { TaskSpec } from '../sdk/protocol.ts'
+import type { TaskSpec } from '../sdk/protocol/index.ts'
 import { Cluster } from './cluster.ts'
 import { driver, node, ok, submit, task, tick, userError } from './test-harness.ts'
 

@@ -1,6 +1,6 @@
 import { ActorDiedError, ValidationError, type WireError } from '../sdk/errors.ts'
 import { objectIdOf, type TaskId } from '../sdk/ids.ts'
-import type { ActorState } from '../sdk/protocol.ts'
+import type { ActorState } from '../sdk/protocol/index.ts'
 import type { ActorRow } from '../sdk/state.ts'
 import type { NodeTable } from './gcs/nodes.ts'
 import type { TaskEvents } from './gcs/task-events.ts'

@@ -1,7 +1,7 @@
 import * as v from 'valibot'
 import { decodeFrames } from '../sdk/codec.ts'
 import { ProtocolError } from '../sdk/errors.ts'
-import { ClientMessageSchema } from '../sdk/protocol.ts'
+import { ClientMessageSchema } from '../sdk/protocol/index.ts'
 import type { Cluster } from './cluster.ts'
 import type { Session } from './session.ts'
 

@@ -1,6 +1,6 @@
 import { ObjectLostError, ValidationError } from '../sdk/errors.ts'
 import { jobIdOfTask, type ObjectId, type TaskId } from '../sdk/ids.ts'
-import { type ClientMessageOf, OBJECT_CHUNK_BYTES } from '../sdk/protocol.ts'
+import { type ClientMessageOf, OBJECT_CHUNK_BYTES } from '../sdk/protocol/index.ts'
 import type { NodeTable } from './gcs/nodes.ts'
 import type { ObjectDirectory } from './gcs/object-directory.ts'
 import type { Session } from './session.ts'

@@ -1,5 +1,5 @@
 import { encodeFrames } from '../sdk/codec.ts'
-import { type Assignment, type FunctionDef, MAX_FRAME_BYTES, type ObjectUpdate, type ServerMessage } from '../sdk/protocol.ts'
+import { type Assignment, type FunctionDef, MAX_FRAME_BYTES, type ObjectUpdate, type ServerMessage } from '../sdk/protocol/index.ts'
 import { BATCH_MESSAGE_BYTES, sizeOfValues, TurnBatch } from '../sdk/turn-batch.ts'
 import type { ObjectSink } from './gcs/object-directory.ts'
 

@@ -1,5 +1,5 @@
 import { ValidationError } from '../sdk/errors.ts'
-import type { StateFilter } from '../sdk/protocol.ts'
+import type { StateFilter } from '../sdk/protocol/index.ts'
 import { STATE_COLUMNS } from '../sdk/state.ts'
 import { ACTOR_STATES, TASK_STATES } from '../sdk/states.ts'
 

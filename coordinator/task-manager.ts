@@ -9,7 +9,7 @@ import {
   type WireError,
 } from '../sdk/errors.ts'
 import { jobIdOfTask, type ObjectId, objectIdOf, type TaskId, taskIdOfObject } from '../sdk/ids.ts'
-import { type Assignment, type TaskResult, type TaskSpec, TaskSpecSchema } from '../sdk/protocol.ts'
+import { type Assignment, type TaskResult, type TaskSpec, TaskSpecSchema } from '../sdk/protocol/index.ts'
 import { allocate, fits, formatResources, quantityProblem, RESOURCE_UNITS, type ResourceUnits, release, toUnits } from '../sdk/resources.ts'
 import type { ActorManager } from './actor-manager.ts'
 import type { FunctionTable } from './gcs/functions.ts'

@@ -1,7 +1,7 @@
 import { decodeFrames, encodeValue } from '../sdk/codec.ts'
 import { functionIdOf, type JobId, newTaskId, objectIdOf, type TaskId } from '../sdk/ids.ts'
-import type { Assignment, ClientMessage, ObjectUpdate, ServerMessage, TaskSpec } from '../sdk/protocol.ts'
-import { PROTOCOL_VERSION } from '../sdk/protocol.ts'
+import type { Assignment, ClientMessage, ObjectUpdate, ServerMessage, TaskSpec } from '../sdk/protocol/index.ts'
+import { PROTOCOL_VERSION } from '../sdk/protocol/index.ts'
 import type { Cluster } from './cluster.ts'
 import { Session } from './session.ts'
 

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest'
 import WebSocket from 'ws'
 import { decodeFrames, encodeFrame } from '../sdk/codec.ts'
 import { ConnectionError, connect, ObjectRef, TaskError, ValidationError } from '../sdk/index.ts'
-import type { ServerMessage } from '../sdk/protocol.ts'
+import type { ServerMessage } from '../sdk/protocol/index.ts'
 import { useCluster } from './fixtures/cluster.ts'
 
 // Every error a user can cause gets a clear message and changes no state.

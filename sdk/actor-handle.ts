@@ -3,7 +3,7 @@ import { ValidationError } from './errors.ts'
 import type { ActorId } from './ids.ts'
 import type { ObjectRef } from './object-ref.ts'
 import { type ActorOptions, ActorOptionsSchema, parseOptions } from './options.ts'
-import type { ActorCreation, Resources, SchedulingStrategy } from './protocol.ts'
+import type { ActorCreation, Resources, SchedulingStrategy } from './protocol/index.ts'
 import { type RemoteArgs, resourcesOf } from './remote-function.ts'
 
 /** What actor classes and handles need from their connection. */

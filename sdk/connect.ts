@@ -14,7 +14,7 @@ import {
   parseOptions,
   WaitOptionsSchema,
 } from './options.ts'
-import { type ClientMessage, INLINE_OBJECT_MAX_BYTES, PROTOCOL_VERSION, type ServerMessage } from './protocol.ts'
+import { type ClientMessage, INLINE_OBJECT_MAX_BYTES, PROTOCOL_VERSION, type ServerMessage } from './protocol/index.ts'
 import { ReferenceCounter } from './reference-counter.ts'
 import { RemoteFunction } from './remote-function.ts'
 import { StateApi } from './state.ts'

@@ -29,7 +29,7 @@ export {
 } from './errors.ts'
 export { ObjectRef } from './object-ref.ts'
 export type { ActorOptions, ConnectOptions, TaskOptions } from './options.ts'
-export type { ActorState, SchedulingStrategy, TaskState, TaskType } from './protocol.ts'
+export type { ActorState, SchedulingStrategy, TaskState, TaskType } from './protocol/index.ts'
 export { RemoteFunction } from './remote-function.ts'
 export { parseSize } from './size.ts'
 export type { ActorRow, JobRow, ListOptions, NodeRow, ObjectRow, TaskRow, TaskSummary } from './state.ts'

@@ -1,7 +1,7 @@
 import { ConnectionError, ObjectLostError } from './errors.ts'
 import type { ObjectId } from './ids.ts'
 import type { ObjectTable } from './object-table.ts'
-import { type ClientMessage, OBJECT_CHUNK_BYTES } from './protocol.ts'
+import { type ClientMessage, OBJECT_CHUNK_BYTES } from './protocol/index.ts'
 import type { PeerMesh } from './transport/peer-mesh.ts'
 
 /** What moving large objects needs from the connection. */

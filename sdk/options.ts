@@ -5,7 +5,7 @@
  */
 import * as v from 'valibot'
 import { ValidationError } from './errors.ts'
-import { ResourcesSchema, SchedulingStrategySchema } from './protocol.ts'
+import { ResourcesSchema, SchedulingStrategySchema } from './protocol/index.ts'
 
 const nonNegInt = v.pipe(v.number(), v.integer('must be a whole number'), v.minValue(0))
 const retries = v.pipe(v.number(), v.integer('must be a whole number'), v.minValue(-1, 'must be -1 (forever) or more'))

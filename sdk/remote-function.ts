@@ -1,7 +1,7 @@
 import { ValidationError } from './errors.ts'
 import type { ObjectRef } from './object-ref.ts'
 import { parseOptions, type TaskOptions, TaskOptionsSchema } from './options.ts'
-import type { Resources, SchedulingStrategy } from './protocol.ts'
+import type { Resources, SchedulingStrategy } from './protocol/index.ts'
 import { quantityProblem } from './resources.ts'
 
 /** Turns numCpus/numGpus/resources into one resource map, refusing the reserved names inside `resources` (as Ray). */

@@ -1,7 +1,7 @@
 import * as v from 'valibot'
 import { parseOptions } from './options.ts'
-import type { ActorState, Resources, StateFilter, StateQuery, TaskState, TaskType } from './protocol.ts'
-import { StateFilterSchema } from './protocol.ts'
+import type { ActorState, Resources, StateFilter, StateQuery, TaskState, TaskType } from './protocol/index.ts'
+import { StateFilterSchema } from './protocol/index.ts'
 
 /**
  * A row of `listTasks`: one per task attempt, as Ray lists them (Ray's fields in camelCase). Times are ms since the

@@ -14,7 +14,7 @@ import {
   type TaskId,
 } from './ids.ts'
 import { ObjectRef } from './object-ref.ts'
-import { type ClientMessage, INLINE_OBJECT_MAX_BYTES, type TaskArg, type TaskSpec } from './protocol.ts'
+import { type ClientMessage, INLINE_OBJECT_MAX_BYTES, type TaskArg, type TaskSpec } from './protocol/index.ts'
 import type { TaskSubmitter as RemoteFunctionSubmitter } from './remote-function.ts'
 import { batchBytesFor, sizeOfValues, TurnBatch } from './turn-batch.ts'
 

@@ -3,7 +3,7 @@ import { Mesh } from '../sdk/connect.ts'
 import type { ShoalError } from '../sdk/errors.ts'
 import type { JobId } from '../sdk/ids.ts'
 import type { ObjectRef } from '../sdk/object-ref.ts'
-import { PROTOCOL_VERSION, type ServerMessage } from '../sdk/protocol.ts'
+import { PROTOCOL_VERSION, type ServerMessage } from '../sdk/protocol/index.ts'
 import type { Link, MemoryNetwork } from './network.ts'
 
 /** A ref the driver made, and what became of it. */

@@ -1,5 +1,5 @@
 import { newWorkerId } from '../sdk/ids.ts'
-import { PROTOCOL_VERSION, RELAY_OVERHEAD_BYTES, type ServerMessage } from '../sdk/protocol.ts'
+import { PROTOCOL_VERSION, RELAY_OVERHEAD_BYTES, type ServerMessage } from '../sdk/protocol/index.ts'
 import { type ResourceUnits, toUnits } from '../sdk/resources.ts'
 import type { ExecResult, ExecTask } from '../worker-page/executor.worker.ts'
 import { NodeAgent, type NodeObjects, type NodeWorkers, type WorkerSlot } from '../worker-page/node.ts'

@@ -17,7 +17,7 @@ import {
   type WireError,
 } from '../sdk/errors.ts'
 import { type JobId, type ObjectId, objectIdOf, type TaskId } from '../sdk/ids.ts'
-import { INLINE_OBJECT_MAX_BYTES, type PageToWorker, PROTOCOL_VERSION, type WorkerToPage } from '../sdk/protocol.ts'
+import { INLINE_OBJECT_MAX_BYTES, type PageToWorker, PROTOCOL_VERSION, type WorkerToPage } from '../sdk/protocol/index.ts'
 import { openPlasma, readObject, writeObject } from './object-store/plasma-db.ts'
 import { WorkerChannel } from './worker-channel.ts'
 

@@ -1,6 +1,6 @@
 import type { WireError } from '../sdk/errors.ts'
 import { objectIdOf, type TaskId } from '../sdk/ids.ts'
-import type { Assignment, ClientMessage, FunctionDef, LargeArg, ObjectUpdate, ServerMessage, TaskResult } from '../sdk/protocol.ts'
+import type { Assignment, ClientMessage, FunctionDef, LargeArg, ObjectUpdate, ServerMessage, TaskResult } from '../sdk/protocol/index.ts'
 import { allocate, fits, type ResourceUnits, release } from '../sdk/resources.ts'
 import type { FramedTransport } from '../sdk/transport/framed.ts'
 import { batchBytesFor, sizeOfValues, TurnBatch } from '../sdk/turn-batch.ts'

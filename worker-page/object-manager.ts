@@ -1,5 +1,5 @@
 import { ObjectLostError, type WireError } from '../sdk/errors.ts'
-import { type ClientMessage, type LargeArg, OBJECT_CHUNK_BYTES, type ObjectUpdate } from '../sdk/protocol.ts'
+import { type ClientMessage, type LargeArg, OBJECT_CHUNK_BYTES, type ObjectUpdate } from '../sdk/protocol/index.ts'
 import type { PeerMesh } from '../sdk/transport/peer-mesh.ts'
 import type { NodeObjects } from './node.ts'
 import type { PlasmaStore } from './object-store/plasma-store.ts'

@@ -1,5 +1,5 @@
 import { ConnectionError, fromWireError } from '../sdk/errors.ts'
-import { PROTOCOL_VERSION, RELAY_OVERHEAD_BYTES, type ServerMessage } from '../sdk/protocol.ts'
+import { PROTOCOL_VERSION, RELAY_OVERHEAD_BYTES, type ServerMessage } from '../sdk/protocol/index.ts'
 import { toUnits } from '../sdk/resources.ts'
 import type { PeerMesh } from '../sdk/transport/peer-mesh.ts'
 import { ControlSocket } from '../sdk/transport/websocket.ts'

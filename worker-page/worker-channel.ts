@@ -1,5 +1,5 @@
 /// <reference lib="webworker" />
-import type { ClientMessage, WorkerToPage } from '../sdk/protocol.ts'
+import type { ClientMessage, WorkerToPage } from '../sdk/protocol/index.ts'
 import { FramedTransport } from '../sdk/transport/framed.ts'
 
 /**

@@ -1,6 +1,6 @@
 import * as Comlink from 'comlink'
 import { newWorkerId } from '../sdk/ids.ts'
-import { isWorkerToPage, type PageToWorker } from '../sdk/protocol.ts'
+import { isWorkerToPage, type PageToWorker } from '../sdk/protocol/index.ts'
 import type { ExecResult, ExecTask, ExecutorApi, ExecutorContext } from './executor.worker.ts'
 import type { NodeWorkers, WorkerSlot } from './node.ts'
 

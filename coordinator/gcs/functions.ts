@@ -1,4 +1,4 @@
-import type { FunctionDef } from '../../sdk/protocol.ts'
+import type { FunctionDef } from '../../sdk/protocol/index.ts'
 
 /** The function table: task functions and actor classes by content hash, shipped to nodes on first use. */
 export class FunctionTable {

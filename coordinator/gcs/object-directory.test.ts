@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import type { ObjectId } from '../../sdk/ids.ts'
-import type { ObjectUpdate } from '../../sdk/protocol.ts'
+import type { ObjectUpdate } from '../../sdk/protocol/index.ts'
 import { ObjectDirectory } from './object-directory.ts'
 
 const id = (n: number) => n.toString(16).padStart(56, '0') as ObjectId

@@ -1,6 +1,6 @@
 import { ObjectFreedError, ObjectLostError, OwnerDiedError, type WireError } from '../../sdk/errors.ts'
 import type { ObjectId } from '../../sdk/ids.ts'
-import type { ObjectUpdate } from '../../sdk/protocol.ts'
+import type { ObjectUpdate } from '../../sdk/protocol/index.ts'
 import type { ObjectRow } from '../../sdk/state.ts'
 
 /** Someone who receives an object when it becomes ready (a driver's session). */

@@ -1,5 +1,5 @@
 import { rayErrorType, type WireError } from '../../sdk/errors.ts'
-import type { TaskSpec, TaskState } from '../../sdk/protocol.ts'
+import type { TaskSpec, TaskState } from '../../sdk/protocol/index.ts'
 import type { Resources } from '../../sdk/resources.ts'
 import type { TaskRow, TaskSummary } from '../../sdk/state.ts'
 

@@ -1,6 +1,6 @@
 import { Hono } from 'hono'
 import * as v from 'valibot'
-import { type StateQuery, StateQuerySchema } from '../../sdk/protocol.ts'
+import { type StateQuery, StateQuerySchema } from '../../sdk/protocol/index.ts'
 import type { Cluster } from '../cluster.ts'
 
 /** Parses `filter=key=value` / `filter=key!=value` query parameters (repeatable). */

@@ -1,4 +1,4 @@
-import type { SchedulingStrategy } from '../../sdk/protocol.ts'
+import type { SchedulingStrategy } from '../../sdk/protocol/index.ts'
 import { fits, type ResourceUnits } from '../../sdk/resources.ts'
 
 /** Ray's hybrid policy packs a node until this share of its critical resource is in use, then spreads. */

@@ -1,4 +1,4 @@
-import type { SchedulingStrategy } from '../../sdk/protocol.ts'
+import type { SchedulingStrategy } from '../../sdk/protocol/index.ts'
 import { allocate, type ResourceUnits } from '../../sdk/resources.ts'
 import type { NodeRecord } from '../gcs/nodes.ts'
 import { type Placement, type PolicyState, pickNode } from './policy.ts'

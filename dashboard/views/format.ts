@@ -1,4 +1,4 @@
-import type { Resources } from '../../sdk/protocol.ts'
+import type { Resources } from '../../sdk/protocol/index.ts'
 
 const BYTE_UNITS = ['B', 'KiB', 'MiB', 'GiB', 'TiB'] as const
 

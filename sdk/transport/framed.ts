@@ -1,6 +1,6 @@
 import { decodeFrames, encodeFrames } from '../codec.ts'
 import { ConnectionError } from '../errors.ts'
-import { type ClientMessage, MAX_FRAME_BYTES, type ServerMessage } from '../protocol.ts'
+import { type ClientMessage, MAX_FRAME_BYTES, type ServerMessage } from '../protocol/index.ts'
 import { TurnBatch } from '../turn-batch.ts'
 
 /** How many recent frames keep the list of objects they carried, for the coordinator's "frame N refused". */

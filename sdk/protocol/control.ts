@@ -1,5 +1,5 @@
 /**
- * The wire: every message any participant sends, in one place.
+ * The control wire: every message a driver or node sends the coordinator, and every message it sends them.
  *
  * Messages TO the coordinator cross a trust boundary, so they are valibot schemas (validated once at the edge) and
  * their types are inferred from them. Messages FROM the coordinator are trusted and are plain types.
@@ -7,7 +7,7 @@
  * the coordinator never decodes: it never runs or even parses user data.
  */
 import * as v from 'valibot'
-import type { WireError } from './errors.ts'
+import type { WireError } from '../errors.ts'
 
 export const PROTOCOL_VERSION = 1
 /**
@@ -22,8 +22,8 @@ export const INLINE_OBJECT_MAX_BYTES = 100 * 1024
 /** Large objects cross the control socket (driver puts and gets, relays) in chunks of this size. */
 export const OBJECT_CHUNK_BYTES = 1024 * 1024
 
-import type { ResourceUnits } from './resources.ts'
-import { ACTOR_STATES, type ActorState, TASK_STATES, TASK_TYPES, type TaskState, type TaskType } from './states.ts'
+import type { ResourceUnits } from '../resources.ts'
+import { ACTOR_STATES, type ActorState, TASK_STATES, TASK_TYPES, type TaskState, type TaskType } from '../states.ts'
 
 export type { ActorState, TaskState, TaskType }
 export { ACTOR_STATES, TASK_STATES, TASK_TYPES }
@@ -319,21 +319,3 @@ export interface RTCIceServerLike {
   username?: string
   credential?: string
 }
-
-// ---- The node page ↔ its Web Workers (besides comlink's calls) ----
-
-/** What a worker posts to its page on the same port as comlink's replies, so the two stay in one order. */
-export type WorkerToPage =
-  | { __shoal: 'up'; channel: string; frame: Uint8Array }
-  | { __shoal: 'close'; channel: string }
-  /** The worker is about to stop itself (`self.close()`): the page treats it as a crash. */
-  | { __shoal: 'closing'; reason: string }
-
-/** What the page posts to the worker's down port: a frame from the coordinator for one of its channels. */
-export interface PageToWorker {
-  channel: string
-  frame: Uint8Array
-}
-
-export const isWorkerToPage = (data: unknown): data is WorkerToPage =>
-  typeof data === 'object' && data !== null && typeof (data as { __shoal?: unknown }).__shoal === 'string'

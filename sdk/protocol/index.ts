@@ -1,0 +1,6 @@
+/**
+ * Every wire any participant speaks, in one place: the control wire (drivers and nodes ↔ the coordinator), the peer
+ * wire (owners ↔ nodes, directly or relayed), and the node page ↔ its workers.
+ */
+export * from './control.ts'
+export * from './worker.ts'
