@@ -3,7 +3,7 @@ import { encodeValue } from '../sdk/codec.ts'
 import { type JobId, newActorId, newPutObjectId } from '../sdk/ids.ts'
 import type { TaskSpec } from '../sdk/protocol/index.ts'
 import { Cluster } from './cluster.ts'
-import { driver, node, ok, submit, task, tick, userError } from './test-harness.ts'
+import { driver, leasesOf, node, ok, relayResults, requestLeases, submit, task, tick } from './test-harness.ts'
 
 let cluster: Cluster
 afterEach(() => cluster?.close())
@@ -55,8 +55,9 @@ async function actorWithTwoCalls() {
   await tick()
   n.send({ type: 'task-results', results: [ok(n.assignments()[0]!)] })
   await tick()
+  // A plain task of the driver's (it owns it: the coordinator knows its return once published, pending).
   const dep = task(d, { maxRetries: 0, resources: { CPU: 1 } })
-  submit(d, [dep])
+  d.send({ type: 'publish', objects: [{ objectId: dep.returnId }] })
   await tick()
   const c1 = call([{ ref: dep.returnId }])
   const c2 = call()
@@ -70,8 +71,9 @@ describe('actor and relay edge cases', () => {
     cluster = new Cluster({ log: () => {} })
     const { n, d, dep, c1, c2 } = await actorWithTwoCalls()
     expect(n.assignments().filter((a) => a.type === 'ACTOR_TASK')).toHaveLength(0) // c2 waits behind c1: ok
-    const depA = n.assignments().find((a) => a.taskId === dep.taskId)!
-    n.send({ type: 'task-results', results: [userError(depA)] })
+    // The dep failed at its owner, which publishes the error.
+    const error = { name: 'TaskError', code: 'TASK_ERROR', message: 'boom', data: { remoteName: 'Error' } }
+    d.send({ type: 'publish', objects: [{ objectId: dep.returnId, error }] })
     await tick()
     await tick()
     // c1 fails with dep's error (correct) ...
@@ -94,11 +96,12 @@ describe('actor and relay edge cases', () => {
     const d1 = await driver(cluster)
     const d2 = await driver(cluster)
     const t = task(d1)
-    submit(d1, [t])
+    requestLeases(d1)
     await tick()
-    const a = n.assignments()[0]!
+    const [lease] = leasesOf(d1)
     const total = 3 * 256 * 1024
-    n.send({ type: 'task-results', results: [{ taskId: a.taskId, attempt: 0, ok: true, returns: [{ stored: total }] }] })
+    // A large return of a task pushed under the lease: its result goes through the coordinator, which registers it.
+    relayResults(n, lease!, [{ taskId: t.taskId, attempt: 0, ok: true, returns: [{ stored: total }] }])
     await tick()
     d1.send({ type: 'fetch-objects', objectIds: [t.returnId as never] })
     await tick()
@@ -143,8 +146,7 @@ describe('actor and relay edge cases', () => {
     expect(n1.assignments().filter((x) => x.taskId === c.taskId)).toHaveLength(1)
     // n1 is busy with something else long-running so the restart goes elsewhere
     const n2 = await node(cluster, 1)
-    const blocker = task(d, { strategy: { nodeId: n1.nodeId, soft: false } as never, resources: { CPU: 1 } })
-    submit(d, [blocker])
+    requestLeases(d, { CPU: 1 }, 1, { nodeId: n1.nodeId, soft: false }) // a lease takes n1's CPU
     n1.send({ type: 'actor-died', actorId: actorId as never, attempt: 0, reason: 'worker crashed' })
     await tick()
     const re = n2.assignments().find((x) => x.taskId === creation.taskId)!

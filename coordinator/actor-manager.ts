@@ -2,10 +2,28 @@ import { ActorDiedError, ValidationError, type WireError } from '../sdk/errors.t
 import { objectIdOf, type TaskId } from '../sdk/ids.ts'
 import type { ActorState } from '../sdk/protocol/index.ts'
 import type { ActorRow } from '../sdk/state.ts'
-import type { NodeTable } from './gcs/nodes.ts'
+import type { NodeRecord, NodeTable } from './gcs/nodes.ts'
 import type { TaskEvents } from './gcs/task-events.ts'
 import type { Session } from './session.ts'
-import type { TaskManager, TaskRecord } from './task-manager.ts'
+import type { TaskRecord } from './task-record.ts'
+
+/** What the actor manager needs from the task manager (as Ray's GcsActorManager receives its scheduler). */
+export interface ActorTaskOps {
+  /** Fails a task: its returns hold the error. */
+  fail(rec: TaskRecord, error: WireError): void
+  /** A getIfExists creation found its actor: settled as ready without running. */
+  actorAliasReady(rec: TaskRecord): void
+  /** Sends a task attempt to a node. */
+  dispatch(rec: TaskRecord, node: NodeRecord): void
+  /** Takes a task off the node it was sent to without giving resources back (they went with a dead worker or node). */
+  forgetPlacement(rec: TaskRecord): void
+  /** An actor restarts: its creation runs again. */
+  requeueCreation(rec: TaskRecord): void
+  /** Gives resources back on a node. */
+  releaseOn(node: NodeRecord, resources: TaskRecord['resources']): void
+  /** Lets go of what the task pinned (a creation keeps its arguments while the actor may restart). */
+  releasePins(rec: TaskRecord): void
+}
 
 interface ActorRecord {
   actorId: string
@@ -49,7 +67,7 @@ export class ActorManager {
   private byHandle = new Map<string, string>()
 
   constructor(
-    private readonly tasks: TaskManager,
+    private readonly tasks: ActorTaskOps,
     private readonly deps: {
       nodes: NodeTable
       events: TaskEvents

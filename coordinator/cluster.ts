@@ -1,5 +1,5 @@
-import { ConnectionError, ShoalError, toWireError, ValidationError } from '../sdk/errors.ts'
-import type { ObjectId } from '../sdk/ids.ts'
+import { ConnectionError, ShoalError, TaskCancelledError, toWireError, ValidationError } from '../sdk/errors.ts'
+import { jobIdOfTask, type ObjectId, type TaskId, taskIdOfObject } from '../sdk/ids.ts'
 import type { ClientMessage, ClientMessageOf, RTCIceServerLike, StateQuery, TaskResult } from '../sdk/protocol/index.ts'
 import { MAX_FRAME_BYTES, PROTOCOL_VERSION, RELAY_OVERHEAD_BYTES } from '../sdk/protocol/index.ts'
 import { fromUnits, type ResourceUnits } from '../sdk/resources.ts'
@@ -10,10 +10,13 @@ import { JobTable } from './gcs/jobs.ts'
 import { NodeTable } from './gcs/nodes.ts'
 import { ObjectDirectory } from './gcs/object-directory.ts'
 import { TaskEvents } from './gcs/task-events.ts'
+import { LeaseManager, type LeaseRequest } from './lease-manager.ts'
 import { ObjectTransfers } from './object-transfers.ts'
+import { PeerRelay } from './peer-relay.ts'
+import { type Schedulable, Scheduler } from './scheduler/scheduler.ts'
 import { Session } from './session.ts'
 import { filterRows } from './state-query.ts'
-import { TaskManager } from './task-manager.ts'
+import { TaskManager, type TaskRecord } from './task-manager.ts'
 
 export interface ClusterOptions {
   /** If set, every driver and node must present it. */
@@ -41,11 +44,15 @@ export class Cluster {
   readonly functions = new FunctionTable()
   readonly objects = new ObjectDirectory()
   readonly events = new TaskEvents()
+  /** One scheduler for everything placed on nodes: lease requests and actors' creations share the nodes' resources. */
+  readonly scheduler: Scheduler<Schedulable>
+  readonly leases: LeaseManager
   readonly tasks: TaskManager
   readonly actors: ActorManager
   readonly transfers: ObjectTransfers
+  private readonly relay: PeerRelay
   private nodeSessions = new Map<string, Session>()
-  /** Browser drivers serving their own large puts, by peer id: told when those objects are deleted. */
+  /** Drivers by their peer id: owners of leases (results find them by it), and pages serving their own large puts. */
   private peerSessions = new Map<string, Session>()
   /** The channels of the workers that host each actor: they end with the actor's incarnation. */
   private actorChannels = new Map<string, Set<Session>>()
@@ -57,13 +64,25 @@ export class Cluster {
     this.log = opts.log ?? ((l) => console.log(l))
     this.nodes = new NodeTable(opts.now)
     const nodeSession = (id: string) => this.nodeSessions.get(id)
+    const isLease = (x: Schedulable): x is LeaseRequest => (x as LeaseRequest).kind === 'lease'
+    this.scheduler = new Scheduler<Schedulable>({
+      nodes: () => this.nodes.alive(),
+      node: (id) => this.nodes.get(id),
+      dispatch: (x, n) => (isLease(x) ? this.leases.grant(x, n) : this.tasks.dispatch(x as TaskRecord, n)),
+      fail: (x, reason) => (isLease(x) ? this.leases.fail(x, reason) : this.tasks.unschedulable(x as TaskRecord, reason)),
+      infeasible: (x, yes) => (isLease(x) ? this.leases.infeasible(x, yes) : this.tasks.infeasible(x as TaskRecord, yes)),
+      waiting: (x) => {
+        if (isLease(x)) this.leases.waiting(x)
+      },
+    })
+    this.leases = new LeaseManager({ nodes: this.nodes, scheduler: this.scheduler, nodeSession })
     this.tasks = new TaskManager({
       nodes: this.nodes,
       functions: this.functions,
       objects: this.objects,
       events: this.events,
+      scheduler: this.scheduler,
       nodeSession,
-      now: opts.now ?? (() => performance.now()),
     })
     this.actors = new ActorManager(this.tasks, {
       nodes: this.nodes,
@@ -77,6 +96,13 @@ export class Cluster {
       },
     })
     this.tasks.actors = this.actors
+    this.relay = new PeerRelay({
+      objects: this.objects,
+      leases: this.leases,
+      sessionAt: (address) => this.sessionAt(address),
+      addressOf: (s) => this.addressOf(s),
+      endScope: (node, scope) => this.endScope(node, scope),
+    })
     this.transfers = new ObjectTransfers({
       nodes: this.nodes,
       objects: this.objects,
@@ -136,6 +162,24 @@ export class Cluster {
         this.requireRole(s, 'driver', msg.type)
         for (const t of msg.tasks) this.tasks.submit(s, t)
         return
+      case 'publish':
+        this.requireRole(s, 'driver', msg.type)
+        return this.publish(s, msg.objects)
+      case 'lease-request': {
+        this.requireRole(s, 'driver', msg.type)
+        const address = this.addressOf(s)
+        if (!address) throw new ValidationError('a driver must say its peerId in hello to hold leases')
+        return this.leases.request(s, address, msg)
+      }
+      case 'lease-cancel':
+        return this.leases.cancel(s, msg.shapeId)
+      case 'lease-return':
+        return this.leases.giveBack(s, msg.leaseIds)
+      case 'lease-blocked':
+        this.requireRole(s, 'node', msg.type)
+        return this.leases.blocked(s, msg.leaseId, msg.blocked)
+      case 'peer-send':
+        return this.relay.send(s, msg)
       case 'put':
         this.requireRole(s, 'driver', msg.type)
         return this.transfers.onPut(s, msg)
@@ -166,7 +210,7 @@ export class Cluster {
         }
         return
       case 'cancel':
-        this.tasks.cancel(msg.objectId as ObjectId, msg.force, 'cancelled', msg.recursive ?? true)
+        this.cancel(s, msg.objectId as ObjectId, msg.force)
         return s.send({ type: 'reply', reqId: msg.reqId, ok: true, value: null })
       case 'state':
         return s.send({ type: 'reply', reqId: msg.reqId, ok: true, value: this.query(msg.query) })
@@ -188,8 +232,8 @@ export class Cluster {
         return
       case 'put-remote':
         this.requireRole(s, 'driver', msg.type)
+        if (msg.peerId !== s.peerId) throw new ValidationError("put-remote must name this connection's own peerId (from hello)")
         this.transfers.onPutRemote(s, msg)
-        this.peerSessions.set(msg.peerId, s)
         return
       case 'fetch-objects':
         this.transfers.fetch(s, msg.objectIds as ObjectId[])
@@ -207,32 +251,12 @@ export class Cluster {
         this.transfers.onUploadFailed(s, msg.objectId as ObjectId, msg.reason)
         return
       case 'task-events':
-        this.requireRole(s, 'node', msg.type)
-        for (const e of msg.events) {
-          const rec = this.tasks.get(e.taskId)
-          if (rec?.nodeId !== s.nodeId || rec?.attempt !== e.attempt) continue // stale: an attempt this node no longer runs
-          if (e.state === 'RUNNING') this.tasks.startedOnNode(rec)
-          this.events.state(e.taskId, e.state, {
-            attempt: e.attempt,
-            nodeId: s.nodeId,
-            ...(e.workerId && { workerId: e.workerId }),
-            time: e.time,
-          })
-        }
-        return
+        return this.taskEvents(s, msg.events)
       case 'task-results':
         this.requireRole(s, 'node', msg.type)
         this.tasks.onResults(s, msg.results)
         // What the tasks' workers let go at their end goes only now, after their results took what they contain.
         for (const r of msg.results) if (r.scope) this.endScope(s, r.scope)
-        return
-      case 'unqueued':
-        this.requireRole(s, 'node', msg.type)
-        this.tasks.onUnqueued(s, msg.tasks)
-        return
-      case 'task-blocked':
-        this.requireRole(s, 'node', msg.type)
-        this.tasks.onBlocked(s, msg.taskId, msg.attempt, msg.blocked)
         return
       case 'actor-died':
         this.requireRole(s, 'node', msg.type)
@@ -287,8 +311,8 @@ export class Cluster {
       this.log(
         `[coordinator] node ${rec.nodeId.slice(0, 8)} joined: ${JSON.stringify(fromUnits(rec.total))}${rec.name ? ` (${rec.name})` : ''}`,
       )
-      s.send({ ...base, nodeId: rec.nodeId, namespace: '' })
-      this.tasks.scheduler.nodesChanged()
+      s.send({ ...base, nodeId: rec.nodeId, namespace: '', leaseKey: this.leases.keyFor(rec.nodeId) })
+      this.scheduler.nodesChanged()
       this.transfers.onNodeJoined()
       return
     }
@@ -316,6 +340,11 @@ export class Cluster {
       s.namespace = job.namespace
       s.isJobRoot = true
     }
+    if (msg.peerId && !s.carrier) {
+      if (this.peerSessions.has(msg.peerId)) throw new ValidationError('that peerId is taken by another connection')
+      s.peerId = msg.peerId
+      this.peerSessions.set(msg.peerId, s)
+    }
     s.send({ ...base, jobId: s.jobId, namespace: s.namespace })
   }
 
@@ -342,6 +371,8 @@ export class Cluster {
       // the worker of a task that submitted tasks and made actors); then it holds nothing any more.
       const why = s.isJobRoot ? 'cancelled because its job ended' : 'cancelled because the task that submitted it ended with its worker'
       this.tasks.ownerGone(s, why)
+      this.leases.ownerGone(s)
+      this.events.ownerGone(s, (taskId) => new TaskCancelledError(taskId, why).toWire())
       this.actors.ownerGone(
         s,
         s.isJobRoot ? 'its job ended (the driver disconnected)' : 'its owner (the worker of the task that made it) died',
@@ -352,7 +383,10 @@ export class Cluster {
         this.transfers.onHolderGone(s.peerId)
       }
       this.objects.ownerDied(s, s.isJobRoot ? `its driver (job ${s.jobId})` : `the worker that made it (job ${s.jobId})`)
-      if (s.isJobRoot && s.jobId) this.endJob(s.jobId)
+      if (s.isJobRoot && s.jobId) {
+        this.events.jobEnded(s.jobId, (taskId) => new TaskCancelledError(taskId, why).toWire())
+        this.endJob(s.jobId)
+      }
     }
   }
 
@@ -392,6 +426,7 @@ export class Cluster {
     const lost = this.objects.removeNode(nodeId)
     if (lost.length) this.log(`[coordinator] ${lost.length} object(s) lost with node ${nodeId.slice(0, 8)}`)
     this.transfers.onNodeDead(nodeId)
+    this.leases.onNodeDead(nodeId)
     this.tasks.onNodeDead(nodeId)
   }
 
@@ -412,6 +447,73 @@ export class Cluster {
     const carrier = owner.carrier
     if (!carrier || this.jobs.get(owner.jobId ?? '')?.state === 'RUNNING') return
     carrier.node.send({ type: 'retire-workers', channels: [carrier.channel] })
+  }
+
+  /** The session at a peer address: a node (its id), a driver (its `d-…` id), or a task's connection (`node/worker/job`). */
+  private sessionAt(address: string): Session | undefined {
+    if (address.startsWith('d-')) return this.peerSessions.get(address)
+    if (address.length === 56) return this.nodeSessions.get(address)
+    const slash = address.indexOf('/')
+    return this.nodeSessions.get(address.slice(0, slash))?.relays.get(address.slice(slash + 1))
+  }
+
+  private addressOf(s: Session): string | undefined {
+    if (s.role === 'node') return s.nodeId
+    if (s.carrier) return `${s.carrier.node.nodeId}/${s.carrier.channel}`
+    return s.peerId
+  }
+
+  /**
+   * An owner's objects that others can now reach (see the `publish` message): pending ones are entered as such, and
+   * get their value or error when the owner publishes it. Only the owner's own job's objects.
+   */
+  private publish(s: Session, objects: ClientMessageOf<'publish'>['objects']): void {
+    for (const o of objects) {
+      const id = o.objectId as ObjectId
+      if (jobIdOfTask(taskIdOfObject(id)) !== s.jobId) throw new ValidationError(`object ${id} is not of this job`)
+      const e = this.objects.read(id)
+      const result = o.data ? { data: o.data } : o.error ? { error: o.error } : undefined
+      if (!e) {
+        if (result) this.objects.put(id, s.jobId as string, s, result)
+        else this.objects.create(id, s.jobId as string, s)
+      } else if (e.owner === s && result) this.objects.resolve(id, result, false)
+    }
+  }
+
+  /**
+   * Task events: an owner reports the tasks it submitted (of its own job); a node reports RUNNING for the tasks it runs
+   * — those the coordinator placed on it, or those of a job it holds a lease of now.
+   */
+  private taskEvents(s: Session, events: ClientMessageOf<'task-events'>['events']): void {
+    if (s.role === 'driver') {
+      const jobId = s.jobId as string
+      const mine = events.filter((e) => jobIdOfTask(e.taskId as TaskId) === jobId)
+      return this.events.report(mine, jobId, s)
+    }
+    for (const e of events) {
+      const rec = this.tasks.get(e.taskId)
+      if (rec) {
+        if (rec.nodeId !== s.nodeId || rec.attempt !== e.attempt) continue // stale: an attempt this node no longer runs
+        const at = { attempt: e.attempt, nodeId: s.nodeId, time: e.time, ...(e.workerId && { workerId: e.workerId }) }
+        this.events.state(e.taskId, e.state, at)
+        continue
+      }
+      const jobId = jobIdOfTask(e.taskId as TaskId)
+      if (e.state !== 'RUNNING' || !this.leases.holdsJob(s.nodeId as string, jobId)) continue
+      this.events.report([{ ...e, nodeId: s.nodeId }], jobId, undefined)
+    }
+  }
+
+  /**
+   * `cancel(ref)`: a task the coordinator placed (an actor's) is cancelled here; any other is its owner's to cancel,
+   * so the request goes to the owner. Only tasks of the caller's own job.
+   */
+  private cancel(s: Session, objectId: ObjectId, force: boolean): void {
+    const taskId = taskIdOfObject(objectId)
+    if (jobIdOfTask(taskId) !== s.jobId) throw new ValidationError(`cancel: ${objectId} is not of this job`)
+    if (this.tasks.get(taskId)) return this.tasks.cancel(objectId, force)
+    const owner = this.events.ownerOf(taskId) as Session | undefined
+    if (owner && owner !== s && !owner.closed) owner.send({ type: 'cancel-owned', taskId, force })
   }
 
   /** The state API, shared by the WebSocket and REST. */
@@ -452,7 +554,7 @@ export class Cluster {
       nodes: { alive: alive.length, dead: this.nodes.rows().length - alive.length },
       resources: { total: fromUnits(total), used: fromUnits(used) },
       jobs: { running: this.jobs.list().filter((j) => j.state === 'RUNNING').length },
-      tasks: { pending: this.tasks.pending, queued: this.tasks.scheduler.queued },
+      tasks: { pending: this.events.live, queued: this.scheduler.queued, leases: this.leases.count },
       objects: this.objects.size,
       infeasible: summary.infeasible,
     }

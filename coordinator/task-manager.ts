@@ -11,56 +11,27 @@ import {
 import { jobIdOfTask, type ObjectId, objectIdOf, type TaskId, taskIdOfObject } from '../sdk/ids.ts'
 import { type Assignment, type TaskResult, type TaskSpec, TaskSpecSchema } from '../sdk/protocol/index.ts'
 import { allocate, fits, formatResources, quantityProblem, RESOURCE_UNITS, type ResourceUnits, release, toUnits } from '../sdk/resources.ts'
-import type { ActorManager } from './actor-manager.ts'
+import type { ActorManager, ActorTaskOps } from './actor-manager.ts'
 import type { FunctionTable } from './gcs/functions.ts'
 import type { NodeRecord, NodeTable } from './gcs/nodes.ts'
 import type { ObjectDirectory } from './gcs/object-directory.ts'
 import type { TaskEvents } from './gcs/task-events.ts'
-import { pickBacklogNode } from './scheduler/policy.ts'
-import { Scheduler } from './scheduler/scheduler.ts'
+import { infeasibleWarning } from './scheduler/policy.ts'
+import type { Schedulable, Scheduler } from './scheduler/scheduler.ts'
 import type { Session } from './session.ts'
+import type { TaskRecord } from './task-record.ts'
 
-/** A task the coordinator is responsible for, from submit until its result is stored. */
-export interface TaskRecord {
-  spec: TaskSpec
-  jobId: string
-  owner: Session
-  attempt: number
-  phase: 'waiting-deps' | 'queued' | 'assigned' | 'done'
-  /** Top-level ref arguments not yet ready (only those are dependencies, as in Ray). */
-  missing: number
-  nodeId?: string
-  /** Everything pinned for this task: released when it is done. */
-  pinned: ObjectId[]
-  /** What it holds while it runs, in fixed-point units. */
-  resources: ResourceUnits
-  strategy: TaskSpec['strategy']
-  shapeKey?: string
-  /** Sent to a node's local queue without resources (pipelining); promoted when the node frees enough. */
-  backlogged?: boolean
-  /** When the task got its resources on a node (ms), to learn how long its function runs. */
-  startedAt?: number
-  /** Waiting in get/wait inside the task: its resources are lent back to the node meanwhile. */
-  blocked?: boolean
-  preferNode?: string
-}
-
-/** Functions that usually finish within this long are pipelined; longer ones never wait in a node's queue. */
-const PIPELINE_MAX_MS = 50
+export type { TaskRecord }
 
 const NULL_VALUE = encodeValue(null, 'null')
 
-/** Ray's task lifecycle on the coordinator: submit → args ready → placed → result, with retries and cancellation. */
-export class TaskManager {
-  readonly scheduler: Scheduler<TaskRecord>
+/**
+ * The tasks the coordinator places itself — actors' creations and calls (Ray's GCS owns actors) — from submit to
+ * result, with retries and cancellation. Plain tasks never come here: their owners lease workers and push them.
+ */
+export class TaskManager implements ActorTaskOps {
   private tasks = new Map<string, TaskRecord>()
   private byNode = new Map<string, Set<TaskRecord>>()
-  /** Per node, the pipelined tasks waiting in its local queue, in the order the node will start them. */
-  private backlogs = new Map<string, TaskRecord[]>()
-  /** Per function, a moving average of how long its tasks hold a node (ms). */
-  private runtimes = new Map<string, number>()
-  /** Tasks submitted by a task (from inside its worker), by parent: what `cancel(…, { recursive })` reaches. */
-  private children = new Map<string, Set<string>>()
   /** Live tasks by the connection that submitted them (their owner), for fate sharing. */
   private byOwner = new Map<Session, Set<TaskRecord>>()
   actors!: ActorManager
@@ -71,22 +42,10 @@ export class TaskManager {
       functions: FunctionTable
       objects: ObjectDirectory
       events: TaskEvents
+      scheduler: Scheduler<Schedulable>
       nodeSession(nodeId: string): Session | undefined
-      /** The clock task runtimes are measured by (they decide pipelining; the simulator gives its own). */
-      now(): number
     },
-  ) {
-    this.scheduler = new Scheduler<TaskRecord>({
-      nodes: () => deps.nodes.alive(),
-      dispatch: (t, n) => this.dispatch(t, n),
-      fail: (t, reason) => {
-        const Unschedulable = t.spec.type === 'ACTOR_CREATION_TASK' ? ActorUnschedulableError : TaskUnschedulableError
-        this.fail(t, new Unschedulable(t.spec.taskId, reason).toWire())
-      },
-      infeasible: (t, yes) => this.infeasible(t, yes),
-      pipeline: (t, nodes) => this.pipeline(t, nodes),
-    })
-  }
+  ) {}
 
   get(taskId: string): TaskRecord | undefined {
     return this.tasks.get(taskId)
@@ -106,6 +65,7 @@ export class TaskManager {
       return
     }
     const spec = parsed.output
+    if (spec.type === 'NORMAL_TASK') return this.rejectRaw(owner, raw, 'plain tasks go to leased nodes (lease-request), not through submit')
     if (spec.type === 'ACTOR_TASK' && spec.actorId) spec.actorId = this.actors.canonical(spec.actorId)
     const { objects, events, functions } = this.deps
     if (jobIdOfTask(spec.taskId as TaskId) !== owner.jobId) return this.rejectRaw(owner, raw, 'the task id does not belong to this job')
@@ -127,13 +87,12 @@ export class TaskManager {
     owned.add(rec)
     for (let i = 1; i <= spec.numReturns; i++) objects.create(objectIdOf(spec.taskId as TaskId, i), rec.jobId, owner)
     events.created(spec, rec.jobId)
-    if (spec.parentTaskId) this.childOf(spec.parentTaskId).add(spec.taskId)
 
     for (const [k, q] of Object.entries(spec.resources)) {
       const problem = quantityProblem(k, q)
       if (problem) return this.fail(rec, new ValidationError(`task ${spec.name} cannot run: ${problem}`).toWire())
     }
-    if (spec.type !== 'ACTOR_TASK' && !functions.get(spec.functionId))
+    if (spec.type === 'ACTOR_CREATION_TASK' && !functions.get(spec.functionId))
       return this.fail(rec, new ValidationError(`unknown function ${spec.functionId}: it was never registered`).toWire())
     const deps = spec.args.flatMap((a) => ('ref' in a ? [a.ref as ObjectId] : []))
     const refs = [...deps, ...((spec.nestedRefs ?? []) as ObjectId[])]
@@ -161,12 +120,6 @@ export class TaskManager {
     if (rec.missing === 0) this.argsReady(rec)
   }
 
-  private childOf(parent: string): Set<string> {
-    let set = this.children.get(parent)
-    if (!set) this.children.set(parent, (set = new Set()))
-    return set
-  }
-
   private argsReady(rec: TaskRecord): void {
     // A task whose argument failed fails with the same error, as in Ray.
     for (const a of rec.spec.args) {
@@ -179,23 +132,19 @@ export class TaskManager {
     this.queue(rec)
   }
 
-  /**
-   * No node alive could ever fit the task: it waits for one (as in Ray), and its driver is told once per shape of
-   * request, in a line that names the task and what it needs, instead of a silent wait.
-   */
-  private infeasible(rec: TaskRecord, yes: boolean): void {
+  /** No node alive could ever fit the actor: it waits for one (as in Ray), and its owner is told once per shape. */
+  infeasible(rec: TaskRecord, yes: boolean): void {
     this.deps.events.setInfeasible(rec.spec.taskId, yes)
-    if (!yes || rec.owner.warnedShapes.has(rec.shapeKey ?? '')) return
-    rec.owner.warnedShapes.add(rec.shapeKey ?? '')
-    const largest = this.deps.nodes.alive().reduce<ResourceUnits | undefined>((best, n) => {
-      const cpu = n.total.CPU ?? 0
-      return !best || cpu > (best.CPU ?? 0) ? n.total : best
-    }, undefined)
-    const message =
-      `task '${rec.spec.name}' (${rec.spec.taskId}) cannot be scheduled: it requires ${formatResources(rec.resources)}, ` +
-      `which no node in the cluster can provide (${largest ? `the largest has ${formatResources(largest)}` : 'there are no nodes'}). ` +
-      'It waits until a node that fits joins; consider asking for less.'
+    const key = rec.queueKey ?? ''
+    if (!yes || rec.owner.warnedShapes.has(key)) return
+    rec.owner.warnedShapes.add(key)
+    const message = infeasibleWarning(rec.spec.name, rec.spec.taskId, rec.resources, this.deps.nodes.alive())
     rec.owner.send({ type: 'warning', message, taskIds: [rec.spec.taskId] })
+  }
+
+  /** The actor can never be placed (hard affinity to a node that is gone or too small). */
+  unschedulable(rec: TaskRecord, reason: string): void {
+    this.fail(rec, new ActorUnschedulableError(rec.spec.taskId, reason).toWire())
   }
 
   /** The node holding the most bytes of this task's large ref arguments, if any. */
@@ -217,68 +166,8 @@ export class TaskManager {
     rec.nodeId = undefined
     this.deps.events.state(rec.spec.taskId, 'PENDING_NODE_ASSIGNMENT', { attempt: rec.attempt })
     if (rec.spec.type === 'ACTOR_CREATION_TASK') this.actors.creationQueued(rec)
-    if (front) this.scheduler.requeueFront(rec)
-    else this.scheduler.enqueue(rec)
-  }
-
-  /** A short task no node can run now waits in the local queue of one that can (see pickBacklogNode). */
-  private pipeline(rec: TaskRecord, nodes: NodeRecord[]): boolean {
-    if (rec.spec.type !== 'NORMAL_TASK') return false
-    const runtime = this.runtimes.get(rec.spec.functionId)
-    if (runtime === undefined || runtime > PIPELINE_MAX_MS) return false
-    const views = nodes.map((n) => ({
-      ...n,
-      backlog: this.backlogs.get(n.nodeId)?.length ?? 0,
-      backlogLimit: Math.max(1, Math.ceil((2 * (n.total.CPU ?? RESOURCE_UNITS)) / RESOURCE_UNITS)),
-    }))
-    const nodeId = pickBacklogNode(rec.resources, rec.strategy, views)
-    const node = nodeId ? nodes.find((n) => n.nodeId === nodeId) : undefined
-    if (!node) return false
-    rec.backlogged = true
-    let q = this.backlogs.get(node.nodeId)
-    if (!q) this.backlogs.set(node.nodeId, (q = []))
-    q.push(rec)
-    this.dispatch(rec, node)
-    return true
-  }
-
-  /**
-   * The node started a task it held in its queue before this coordinator promoted it (its room freed there first):
-   * from now on it is counted as holding its resources here too, so nothing more is sent for that room.
-   */
-  startedOnNode(rec: TaskRecord): void {
-    if (!rec.backlogged || rec.phase !== 'assigned' || !rec.nodeId) return
-    const node = this.deps.nodes.get(rec.nodeId)
-    if (!node) return
-    this.dropBacklogged(rec, rec.nodeId)
-    allocate(rec.resources, node.available)
-    rec.startedAt = this.deps.now()
-  }
-
-  /**
-   * A node gave back tasks it could not start (see the `unqueued` message): they never ran there, so they go back in
-   * line at the front, as they were, for a node with room — with no retry counted.
-   */
-  onUnqueued(from: Session, tasks: { taskId: string; attempt: number }[]): void {
-    for (const t of tasks) {
-      const rec = this.tasks.get(t.taskId)
-      if (rec?.phase !== 'assigned' || rec.nodeId !== from.nodeId || rec.attempt !== t.attempt) continue
-      // An actor's creation holds its resources through the actor, not the task: give those back too.
-      if (rec.spec.type === 'ACTOR_CREATION_TASK') this.actors.creationReturned(rec)
-      this.unassign(rec)
-      this.queue(rec, true)
-    }
-  }
-
-  /** Resources freed on a node go first to the tasks already waiting in its local queue, in its order. */
-  private promote(node: NodeRecord): void {
-    const q = this.backlogs.get(node.nodeId)
-    while (q?.length && fits((q[0] as TaskRecord).resources, node.available)) {
-      const rec = q.shift() as TaskRecord
-      allocate(rec.resources, node.available)
-      rec.backlogged = false
-      rec.startedAt = this.deps.now()
-    }
+    if (front) this.deps.scheduler.requeueFront(rec)
+    else this.deps.scheduler.enqueue(rec)
   }
 
   /** Sends a task attempt to a node. Used by the scheduler, and by the actor manager for actor calls. */
@@ -286,8 +175,7 @@ export class TaskManager {
     const session = this.deps.nodeSession(node.nodeId)
     if (!session) {
       // The node's socket is gone but its death is not processed yet: put the task back.
-      if (rec.backlogged) this.dropBacklogged(rec, node.nodeId)
-      else this.releaseOn(node, rec.resources)
+      if (rec.spec.type === 'ACTOR_CREATION_TASK') this.releaseOn(node, rec.resources)
       return this.queue(rec, true)
     }
     rec.phase = 'assigned'
@@ -315,7 +203,6 @@ export class TaskManager {
       units: rec.resources,
       namespace: rec.owner.namespace,
     }
-    if (!rec.backlogged) rec.startedAt = this.deps.now()
     if (s.actorId) a.actorId = s.actorId
     if (s.method) a.method = s.method
     if (s.type === 'ACTOR_CREATION_TASK') {
@@ -324,22 +211,6 @@ export class TaskManager {
     }
     this.deps.events.state(s.taskId, 'SUBMITTED_TO_WORKER', { attempt: rec.attempt, nodeId: node.nodeId })
     session.pushAssignment(a, s.type === 'ACTOR_TASK' ? undefined : this.deps.functions.get(s.functionId))
-  }
-
-  /**
-   * A task waits for other objects (Ray releases a blocked worker's CPU): its resources go back to the node, so the
-   * tasks it waits for can run there, and come back when it stops waiting (the node may be briefly over-committed,
-   * as in Ray). The node does the same on its side, in the same order.
-   */
-  onBlocked(from: Session, taskId: string, attempt: number, blocked: boolean): void {
-    const rec = this.tasks.get(taskId)
-    if (rec?.phase !== 'assigned' || rec.nodeId !== from.nodeId || rec.attempt !== attempt) return
-    if (rec.spec.type !== 'NORMAL_TASK' || rec.backlogged || !!rec.blocked === blocked) return
-    const node = this.deps.nodes.get(from.nodeId as string)
-    if (!node) return
-    rec.blocked = blocked
-    if (blocked) this.releaseOn(node, rec.resources)
-    else allocate(rec.resources, node.available)
   }
 
   /** getIfExists found a live actor of that name: the creation is settled as ready without running. */
@@ -370,7 +241,6 @@ export class TaskManager {
     }
   }
 
-  /** Takes a task off its node and gives back its resources. Leaves it unassigned, so this happens once. */
   /**
    * A result nobody takes any more (the task was cancelled or finished elsewhere): its large returns, already in the
    * node's store, would stay there forever. The node drops the ones the directory does not list it for.
@@ -386,38 +256,20 @@ export class TaskManager {
     if (orphans.length) from.send({ type: 'delete-objects', objectIds: orphans })
   }
 
+  /** Takes a task off its node. Leaves it unassigned, so this happens once. */
   private unassign(rec: TaskRecord): void {
     const node = rec.nodeId ? this.deps.nodes.get(rec.nodeId) : undefined
     if (rec.nodeId) this.byNode.get(rec.nodeId)?.delete(rec)
     rec.phase = 'waiting-deps'
     rec.nodeId = undefined
-    const lent = rec.blocked // it gave its resources back while it waited: nothing more to give now
-    rec.blocked = false
-    if (!node) return
-    node.runningTasks = Math.max(0, node.runningTasks - 1)
-    if (rec.backlogged) return this.dropBacklogged(rec, node.nodeId) // it held nothing
-    if (lent) return
     // An actor keeps its creation resources for its whole life; the actor manager releases them.
-    if (rec.spec.type === 'NORMAL_TASK') this.releaseOn(node, rec.resources)
+    if (node) node.runningTasks = Math.max(0, node.runningTasks - 1)
   }
 
-  /**
-   * Gives resources back on a node. Tasks already waiting in that node's local queue get them first, in its order —
-   * exactly what the node itself does when a slot frees — so both views of the node agree on what runs.
-   */
+  /** Gives resources back on a node (an actor's, when it ends). */
   releaseOn(node: NodeRecord, resources: ResourceUnits): void {
-    if (node.state === 'ALIVE') {
-      release(resources, node.available)
-      this.promote(node)
-    }
-    this.scheduler.requestPass()
-  }
-
-  private dropBacklogged(rec: TaskRecord, nodeId: string): void {
-    rec.backlogged = false
-    const q = this.backlogs.get(nodeId)
-    const i = q ? q.indexOf(rec) : -1
-    if (q && i >= 0) q.splice(i, 1)
+    if (node.state === 'ALIVE') release(resources, node.available)
+    this.deps.scheduler.requestPass()
   }
 
   private succeed(rec: TaskRecord, returns: (Uint8Array | { stored: number })[], nested: ObjectId[] | undefined, nodeId: string): void {
@@ -427,11 +279,6 @@ export class TaskManager {
         rec,
         new ValidationError(`task ${s.name} returned ${returns.length} value(s) but numReturns is ${s.numReturns}`).toWire(),
       )
-    }
-    if (s.type === 'NORMAL_TASK' && rec.startedAt !== undefined) {
-      const ms = this.deps.now() - rec.startedAt
-      const prev = this.runtimes.get(s.functionId)
-      this.runtimes.set(s.functionId, prev === undefined ? ms : prev * 0.8 + ms * 0.2)
     }
     if (s.type === 'ACTOR_CREATION_TASK') this.actors.created(rec)
     for (let i = 0; i < returns.length; i++) {
@@ -472,7 +319,7 @@ export class TaskManager {
   fail(rec: TaskRecord, error: WireError): void {
     if (rec.phase === 'done') return
     if (rec.phase === 'assigned') this.unassign(rec)
-    else if (rec.phase === 'queued') this.scheduler.remove(rec)
+    else if (rec.phase === 'queued') this.deps.scheduler.remove(rec)
     const s = rec.spec
     for (let i = 1; i <= s.numReturns; i++) this.deps.objects.resolve(objectIdOf(s.taskId as TaskId, i), { error })
     this.deps.events.failed(s.taskId, rec.attempt, error)
@@ -486,11 +333,6 @@ export class TaskManager {
     rec.phase = 'done'
     this.tasks.delete(rec.spec.taskId)
     this.byOwner.get(rec.owner)?.delete(rec)
-    if (rec.spec.parentTaskId) {
-      const siblings = this.children.get(rec.spec.parentTaskId)
-      siblings?.delete(rec.spec.taskId)
-      if (siblings?.size === 0) this.children.delete(rec.spec.parentTaskId)
-    }
     if (!keepPins) this.releasePins(rec)
   }
 
@@ -508,60 +350,40 @@ export class TaskManager {
     }
     if (rec.phase !== 'done') rec.phase = 'waiting-deps'
     rec.nodeId = undefined
-    rec.backlogged = false
-    rec.blocked = false
   }
 
   /** A node died: its tasks run again elsewhere while they have retries; its actors restart or die. */
   onNodeDead(nodeId: string): void {
     const set = this.byNode.get(nodeId)
     this.byNode.delete(nodeId)
-    this.backlogs.delete(nodeId)
     for (const rec of set ?? []) {
       if (rec.phase !== 'assigned' || rec.nodeId !== nodeId) continue
-      // The resources died with the node: nothing to give back.
+      // The resources died with the node: nothing to give back; the actor manager decides what runs again.
       rec.phase = 'waiting-deps'
       rec.nodeId = undefined
-      rec.backlogged = false
-      rec.blocked = false
-      if (rec.spec.type === 'ACTOR_CREATION_TASK' || rec.spec.type === 'ACTOR_TASK') continue // the actor manager decides
-      const left = rec.spec.maxRetries === -1 || rec.attempt < rec.spec.maxRetries
-      const error = new NodeDiedError(nodeId, rec.spec.taskId, rec.attempt + 1).toWire()
-      if (left) this.retry(rec, error)
-      else this.fail(rec, error)
     }
     this.actors.onNodeDead(nodeId)
-    this.scheduler.requestPass()
+    this.deps.scheduler.requestPass()
   }
 
-  /**
-   * `mesh.cancel(ref)`: a queued task never runs; a running one has its worker stopped. With `recursive`, the tasks
-   * it submitted (and theirs) are cancelled too, as Ray's `ray.cancel(recursive=True)`.
-   */
-  cancel(objectId: ObjectId, force: boolean, reason = 'cancelled', recursive = true): void {
+  /** `mesh.cancel(ref)` of an actor call: one not sent yet never runs; one already running is not interrupted. */
+  cancel(objectId: ObjectId, force: boolean, reason = 'cancelled'): void {
     const taskId = taskIdOfObject(objectId)
     const rec = this.tasks.get(taskId)
     if (!rec) return // already finished: nothing to cancel, as in Ray
     if (rec.spec.type === 'ACTOR_CREATION_TASK') throw new ValidationError('cancel: use kill() for actors')
     // An actor call already running is not interrupted (as in Ray): the actor's state must not be left half-changed.
     if (rec.spec.type === 'ACTOR_TASK' && rec.phase === 'assigned') return
-    if (recursive)
-      for (const child of [...(this.children.get(taskId) ?? [])]) this.cancel(objectIdOf(child as TaskId, 1), force, reason, true)
     if (rec.phase === 'assigned' && rec.nodeId)
       this.deps.nodeSession(rec.nodeId)?.send({ type: 'cancel-task', taskId: rec.spec.taskId, force })
     this.fail(rec, new TaskCancelledError(rec.spec.taskId, reason).toWire())
   }
 
   /**
-   * The connection that submitted tasks went away (a job's driver left, or the worker of a task that submitted
-   * them): nobody can take their results any more, so they are cancelled, and what they submitted with them (Ray's
-   * fate sharing with the owner). Actor calls end with their actor.
+   * The connection that submitted actor calls went away. Its calls end with their actor (the actor manager ends the
+   * actors it owned); here it only stops being tracked.
    */
-  ownerGone(owner: Session, reason: string): void {
-    for (const rec of [...(this.byOwner.get(owner) ?? [])]) {
-      if (rec.phase === 'done' || rec.spec.type !== 'NORMAL_TASK') continue
-      this.cancel(objectIdOf(rec.spec.taskId as TaskId, 1), true, reason)
-    }
+  ownerGone(owner: Session, _reason: string): void {
     this.byOwner.delete(owner)
   }
 

@@ -1,6 +1,6 @@
 import { decodeFrames, encodeValue } from '../sdk/codec.ts'
-import { functionIdOf, type JobId, newTaskId, objectIdOf, type TaskId } from '../sdk/ids.ts'
-import type { Assignment, ClientMessage, ObjectUpdate, ServerMessage, TaskSpec } from '../sdk/protocol/index.ts'
+import { functionIdOf, type JobId, newTaskId, objectIdOf, randomHex, type TaskId } from '../sdk/ids.ts'
+import type { Assignment, ClientMessage, Lease, ObjectUpdate, ServerMessage, TaskResult, TaskSpec } from '../sdk/protocol/index.ts'
 import { PROTOCOL_VERSION } from '../sdk/protocol/index.ts'
 import type { Cluster } from './cluster.ts'
 import { Session } from './session.ts'
@@ -44,12 +44,13 @@ export const tick = () => new Promise((r) => setTimeout(r, 0))
 export async function driver(
   cluster: Cluster,
   extra: Partial<Extract<ClientMessage, { type: 'hello' }>> = {},
-): Promise<FakeConn & { jobId: JobId }> {
+): Promise<FakeConn & { jobId: JobId; peerId: string }> {
   const c = new FakeConn(cluster)
-  c.send({ type: 'hello', reqId: 1, protocol: PROTOCOL_VERSION, role: 'driver', ...extra })
+  const peerId = `d-${randomHex(27)}`
+  c.send({ type: 'hello', reqId: 1, protocol: PROTOCOL_VERSION, role: 'driver', peerId, ...extra })
   await tick()
   const w = c.of('welcome')[0]
-  return Object.assign(c, { jobId: w?.jobId as JobId })
+  return Object.assign(c, { jobId: w?.jobId as JobId, peerId })
 }
 
 export async function node(cluster: Cluster, cpus: number, resources: Record<string, number> = {}): Promise<FakeConn & { nodeId: string }> {
@@ -100,4 +101,30 @@ export const userError = (a: Assignment, name = 'Error') => ({
 /** Submits specs made by `task` (without their test-only `returnId`). */
 export function submit(d: FakeConn, tasks: (TaskSpec & { returnId: string })[]): void {
   d.send({ type: 'submit', tasks: tasks.map(({ returnId: _, ...spec }) => spec) })
+}
+
+let shapes = 0
+/** Asks for `count` leases of one shape and returns the shape's id (grants arrive as `lease-granted`). */
+export function requestLeases(
+  d: FakeConn,
+  resources: Record<string, number> = { CPU: 1 },
+  count = 1,
+  strategy: Extract<ClientMessage, { type: 'lease-request' }>['strategy'] = 'DEFAULT',
+): string {
+  const shapeId = `s${++shapes}`
+  const head = { taskId: newTaskId('00000000' as JobId), name: 'f' }
+  d.send({ type: 'lease-request', shapeId, resources, strategy, count, head })
+  return shapeId
+}
+
+/** The leases granted to `d` so far (of one shape, if given). */
+export const leasesOf = (d: FakeConn, shapeId?: string): Lease[] =>
+  d
+    .of('lease-granted')
+    .filter((g) => !shapeId || g.shapeId === shapeId)
+    .map((g) => g.lease)
+
+/** A node's results under a lease, sent through the coordinator's relay to the lease's owner. */
+export function relayResults(n: FakeConn, lease: Lease, results: TaskResult[]): void {
+  n.send({ type: 'peer-send', to: lease.owner, msgs: [{ type: 'results', leaseId: lease.leaseId, results }] })
 }

@@ -196,7 +196,7 @@ describe('objects', () => {
       const [row] = await mesh.state.listObjects({ filters: [['objectId', '=', ref.id]] })
       const stats = { ...mesh.transferStats }
       await mesh.close()
-      return { sum, len: back.length, first: back[0], stats, putId: ref.id, peerIdLike: /^d[0-9a-f]{55}$/.test(row.locations[0]) }
+      return { sum, len: back.length, first: back[0], stats, putId: ref.id, peerIdLike: /^d-[0-9a-f]{54}$/.test(row.locations[0]) }
     })()`)
     expect({ sum: out.sum, len: out.len, first: out.first }).toEqual({ sum: 4096 * 18, len: 4 * MiB, first: 18 })
     // The put stayed in the page (its location is the driver's peer id); the node pulled it and the result came back

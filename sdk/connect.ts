@@ -1,5 +1,6 @@
 import { ActorClass, type ActorHandle, ActorHandleBase, type ActorSubmitter } from './actor-handle.ts'
 import { type DecodeContext, decodeValue } from './codec.ts'
+import { DirectSubmitter } from './direct-submitter.ts'
 import { ConnectionError, fromWireError, GetTimeoutError, ObjectFreedError, ValidationError, type WireError } from './errors.ts'
 import type { ActorId, JobId, ObjectId } from './ids.ts'
 import { randomHex } from './ids.ts'
@@ -14,14 +15,18 @@ import {
   parseOptions,
   WaitOptionsSchema,
 } from './options.ts'
-import { type ClientMessage, INLINE_OBJECT_MAX_BYTES, PROTOCOL_VERSION, type ServerMessage } from './protocol/index.ts'
+import { type ClientMessage, INLINE_OBJECT_MAX_BYTES, PROTOCOL_VERSION, parsePeerMessage, type ServerMessage } from './protocol/index.ts'
 import { ReferenceCounter } from './reference-counter.ts'
 import { RemoteFunction } from './remote-function.ts'
 import { StateApi } from './state.ts'
-import { encodePut, FUNCTION_MARK, TaskSubmitter } from './task-submitter.ts'
+import { TaskEventReporter } from './task-event-reporter.ts'
+import { TaskManager } from './task-manager.ts'
+import { encodePut, FUNCTION_MARK, TASK_MARK, TaskSubmitter } from './task-submitter.ts'
 import type { FramedTransport } from './transport/framed.ts'
+import { PeerLinks, type Route } from './transport/peer-links.ts'
 import type { PeerMesh } from './transport/peer-mesh.ts'
 import { ControlSocket } from './transport/websocket.ts'
+import { batchBytesFor } from './turn-batch.ts'
 
 const DEFAULT_ADDRESS = 'http://127.0.0.1:8265'
 
@@ -49,7 +54,23 @@ export class Mesh implements ActorSubmitter {
   /** @internal This connection's reference counts (a task's worker opens and closes its scopes). */
   readonly refs: ReferenceCounter
   private readonly submitter: TaskSubmitter
+  /** The normal tasks this connection owns, and how they reach leased nodes. */
+  private readonly tasks: TaskManager
+  private readonly direct: DirectSubmitter
+  /** @internal Task events on their way to the coordinator (the state API). */
+  readonly events: TaskEventReporter
+  /** The peer wire: to nodes directly, or through the coordinator. */
+  private readonly links: PeerLinks
   private readonly transfer: ObjectTransfer
+  /** Whether this connection keeps its large puts and serves them to nodes itself (a page does). */
+  private readonly servesPuts: boolean
+  /**
+   * Objects this connection owns that the coordinator knows of (their refs left this connection, or it registered
+   * them): only their releases are sent. The rest live and die here.
+   */
+  private published = new Set<ObjectId>()
+  /** Published while their task was pending: their value is published when it comes, whatever became of our refs. */
+  private publishedPending = new Set<ObjectId>()
   /** In a browser page: this driver's place in the peer mesh (WebRTC to and from nodes). Absent in Node. */
   private readonly peers: PeerMesh | undefined
   private nextReqId = 1
@@ -79,16 +100,44 @@ export class Mesh implements ActorSubmitter {
     readonly address: string,
     readonly jobId: JobId,
     readonly namespace: string,
-    peers?: PeerMesh,
+    opts: {
+      /** This connection's address among peers (a driver's `d-…` id; a task's `<node>/<worker>/<job>`). */
+      peerAddress: string
+      /** Its place in the peer mesh, where it could join (pages, Node drivers). */
+      peers?: PeerMesh
+      /** Send every peer message through the coordinator. */
+      relayOnly?: boolean
+    },
   ) {
+    const peers = opts.peers
     this.refs = new ReferenceCounter(
       {
-        release: (objectIds) => this.transport.send({ type: 'release', objectIds }),
+        release: (ids) => {
+          const objectIds = ids.filter((id) => this.published.delete(id))
+          if (objectIds.length) this.transport.send({ type: 'release', objectIds })
+        },
         borrow: (objectIds) => this.transport.send({ type: 'borrow', objectIds }),
         unborrow: (objectIds) => this.transport.send({ type: 'unborrow', objectIds }),
       },
       (id) => this.objects.delete(id),
     )
+    this.events = new TaskEventReporter((m) => this.transport.isOpen && this.transport.send(m))
+    this.links = new PeerLinks(
+      opts.peerAddress,
+      peers,
+      (to, msgs) => this.transport.send({ type: 'peer-send', to, msgs }),
+      opts.relayOnly,
+      () => batchBytesFor(this.transport.maxFrameBytes),
+    )
+    this.links.onMessage = (from, raw, route) => this.onPeerMessage(from, raw, route)
+    this.tasks = new TaskManager({
+      objects: this.objects,
+      refs: this.refs,
+      events: this.events,
+      subscribe: (objectIds) => this.transport.send({ type: 'subscribe', objectIds }),
+      resolvedOwned: (ids) => this.resolvedOwned(ids),
+      registered: (ids) => this.registered(ids),
+    })
     this.submitter = new TaskSubmitter({
       jobId,
       namespace,
@@ -96,11 +145,38 @@ export class Mesh implements ActorSubmitter {
       assertOpen: () => this.assertOpen(),
       own: (id) => this.refs.own(id),
       expect: (id) => this.objects.expect(id),
+      submitOwned: (spec, rejected) => this.tasks.submit(spec, rejected),
+      escape: (ids) => this.escape(ids),
       putArgument: (data, nested) => this.putEncoded(data, nested, false).ref,
       parentTaskId: () => this.parentTaskId,
       maxFrameBytes: () => this.transport.maxFrameBytes,
     })
-    this.transfer = new ObjectTransfer(this.objects, { send: (m) => this.transport.send(m), request: (m) => this.request(m) }, peers)
+    this.direct = new DirectSubmitter(
+      {
+        namespace,
+        objects: this.objects,
+        links: this.links,
+        send: (m) => this.transport.send(m),
+        functionDef: (id) => this.submitter.functionDef(id),
+        pushBudget: () => batchBytesFor(this.transport.maxFrameBytes),
+        markInfeasible: (taskIds, message) => {
+          for (const t of taskIds) {
+            this.infeasible.set(t, message)
+            this.events.state(t, this.tasks.get(t)?.attempt ?? 0, 'PENDING_NODE_ASSIGNMENT', { infeasible: true })
+          }
+        },
+      },
+      this.tasks,
+    )
+    this.tasks.scheduling = this.direct
+    // A page keeps its large puts and serves them itself; a Node driver hands them to the coordinator (it may exit).
+    this.servesPuts = !!peers && typeof (globalThis as { window?: unknown }).window !== 'undefined'
+    this.transfer = new ObjectTransfer(
+      this.objects,
+      { send: (m) => this.transport.send(m), request: (m) => this.request(m) },
+      peers,
+      this.servesPuts,
+    )
     this.state = new StateApi((query) => this.request({ type: 'state', reqId: 0, query }))
     this.peers = peers
     transport.manifest = (m) => TaskSubmitter.manifestOf(m) ?? (m.type === 'object-chunk' || m.type === 'put' ? [m.objectId] : undefined)
@@ -244,6 +320,8 @@ export class Mesh implements ActorSubmitter {
     }
     const id = this.submitter.newPutId()
     const ref = this.refs.own<T>(id)
+    this.escape(nested)
+    this.published.add(id)
     await this.request({ type: 'put', reqId: 0, objectId: id, data, ...(nested.length && { nestedRefs: nested }) })
     this.objects.expect(id)
     this.objects.resolve(id, { data })
@@ -254,8 +332,12 @@ export class Mesh implements ActorSubmitter {
   private putEncoded(data: Uint8Array, nested: ObjectId[], confirm: boolean): { ref: ObjectRef; done: Promise<unknown> } {
     const id = this.submitter.newPutId()
     const ref = this.refs.own(id)
+    this.escape(nested)
+    this.published.add(id)
     this.objects.expect(id)
     this.objects.resolve(id, { data }) // our own copy: a local get needs no fetch
+    // Nodes pull it from this page, or (Node) from wherever the coordinator places it.
+    this.objects.locate(id, data.byteLength, this.servesPuts && this.peers ? [this.peers.peerId] : [])
     this.submitter.flush()
     return { ref, done: this.transfer.putLarge(id, data, nested, confirm) }
   }
@@ -281,6 +363,9 @@ export class Mesh implements ActorSubmitter {
    */
   async cancel(ref: ObjectRef, opts?: { force?: boolean; recursive?: boolean }): Promise<void> {
     const o = parseOptions(CancelOptionsSchema, opts, 'cancel')
+    if (!(ref instanceof ObjectRef)) throw new ValidationError('cancel: expected an ObjectRef')
+    // A task this connection owns is cancelled here; any other (an actor call, another owner's task) by its owner.
+    if (this.tasks.cancel(ref.id.slice(0, 48), o.force ?? false)) return
     this.checkRefs([ref], 'cancel')
     await this.request({ type: 'cancel', reqId: 0, objectId: ref.id, force: o.force ?? false, recursive: o.recursive ?? true })
   }
@@ -311,8 +396,11 @@ export class Mesh implements ActorSubmitter {
     if (this.closedReason) return
     this.submitter.flush()
     this.refs.flush()
+    this.events.flush()
     this.closedReason = 'closed by the driver'
     this.refs.close()
+    this.direct.close()
+    this.events.close()
     this.peers?.stop()
     this.transport.close()
     this.objects.failAll(new ConnectionError('the connection was closed').toWire())
@@ -322,8 +410,80 @@ export class Mesh implements ActorSubmitter {
   /** @internal Sends everything queued now: a task's worker does this before it reports the task's result. */
   flushNow(): void {
     this.submitter.flush()
+    this.direct.flush()
     this.refs.flush()
+    this.links.flush()
     this.transport.flush()
+  }
+
+  /**
+   * @internal Ends a task's scope (see ReferenceCounter): the objects it made and let go that the coordinator knows
+   * of, for its result to release after the coordinator has taken what the result holds.
+   */
+  endScope(): ObjectId[] {
+    return this.refs.endScope().filter((id) => this.published.delete(id))
+  }
+
+  /** @internal How many leases this connection holds now (tests). */
+  get leaseCount(): number {
+    return this.direct.leaseCount
+  }
+
+  /** @internal Messages this connection sent to peers directly and through the coordinator. */
+  get peerStats(): { direct: number; relay: number } {
+    return { ...this.links.stats }
+  }
+
+  /**
+   * @internal Refs to these objects leave this connection (inside a value, or with a task the coordinator runs):
+   * those it owns and the coordinator does not know of yet are published, so whoever finds the refs can use them
+   * (Ray's owner answers borrowers itself; here the coordinator's directory does, for the objects that escape).
+   */
+  escape(ids: readonly ObjectId[]): void {
+    const objects: Extract<ClientMessage, { type: 'publish' }>['objects'] = []
+    for (const id of ids) {
+      if (!this.refs.isOwned(id) || this.published.has(id)) continue
+      this.published.add(id)
+      const e = this.objects.peek(id)
+      if (e?.data) objects.push({ objectId: id, data: e.data })
+      else if (e?.error) objects.push({ objectId: id, error: e.error })
+      else {
+        objects.push({ objectId: id })
+        this.publishedPending.add(id)
+      }
+    }
+    if (objects.length) this.transport.send({ type: 'publish', objects })
+  }
+
+  /** Owned objects got their value or error here: those published while pending are published again with it. */
+  private resolvedOwned(ids: readonly ObjectId[]): void {
+    const objects: Extract<ClientMessage, { type: 'publish' }>['objects'] = []
+    for (const id of ids) {
+      if (!this.publishedPending.delete(id)) continue
+      const e = this.objects.peek(id)
+      if (e?.data) objects.push({ objectId: id, data: e.data })
+      else objects.push({ objectId: id, error: e?.error ?? new ConnectionError('the object was dropped before its value came').toWire() })
+    }
+    if (objects.length && this.transport.isOpen) this.transport.send({ type: 'publish', objects })
+  }
+
+  /** The coordinator entered these returns in its directory (owned by us): released at once if no ref is left. */
+  private registered(ids: readonly ObjectId[]): void {
+    const gone: ObjectId[] = []
+    for (const id of ids) {
+      this.publishedPending.delete(id)
+      if (this.refs.holds(id)) this.published.add(id)
+      else gone.push(id)
+    }
+    if (gone.length && this.transport.isOpen) this.transport.send({ type: 'release', objectIds: gone })
+  }
+
+  private onPeerMessage(from: string, raw: unknown, route: Route): void {
+    const parsed = parsePeerMessage(raw)
+    if ('problem' in parsed) return console.warn(`[shoal] a peer message from ${from} was refused: ${parsed.problem}`)
+    const msg = parsed.msg
+    if (msg.type === 'results') this.direct.onResults(from, msg, route)
+    // push and cancel are for nodes: a driver ignores them
   }
 
   // ---- ActorSubmitter ----
@@ -419,6 +579,8 @@ export class Mesh implements ActorSubmitter {
   private request(msg: Extract<ClientMessage, { reqId?: number }>): Promise<unknown> {
     this.assertOpen()
     this.submitter.flush()
+    // What this connection's tasks did so far is in the answer to a state query.
+    if (msg.type === 'state') this.events.flush()
     const reqId = this.nextReqId++
     return new Promise((resolve, reject) => {
       this.requests.set(reqId, { resolve, reject })
@@ -431,6 +593,11 @@ export class Mesh implements ActorSubmitter {
     for (const id of ids) {
       if (id.startsWith(FUNCTION_MARK)) {
         this.submitter.forgetFunction(id.slice(FUNCTION_MARK.length))
+        continue
+      }
+      if (id.startsWith(TASK_MARK)) {
+        const taskId = id.slice(TASK_MARK.length)
+        this.tasks.abort(taskId, new ValidationError(`the coordinator did not accept task ${taskId}: ${why}`).toWire())
         continue
       }
       const task = id.slice(0, 48)
@@ -464,7 +631,26 @@ export class Mesh implements ActorSubmitter {
         return
       case 'warning':
         for (const t of msg.taskIds) this.infeasible.set(t, msg.message)
+        if (msg.shapeId) this.direct.onInfeasible(msg.shapeId, msg.message)
         console.warn(`[shoal] ${msg.message}`)
+        return
+      case 'peer-recv':
+        this.links.receiveRelayed(msg.from, msg.msgs)
+        return
+      case 'lease-granted':
+        this.direct.onGranted(msg.shapeId, msg.lease)
+        return
+      case 'lease-failed':
+        this.direct.onFailed(msg.shapeId, msg.error.message)
+        return
+      case 'lease-revoked':
+        this.direct.onRevoked(msg.leaseIds, msg.nodeId)
+        return
+      case 'lease-reclaim':
+        this.direct.onReclaim(msg.leaseIds)
+        return
+      case 'cancel-owned':
+        this.tasks.cancel(msg.taskId, msg.force)
         return
       case 'delete-objects':
         this.transfer.dropServed(msg.objectIds)
@@ -478,6 +664,7 @@ export class Mesh implements ActorSubmitter {
       case 'kill-actor':
       case 'relay-down':
       case 'retire-workers':
+      case 'lease-ended':
         return // node-only messages; a driver ignores them
       default:
         msg satisfies never
@@ -488,6 +675,8 @@ export class Mesh implements ActorSubmitter {
     if (this.closedReason) return
     this.closedReason = `the connection to the coordinator was lost: ${reason}`
     this.refs.close()
+    this.direct.close()
+    this.events.close()
     const err = new ConnectionError(this.closedReason)
     this.objects.failAll(err.toWire())
     this.rejectRequests(err)
@@ -513,14 +702,24 @@ export async function connect(options: ConnectOptions = {}): Promise<Mesh> {
   const address = (o.address ?? defaultAddress()).replace(/\/+$/, '')
   const url = `${address.replace(/^http/, 'ws')}/ws`
   const socket = await ControlSocket.open(url, o.timeout ?? 10_000)
-  const welcome = await hello(socket, address, o)
+  const peerId = `d-${randomHex(27)}`
+  const welcome = await hello(socket, address, o, peerId)
   socket.maxFrameBytes = welcome.maxFrameBytes
-  const peers = await joinPeerMesh(address, welcome)
-  return new Mesh(socket, address, welcome.jobId as JobId, welcome.namespace, peers)
+  const peers = await joinPeerMesh(peerId, address, welcome)
+  return new Mesh(socket, address, welcome.jobId as JobId, welcome.namespace, {
+    peerAddress: peerId,
+    ...(peers && { peers }),
+    relayOnly: o.peerLinks === 'relay',
+  })
 }
 
 /** Says hello and waits for the welcome (bounded: a coordinator that never answers is a ConnectionError). */
-function hello(socket: ControlSocket, address: string, o: ConnectOptions): Promise<Extract<ServerMessage, { type: 'welcome' }>> {
+function hello(
+  socket: ControlSocket,
+  address: string,
+  o: ConnectOptions,
+  peerId: string,
+): Promise<Extract<ServerMessage, { type: 'welcome' }>> {
   return new Promise<Extract<ServerMessage, { type: 'welcome' }>>((resolve, reject) => {
     const timer = setTimeout(
       () => reject(new ConnectionError(`the coordinator at ${address} did not answer hello within ${o.timeout ?? 10_000} ms`)),
@@ -541,6 +740,7 @@ function hello(socket: ControlSocket, address: string, o: ConnectOptions): Promi
       reqId: 0,
       protocol: PROTOCOL_VERSION,
       role: 'driver',
+      peerId,
       ...(o.token !== undefined && { token: o.token }),
       ...(o.namespace !== undefined && { namespace: o.namespace }),
     })
@@ -551,16 +751,26 @@ function hello(socket: ControlSocket, address: string, o: ConnectOptions): Promi
 }
 
 /**
- * A driver in a browser page joins the peer mesh so its large objects move to and from nodes over WebRTC. Best
- * effort: in Node, in a worker (no RTCPeerConnection) or if the mesh cannot be joined quickly, the coordinator
- * relays large objects instead.
+ * A driver joins the peer mesh so its tasks and their results, and large objects, move to and from nodes directly
+ * over WebRTC: in a page with the browser's WebRTC, in Node with node-datachannel's. Best effort: where it cannot (a
+ * Web Worker has no RTCPeerConnection; a mesh that cannot be joined within 5 s) the coordinator relays instead.
  */
-async function joinPeerMesh(address: string, welcome: Extract<ServerMessage, { type: 'welcome' }>): Promise<PeerMesh | undefined> {
-  const g = globalThis as { window?: unknown; RTCPeerConnection?: unknown }
-  if (!g.window || typeof g.RTCPeerConnection !== 'function') return undefined
+async function joinPeerMesh(
+  peerId: string,
+  address: string,
+  welcome: Extract<ServerMessage, { type: 'welcome' }>,
+): Promise<PeerMesh | undefined> {
+  const g = globalThis as { window?: unknown; RTCPeerConnection?: unknown; process?: { versions?: { node?: string } } }
+  const inPage = !!g.window && typeof g.RTCPeerConnection === 'function'
+  const inNode = !g.window && !!g.process?.versions?.node
+  if (!inPage && !inNode) return undefined
   try {
+    if (inNode) {
+      const { installNodeWebRTC } = await import('./transport/node-webrtc.ts')
+      if (!(await installNodeWebRTC())) return undefined
+    }
     const { PeerMesh } = await import('./transport/peer-mesh.ts')
-    const mesh = new PeerMesh(`d${randomHex(28).slice(1)}`, address, welcome.peerjsPath, welcome.iceServers as RTCIceServer[])
+    const mesh = new PeerMesh(peerId, address, welcome.peerjsPath, welcome.iceServers as RTCIceServer[])
     let timer: ReturnType<typeof setTimeout> | undefined
     await Promise.race([mesh.start(), new Promise((_, reject) => (timer = setTimeout(() => reject(new Error('timeout')), 5000)))])
     clearTimeout(timer)

@@ -77,6 +77,11 @@ export class ObjectTable {
     return !!e && !e.data && !e.error && e.size !== undefined && !e.fetching
   }
 
+  /** What is known of an object now: its bytes, its error, or (large) its size and where it lives. */
+  peek(id: ObjectId): Readonly<{ data?: Uint8Array; error?: WireError; size?: number; locations?: string[] }> | undefined {
+    return this.entries.get(id)
+  }
+
   read(id: ObjectId): { data?: Uint8Array; error?: WireError } | undefined {
     const e = this.entries.get(id)
     return e && (e.data || e.error) ? e : undefined
@@ -94,6 +99,14 @@ export class ObjectTable {
     e.data = e.fetching.buffer
     e.fetching = undefined
     fire(e, 'dataWaiters')
+  }
+
+  /** Where a large object this connection holds itself also lives (its own put: served by it, or by the coordinator). */
+  locate(id: ObjectId, size: number, locations: string[]): void {
+    const e = this.entries.get(id)
+    if (!e) return
+    e.size = size
+    e.locations = locations
   }
 
   locationsOf(id: ObjectId): string[] {

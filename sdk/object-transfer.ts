@@ -25,6 +25,8 @@ export class ObjectTransfer {
     private readonly objects: ObjectTable,
     private readonly channel: TransferChannel,
     private readonly peers: PeerMesh | undefined,
+    /** Large puts stay here and are served over `peers` (a page); else they go to the coordinator in chunks. */
+    private readonly servePuts = !!peers,
   ) {
     if (peers) peers.source = async (id) => this.served.get(id as ObjectId) ?? this.objects.read(id as ObjectId)?.data
   }
@@ -35,7 +37,7 @@ export class ObjectTransfer {
    */
   putLarge(id: ObjectId, data: Uint8Array, nested: ObjectId[], confirm: boolean): Promise<unknown> {
     const nestedRefs = nested.length ? { nestedRefs: nested } : {}
-    if (this.peers) {
+    if (this.peers && this.servePuts) {
       // A browser driver keeps the object and serves it to the nodes that need it over WebRTC.
       this.served.set(id, data)
       const done = this.channel.request({

@@ -47,6 +47,12 @@ export const ConnectOptionsSchema = v.strictObject({
   token: v.optional(v.string()),
   namespace: v.optional(namespace),
   timeout: v.optional(nonNegInt),
+  /**
+   * How tasks and results travel between this driver and nodes: `direct` (default) over WebRTC data channels where
+   * they open, else through the coordinator; `relay` always through the coordinator (slower; for networks that never
+   * let links open, and tests).
+   */
+  peerLinks: v.optional(v.picklist(['direct', 'relay'])),
 })
 export type ConnectOptions = v.InferOutput<typeof ConnectOptionsSchema>
 

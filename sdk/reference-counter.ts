@@ -8,7 +8,10 @@ interface Hold {
   live: boolean
 }
 
-/** What the counter tells the coordinator: objects this connection stopped owning, and borrows it took or ended. */
+/**
+ * What the counter tells the coordinator: objects this connection stopped owning (the connection sends only those
+ * the coordinator knows of: see Mesh), and borrows it took or ended.
+ */
 export interface RefMessages {
   release(ids: ObjectId[]): void
   borrow(ids: ObjectId[]): void
@@ -29,6 +32,8 @@ export interface RefMessages {
 export class ReferenceCounter {
   private counts = new Map<ObjectId, number>()
   private borrowed = new Set<ObjectId>()
+  /** Objects this connection made and still refers to (their owner is this connection, as in Ray). */
+  private owned = new Set<ObjectId>()
   private readonly finalizer = new FinalizationRegistry<Hold>((h) => {
     if (h.live) this.drop(h)
   })
@@ -47,7 +52,32 @@ export class ReferenceCounter {
   /** A ref to an object this connection made (a task return, a put). */
   own<T>(id: ObjectId): ObjectRef<T> {
     this.scope?.made.add(id)
+    this.owned.add(id)
     return this.hold<T>(id)
+  }
+
+  /** Whether this connection made the object and still refers to it. */
+  isOwned(id: ObjectId): boolean {
+    return this.owned.has(id)
+  }
+
+  /**
+   * Keeps objects alive for a pending task that takes refs to them, whatever becomes of the ObjectRef instances (a
+   * task's scope may end first). One this connection does not own is borrowed from the coordinator meanwhile, so
+   * its owner's release cannot collect it under the task. Undone by `unretain` when the task is done.
+   */
+  retain(ids: readonly ObjectId[]): void {
+    for (const id of ids) {
+      if (!this.owned.has(id) && !this.borrowed.has(id) && !this.closed) {
+        this.borrowed.add(id)
+        this.borrows.push(id)
+      }
+      this.counts.set(id, (this.counts.get(id) ?? 0) + 1)
+    }
+  }
+
+  unretain(ids: readonly ObjectId[]): void {
+    for (const id of ids) this.drop({ id, live: true })
   }
 
   /** A ref found inside a value (an argument, a result, a stored object). */
@@ -84,6 +114,7 @@ export class ReferenceCounter {
     const release: ObjectId[] = []
     for (const id of scope.made) {
       if (this.counts.has(id)) continue // still held outside the scope (made before it, or kept by a later ref)
+      this.owned.delete(id)
       release.push(id)
     }
     return release
@@ -117,7 +148,8 @@ export class ReferenceCounter {
     h.live = false
     if (this.decrement(h.id) || this.closed) return
     if (this.borrowed.delete(h.id)) this.unborrows.push(h.id)
-    else this.releases.push(h.id)
+    else if (this.owned.delete(h.id)) this.releases.push(h.id)
+    // else: found inside a task's scope and never borrowed (its pending task kept it alive): nothing to say
   }
 
   /** Returns true while other instances of the id are still held. */

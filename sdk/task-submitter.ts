@@ -1,6 +1,6 @@
 import type { ActorSubmitter } from './actor-handle.ts'
 import { encodeValue } from './codec.ts'
-import { ValidationError } from './errors.ts'
+import { ValidationError, type WireError } from './errors.ts'
 import {
   type ActorId,
   type FunctionId,
@@ -14,12 +14,23 @@ import {
   type TaskId,
 } from './ids.ts'
 import { ObjectRef } from './object-ref.ts'
-import { type ClientMessage, INLINE_OBJECT_MAX_BYTES, type TaskArg, type TaskSpec } from './protocol/index.ts'
+import {
+  type ClientMessage,
+  type FunctionDef,
+  INLINE_OBJECT_MAX_BYTES,
+  type PeerMessage,
+  type TaskArg,
+  type TaskSpec,
+} from './protocol/index.ts'
 import type { TaskSubmitter as RemoteFunctionSubmitter } from './remote-function.ts'
 import { batchBytesFor, sizeOfValues, TurnBatch } from './turn-batch.ts'
 
 /** Marks a function registration in a frame's manifest (see manifestOf). */
 export const FUNCTION_MARK = 'fn:'
+/** Marks a task pushed through the coordinator in a frame's manifest (see manifestOf). */
+export const TASK_MARK = 'task:'
+/** Room for a task's ids, names and options beside its arguments in one frame. */
+const TASK_FRAME_OVERHEAD = 4096
 /** A submit message holds at most this many tasks (and a share of the frame limit: see batchBytesFor). */
 const SUBMIT_MAX_TASKS = 2000
 
@@ -32,8 +43,12 @@ export interface SubmitChannel {
   assertOpen(): void
   /** A ref to an object this connection makes (counted by the reference counter). */
   own<T>(id: ObjectId): ObjectRef<T>
-  /** The returns of a task are expected: the coordinator will push them here. */
+  /** The returns of a task are expected here (from its node, or from the coordinator for an actor's). */
   expect(id: ObjectId): void
+  /** A normal task: this connection owns it and sends it to nodes itself (see TaskManager); `rejected` fails it at once. */
+  submitOwned(spec: TaskSpec, rejected?: WireError): void
+  /** These objects' refs leave this connection (inside a value, or to a task the coordinator runs): see Mesh.escape. */
+  escape(ids: readonly ObjectId[]): void
   /** Stores a large by-value argument once and gives its ref (Ray puts arguments over 100 KiB). */
   putArgument(data: Uint8Array, nested: ObjectId[]): ObjectRef
   /** The task submitting, when this connection belongs to a running task. */
@@ -43,11 +58,15 @@ export interface SubmitChannel {
 }
 
 /**
- * Turns `.remote()` calls into task specs (Ray's task submitter): makes the task id and return refs locally, so a
- * call never waits, registers each function once, and sends specs in batches at the end of the turn — cut by count
- * and by size, so a loop of a million calls never makes a frame the coordinator must refuse.
+ * Turns `.remote()` calls into task specs: makes the task id and return refs locally, so a call never waits. A normal
+ * task goes to this connection's own task manager (it owns it, and pushes it to a leased node); actor creations and
+ * actor calls go to the coordinator in batches at the end of the turn — cut by count and by size, so a loop of a
+ * million calls never makes a frame the coordinator must refuse.
  */
 export class TaskSubmitter implements RemoteFunctionSubmitter, Pick<ActorSubmitter, 'createActor' | 'submitActorTask'> {
+  /** Functions and classes made remote on this connection, by id: sources go to nodes with the first push. */
+  private functions = new Map<FunctionId, FunctionDef>()
+  /** Classes registered with the coordinator (it places actors). */
   private registered = new Set<FunctionId>()
   private readonly specs = new TurnBatch<TaskSpec>((tasks) => this.channel.send({ type: 'submit', tasks }), {
     maxItems: SUBMIT_MAX_TASKS,
@@ -65,6 +84,8 @@ export class TaskSubmitter implements RemoteFunctionSubmitter, Pick<ActorSubmitt
    */
   static manifestOf(msg: ClientMessage): readonly string[] | undefined {
     if (msg.type === 'register-functions') return msg.functions.map((f) => `${FUNCTION_MARK}${f.functionId}`)
+    if (msg.type === 'peer-send')
+      return (msg.msgs as PeerMessage[]).flatMap((m) => (m.type === 'push' ? m.tasks.map((t) => `${TASK_MARK}${t.taskId}`) : []))
     if (msg.type !== 'submit') return undefined
     const ids: string[] = []
     for (const t of msg.tasks as TaskSpec[]) for (let i = 1; i <= t.numReturns; i++) ids.push(objectIdOf(t.taskId as TaskId, i))
@@ -76,15 +97,20 @@ export class TaskSubmitter implements RemoteFunctionSubmitter, Pick<ActorSubmitt
     this.registered.delete(functionId as FunctionId)
   }
 
+  /** The source of a function or class made remote here. */
+  functionDef(functionId: string): FunctionDef | undefined {
+    return this.functions.get(functionId as FunctionId)
+  }
+
   submitTask(
     fn: { source: string; name: string; kind: 'function' },
     args: unknown[],
     s: Parameters<RemoteFunctionSubmitter['submitTask']>[2],
   ): ObjectRef[] {
     this.channel.assertOpen()
-    const functionId = this.registerFunction(fn.source, fn.name, 'function')
+    const functionId = this.defineFunction(fn.source, fn.name, 'function')
     const nested: ObjectId[] = []
-    return this.enqueue({
+    return this.own({
       taskId: newTaskId(this.channel.jobId),
       type: 'NORMAL_TASK',
       functionId,
@@ -100,9 +126,27 @@ export class TaskSubmitter implements RemoteFunctionSubmitter, Pick<ActorSubmitt
     })
   }
 
+  /** A normal task: owned here. Refs nested in its arguments leave this connection with it. */
+  private own(spec: TaskSpec): ObjectRef[] {
+    const refs = this.returnsOf(spec)
+    if (spec.nestedRefs?.length) this.channel.escape(spec.nestedRefs as ObjectId[])
+    // Each inline argument is at most 100 KiB (larger ones were put), but together they may not fit any frame.
+    const bytes = sizeOfValues(spec.args.map((a) => ('v' in a ? a.v : undefined)))
+    const limit = this.channel.maxFrameBytes()
+    const tooBig =
+      bytes > limit - TASK_FRAME_OVERHEAD
+        ? new ValidationError(
+            `task ${spec.name} (${spec.taskId}) was not submitted: its arguments are ${bytes} bytes in one message, over the coordinator's ${limit}-byte limit: pass large values with put()`,
+          ).toWire()
+        : undefined
+    this.channel.submitOwned(spec, tooBig)
+    return refs
+  }
+
   createActor(cls: { source: string; name: string }, args: unknown[], s: Parameters<ActorSubmitter['createActor']>[2]) {
     this.channel.assertOpen()
-    const functionId = this.registerFunction(cls.source, cls.name, 'class')
+    const functionId = this.defineFunction(cls.source, cls.name, 'class')
+    this.registerClass(functionId)
     const actorId = newActorId(this.channel.jobId)
     const nested: ObjectId[] = []
     const [ready] = this.enqueue({
@@ -180,7 +224,19 @@ export class TaskSubmitter implements RemoteFunctionSubmitter, Pick<ActorSubmitt
     return ref
   }
 
+  /**
+   * An actor creation or call: the coordinator runs it, so every ref it takes (top-level or nested) must be known
+   * there first (the publish goes out before the submit, on the same socket).
+   */
   private enqueue(spec: TaskSpec): ObjectRef[] {
+    const refs = this.returnsOf(spec)
+    const taken = [...spec.args.flatMap((a) => ('ref' in a ? [a.ref as ObjectId] : [])), ...((spec.nestedRefs ?? []) as ObjectId[])]
+    if (taken.length) this.channel.escape(taken)
+    this.specs.push(spec)
+    return refs
+  }
+
+  private returnsOf(spec: TaskSpec): ObjectRef[] {
     const parent = this.channel.parentTaskId()
     if (parent) spec.parentTaskId = parent
     const refs: ObjectRef[] = []
@@ -189,18 +245,22 @@ export class TaskSubmitter implements RemoteFunctionSubmitter, Pick<ActorSubmitt
       this.channel.expect(id)
       refs.push(this.channel.own(id))
     }
-    this.specs.push(spec)
     return refs
   }
 
-  private registerFunction(source: string, name: string, kind: 'function' | 'class'): FunctionId {
+  private defineFunction(source: string, name: string, kind: 'function' | 'class'): FunctionId {
     const functionId = functionIdOf(source)
-    if (!this.registered.has(functionId)) {
-      this.registered.add(functionId)
-      this.flush() // tasks queued before this registration must not wait behind it, nor overtake it
-      this.channel.send({ type: 'register-functions', functions: [{ functionId, name, kind, source }] })
-    }
+    if (!this.functions.has(functionId)) this.functions.set(functionId, { functionId, name, kind, source })
     return functionId
+  }
+
+  /** The coordinator places actors: it needs their class, once per connection. */
+  private registerClass(functionId: FunctionId): void {
+    if (this.registered.has(functionId)) return
+    const def = this.functions.get(functionId) as FunctionDef
+    this.registered.add(functionId)
+    this.flush() // specs queued before this registration must not wait behind it, nor overtake it
+    this.channel.send({ type: 'register-functions', functions: [def] })
   }
 }
 

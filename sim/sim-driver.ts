@@ -33,17 +33,25 @@ export class SimDriver {
   /** How many times each object's value reached this driver: more than once breaks exactly-once. */
   readonly updates = new Map<string, number>()
   private seq = 0
+  /** Its peer address: made from its name, so a seeded run is the same every time. */
+  readonly peerId: string
 
   constructor(
     network: MemoryNetwork,
     readonly name: string,
   ) {
     this.link = network.connect(name)
+    this.peerId = `d-${[...name]
+      .map((c) => c.charCodeAt(0).toString(16).padStart(2, '0'))
+      .join('')
+      .padEnd(54, '0')
+      .slice(0, 54)}`
     const transport = this.link.client
     transport.onMessage = (m: ServerMessage) => {
       if (m.type !== 'welcome' || this.mesh) return
       transport.maxFrameBytes = m.maxFrameBytes
-      const mesh = new Mesh(transport, 'sim://coordinator', m.jobId as JobId, m.namespace)
+      // No peer mesh in the simulation: every peer message goes through the coordinator's relay.
+      const mesh = new Mesh(transport, 'sim://coordinator', m.jobId as JobId, m.namespace, { peerAddress: this.peerId })
       const deliver = transport.onMessage
       transport.onMessage = (msg) => {
         if (msg.type === 'objects') for (const o of msg.objects) this.updates.set(o.objectId, (this.updates.get(o.objectId) ?? 0) + 1)
@@ -51,7 +59,7 @@ export class SimDriver {
       }
       this.mesh = mesh
     }
-    transport.send({ type: 'hello', reqId: 0, protocol: PROTOCOL_VERSION, role: 'driver' })
+    transport.send({ type: 'hello', reqId: 0, protocol: PROTOCOL_VERSION, role: 'driver', peerId: this.peerId })
   }
 
   get alive(): boolean {

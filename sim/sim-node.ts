@@ -1,5 +1,6 @@
+import { createHmac } from 'node:crypto'
 import { newWorkerId } from '../sdk/ids.ts'
-import { PROTOCOL_VERSION, RELAY_OVERHEAD_BYTES, type ServerMessage } from '../sdk/protocol/index.ts'
+import { type Lease, leaseSigningText, PROTOCOL_VERSION, RELAY_OVERHEAD_BYTES, type ServerMessage } from '../sdk/protocol/index.ts'
 import { type ResourceUnits, toUnits } from '../sdk/resources.ts'
 import type { ExecResult, ExecTask } from '../worker-page/executor.worker.ts'
 import { NodeAgent, type NodeObjects, type NodeWorkers, type WorkerSlot } from '../worker-page/node.ts'
@@ -147,7 +148,13 @@ export class SimNode {
       if (m.type !== 'welcome' || this.agent) return
       this.nodeId = m.nodeId as string
       transport.maxFrameBytes = m.maxFrameBytes + RELAY_OVERHEAD_BYTES
-      const agent = new NodeAgent(this.nodeId, transport, this.workers, noObjects, this.total, 0)
+      // Leases are checked synchronously here (Web Crypto would resolve on another thread, out of the seed's order).
+      const key = Buffer.from(m.leaseKey ?? '', 'hex')
+      const nodeId = this.nodeId
+      const verifier = {
+        verify: (l: Lease) => l.nodeId === nodeId && createHmac('sha256', key).update(leaseSigningText(l)).digest('hex') === l.sig,
+      }
+      const agent = new NodeAgent(this.nodeId, transport, this.workers, noObjects, this.total, { heartbeatMs: 0, verifier })
       this.agent = agent
       transport.onMessage = (msg) => {
         this.onReceive(msg)

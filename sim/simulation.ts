@@ -421,6 +421,8 @@ export class Simulation {
     await this.settle()
     const c = this.cluster
     if (c.tasks.pending) this.violate(`${c.tasks.pending} task(s) still tracked by the coordinator after every job ended`)
+    if (c.leases.count) this.violate(`${c.leases.count} lease(s) still granted after every job ended`)
+    if (c.events.live) this.violate(`${c.events.live} task row(s) still live after every job ended`)
     if (c.objects.size) this.violate(`${c.objects.size} object(s) still in the directory after every job ended`)
     for (const a of c.actors.rows())
       if (a.state !== 'DEAD') this.violate(`actor ${a.actorId.slice(0, 8)} is ${a.state} after its job ended`)
@@ -429,9 +431,8 @@ export class Simulation {
       const rec = c.nodes.get(n.nodeId)
       if (rec?.state === 'ALIVE' && JSON.stringify(rec.available) !== JSON.stringify(rec.total))
         this.violate(`${n.name}: the coordinator counts ${JSON.stringify(rec.available)} free of ${JSON.stringify(rec.total)}`)
-      const free = n.agent?.freeUnits
-      if (rec?.state === 'ALIVE' && free && JSON.stringify(free) !== JSON.stringify(n.total))
-        this.violate(`${n.name}: the node counts ${JSON.stringify(free)} free of ${JSON.stringify(n.total)}`)
+      const leases = n.agent?.leaseIds ?? []
+      if (rec?.state === 'ALIVE' && leases.length) this.violate(`${n.name} still holds ${leases.length} lease(s) after every job ended`)
       if (n.executions.length) this.violate(`${n.name} still runs ${n.executions.length} execution(s)`)
     }
   }

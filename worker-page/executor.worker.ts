@@ -27,6 +27,11 @@ export type ExecResult = (
 ) & {
   /** What the task made and let go when it ended, on its channel (see TaskResult.scope). */
   scope?: { channel: string; release: string[] }
+  /**
+   * The task used `self.shoal` (its channel sent something to the coordinator): its result must reach its owner
+   * through the coordinator, after what the task sent, so the coordinator sees both in order.
+   */
+  usedChannel?: boolean
 }
 /** An argument: its encoded bytes, or a large object already in this node's plasma store. */
 export type ExecArg = Uint8Array | { plasma: string }
@@ -95,7 +100,12 @@ function meshFor(t: ExecTask): { mesh: Mesh; channel: WorkerChannel } {
       ...(t.actorId && { actorId: t.actorId }),
     })
     channel.maxFrameBytes = c.maxFrameBytes
-    m = { mesh: new Mesh(channel, c.address, t.jobId as JobId, t.namespace), channel }
+    // Its peer messages (tasks it submits, their results) go through the coordinator, which knows this channel.
+    const mesh = new Mesh(channel, c.address, t.jobId as JobId, t.namespace, {
+      peerAddress: `${c.nodeId}/${channel.channel}`,
+      relayOnly: true,
+    })
+    m = { mesh, channel }
     meshes.set(t.jobId, m)
   }
   ;(self as unknown as { shoal: Mesh }).shoal = m.mesh
@@ -200,14 +210,18 @@ async function execute(t: ExecTask, scoped: boolean, body: (args: unknown[]) => 
   }
   ;(self as unknown as { shoalContext: RuntimeContext }).shoalContext = runtime
   const { mesh, channel } = meshFor(t)
+  const sentBefore = channel.messagesSent
   if (scoped) mesh.refs.beginScope()
   // Tasks submitted from here know their parent (recursive cancel), unless calls of a concurrent actor interleave.
   mesh.parentTaskId = !actor || actor.maxConcurrency === 1 ? t.taskId : undefined
   const result = await run(t, mesh, body)
-  const release = scoped ? mesh.refs.endScope() : []
+  // Refs inside the returns leave this worker with them: those it owns are published first.
+  if (result.ok && result.nestedRefs?.length) mesh.escape(result.nestedRefs as ObjectId[])
+  const release = scoped ? mesh.endScope() : []
   // Everything the task sent goes out before its result does (the page forwards both in this order).
   mesh.flushNow()
-  return release.length ? { ...result, scope: { channel: channel.channel, release } } : result
+  const used = channel.messagesSent > sentBefore ? { usedChannel: true } : {}
+  return release.length ? { ...result, ...used, scope: { channel: channel.channel, release } } : { ...result, ...used }
 }
 
 async function run(t: ExecTask, mesh: Mesh, body: (args: unknown[]) => unknown): Promise<ExecResult> {

@@ -1,10 +1,29 @@
+import { Deque } from '../sdk/deque.ts'
 import type { WireError } from '../sdk/errors.ts'
-import { objectIdOf, type TaskId } from '../sdk/ids.ts'
-import type { Assignment, ClientMessage, FunctionDef, LargeArg, ObjectUpdate, ServerMessage, TaskResult } from '../sdk/protocol/index.ts'
-import { allocate, fits, type ResourceUnits, release } from '../sdk/resources.ts'
+import { functionIdOf, objectIdOf, type TaskId } from '../sdk/ids.ts'
+import {
+  type Assignment,
+  type ClientMessage,
+  FUNCTION_MISSING,
+  type FunctionDef,
+  type LargeArg,
+  type Lease,
+  type ObjectUpdate,
+  type PeerMessageOf,
+  type PushedTask,
+  parsePeerMessage,
+  RELAY_OVERHEAD_BYTES,
+  type ServerMessage,
+  type TaskResult,
+} from '../sdk/protocol/index.ts'
+import type { ResourceUnits } from '../sdk/resources.ts'
+import { TaskEventReporter } from '../sdk/task-event-reporter.ts'
 import type { FramedTransport } from '../sdk/transport/framed.ts'
+import { PeerLinks, type Route } from '../sdk/transport/peer-links.ts'
+import type { PeerMesh } from '../sdk/transport/peer-mesh.ts'
 import { batchBytesFor, sizeOfValues, TurnBatch } from '../sdk/turn-batch.ts'
 import type { ExecArg, ExecResult, ExecTask } from './executor.worker.ts'
+import { type LeaseCheck, LeaseVerifier } from './lease-verifier.ts'
 
 /** A worker as the node sees it. */
 export interface WorkerSlot {
@@ -67,11 +86,31 @@ interface HostedActor {
   worker: WorkerSlot
   maxConcurrency: number
   running: number
-  queue: Assignment[]
-  units: ResourceUnits
+  queue: Deque<Assignment>
   /** Which incarnation this is (its creation's attempt). */
   attempt: number
 }
+
+/** A task pushed under a lease, and the way it came (its result goes back the same way, or through the coordinator). */
+interface Pushed extends PushedTask {
+  route: Route
+}
+
+/** A lease this node serves: its tasks run one at a time, in the order pushed, in a worker of the lease's job. */
+interface LeaseRun {
+  lease: Lease
+  namespace: string
+  queue: Deque<Pushed>
+  running: { task: Pushed; worker: WorkerSlot; started: number } | undefined
+  /** The running task waits in get/wait: the lease's resources are lent meanwhile. */
+  blocked: boolean
+  results: { direct: TaskResult[]; relay: TaskResult[] }
+}
+
+/** A lease's queue holds at most this many tasks (an owner pipelines far fewer; more is a runaway or hostile peer). */
+const MAX_QUEUED_PER_LEASE = 100_000
+/** How many ended leases are remembered (a push under one of them is refused). */
+const ENDED_REMEMBERED = 100_000
 
 const systemError = (code: string, name: string, message: string, data?: Record<string, unknown>): WireError => ({
   name,
@@ -81,39 +120,31 @@ const systemError = (code: string, name: string, message: string, data?: Record<
 })
 
 /**
- * The node (Ray's raylet): receives task assignments and runs them in its workers, hosts actors, carries its
- * workers' control traffic, and reports state changes and results in batches. Its own count of free resources
- * follows the same rules as the coordinator's view of it (sdk/resources.ts), so both agree on what runs.
+ * The node (Ray's raylet and its leased workers): runs the tasks owners push to it under leases the coordinator
+ * signed, answering each owner directly; hosts actors the coordinator places here; carries its workers' control
+ * traffic; reports RUNNING and its heartbeat to the coordinator.
  */
 export class NodeAgent {
   readonly stats = { running: 0, finished: 0, failed: 0 }
   onActivity: (a: NodeActivity) => void = () => {}
   onClose: (reason: string) => void = () => {}
+  /** The peer wire: owners push tasks here over it, and results go back. */
+  readonly links: PeerLinks
 
   private functions = new Map<string, FunctionDef>()
   private actors = new Map<string, HostedActor>()
-  /** Normal tasks running now, so a crashed worker's task can be reported (and retried) instead of hanging. */
-  private runningTasks = new Map<string, Assignment>()
-  /** Running tasks waiting in get/wait: their resources are free here meanwhile (the coordinator does the same). */
-  private blockedTasks = new Set<string>()
-  /**
-   * Tasks waiting for room here, started in arrival order. Every task goes through it: the coordinator's view of this
-   * node can run ahead of the truth (a result, or a start, still in flight), so the node never starts more than its
-   * own count of free resources allows — a node is never over-committed, whatever the coordinator believed.
-   */
-  private localQueue: Assignment[] = []
-  /** What was in the queue at the last heartbeat: still there at the next one, it goes back to the coordinator. */
-  private seenAtHeartbeat = new Set<Assignment>()
-  /** This node's own count of free resources. */
-  private free: ResourceUnits
-  private readonly events = new TurnBatch<Extract<ClientMessage, { type: 'task-events' }>['events'][number]>(
-    (events) => this.send({ type: 'task-events', events }),
-    { maxItems: 5000 },
-  )
+  private leases = new Map<string, LeaseRun>()
+  /** The lease of each running leased task, by task id (a blocked or crashed worker names its task). */
+  private runningLeased = new Map<string, LeaseRun>()
+  private ended = new Set<string>()
+  private verifier: LeaseCheck | undefined
+  private readonly events: TaskEventReporter
   private readonly results = new TurnBatch<TaskResult>((results) => this.send({ type: 'task-results', results }), {
     maxBytes: () => batchBytesFor(this.transport.maxFrameBytes),
     sizeOf: (r) => sizeOfValues(r.ok ? r.returns : undefined),
   })
+  private resultsDirty = new Set<LeaseRun>()
+  private resultsScheduled = false
   private heartbeat: ReturnType<typeof setInterval> | undefined
   private stopped = false
 
@@ -122,10 +153,20 @@ export class NodeAgent {
     private readonly transport: FramedTransport,
     private readonly workers: NodeWorkers,
     private readonly objects: NodeObjects,
-    total: ResourceUnits,
-    heartbeatMs = 1000,
+    readonly total: ResourceUnits,
+    opts: { heartbeatMs?: number; leaseKey?: string; peers?: PeerMesh; verifier?: LeaseCheck } = {},
   ) {
-    this.free = { ...total }
+    const heartbeatMs = opts.heartbeatMs ?? 1000
+    this.verifier = opts.verifier ?? (opts.leaseKey ? new LeaseVerifier(nodeId, opts.leaseKey) : undefined)
+    this.events = new TaskEventReporter((m) => this.send(m))
+    this.links = new PeerLinks(
+      nodeId,
+      opts.peers,
+      (to, msgs) => this.send({ type: 'peer-send', to, msgs }),
+      false,
+      () => batchBytesFor(this.transport.maxFrameBytes - RELAY_OVERHEAD_BYTES),
+    )
+    this.links.onMessage = (from, raw, route) => this.onPeerMessage(from, raw, route)
     workers.onCrash = (w, reason) => this.workerCrashed(w, reason)
     workers.onRelay = (channel, frame) => this.send({ type: 'relay-up', channel, frame })
     workers.onChannelsClosed = (channels) => this.send({ type: 'relay-close', channels })
@@ -141,18 +182,18 @@ export class NodeAgent {
     return this.workers.size
   }
 
-  /** What this node counts as free (for checks: it must agree with the coordinator's count once all work is done). */
-  get freeUnits(): ResourceUnits {
-    return { ...this.free }
+  /** Leases this node serves now (for checks). */
+  get leaseIds(): string[] {
+    return [...this.leases.keys()]
+  }
+
+  /** The page joined the peer mesh: owners' links to it carry tasks and results from now on. */
+  attachPeers(peers: PeerMesh): void {
+    this.links.attach(peers)
   }
 
   sendHeartbeat(): void {
-    const stuck = this.localQueue.filter((t) => this.seenAtHeartbeat.has(t))
-    if (stuck.length) {
-      this.localQueue = this.localQueue.filter((t) => !this.seenAtHeartbeat.has(t))
-      this.send({ type: 'unqueued', tasks: stuck.map((t) => ({ taskId: t.taskId as never, attempt: t.attempt })) })
-    }
-    this.seenAtHeartbeat = new Set(this.localQueue)
+    this.events.flush()
     this.send({
       type: 'heartbeat',
       running: this.stats.running,
@@ -162,13 +203,16 @@ export class NodeAgent {
     })
   }
 
-  /** Leaves the cluster: workers stop and the coordinator retries their tasks elsewhere. */
+  /** Leaves the cluster: workers stop, and owners retry their tasks elsewhere. */
   stop(reason = 'stopped'): void {
     if (this.stopped) return
     this.stopped = true
     if (this.heartbeat) clearInterval(this.heartbeat)
     this.workers.terminateAll()
     this.actors.clear()
+    this.leases.clear()
+    this.runningLeased.clear()
+    this.events.close()
     if (this.transport.isOpen) this.transport.close()
     this.onActivity({ kind: 'disconnected', text: `disconnected: ${reason}` })
     this.onClose(reason)
@@ -181,17 +225,21 @@ export class NodeAgent {
   /** Handles one message from the coordinator. */
   onMessage(msg: ServerMessage): void {
     switch (msg.type) {
+      case 'welcome':
+        if (msg.leaseKey && !this.verifier) this.verifier = new LeaseVerifier(this.nodeId, msg.leaseKey)
+        return
       case 'assign':
         for (const f of msg.functions) this.functions.set(f.functionId, f)
-        for (const t of msg.tasks) {
-          // An actor's calls hold nothing of the node: they go to the actor's own queue at once.
-          if (t.type === 'ACTOR_TASK') this.accept(t)
-          else this.localQueue.push(t)
-        }
-        this.pumpLocalQueue()
+        for (const t of msg.tasks) this.accept(t)
+        return
+      case 'peer-recv':
+        this.links.receiveRelayed(msg.from, msg.msgs)
+        return
+      case 'lease-ended':
+        for (const id of msg.leaseIds) this.endLease(id, msg.kill)
         return
       case 'cancel-task':
-        return this.cancel(msg.taskId)
+        return this.cancelAssigned(msg.taskId)
       case 'kill-actor':
         if (this.dropActor(msg.actorId)) this.onActivity({ kind: 'actor', text: `actor ${msg.actorId.slice(0, 8)} killed` })
         return
@@ -216,100 +264,219 @@ export class NodeAgent {
       case 'objects':
         this.objects.onObjects(msg.objects)
         return
-      case 'welcome':
       case 'reply':
       case 'warning':
+      case 'lease-granted':
+      case 'lease-failed':
+      case 'lease-revoked':
+      case 'lease-reclaim':
+      case 'cancel-owned':
         return
       default:
         msg satisfies never
     }
   }
 
-  private cancel(taskId: string): void {
-    const queued = this.localQueue.findIndex((t) => t.taskId === taskId)
-    if (queued >= 0) {
-      this.localQueue.splice(queued, 1)
+  // ---- leased tasks (pushed by their owners) ----
+
+  private onPeerMessage(from: string, raw: unknown, route: Route): void {
+    const parsed = parsePeerMessage(raw)
+    if ('problem' in parsed) return console.warn(`[shoal node] a peer message from ${from} was refused: ${parsed.problem}`)
+    const msg = parsed.msg
+    if (msg.type === 'push') void this.onPush(from, msg, route)
+    else if (msg.type === 'cancel') this.onCancel(from, msg)
+  }
+
+  private async onPush(from: string, msg: PeerMessageOf<'push'>, route: Route): Promise<void> {
+    const { lease } = msg
+    const refuse = (why: string) => {
+      const error = systemError('LEASE_INVALID', 'ValidationError', `node ${this.nodeId} refused the tasks: ${why}`)
+      const results = msg.tasks.map((t) => ({ taskId: t.taskId, attempt: t.attempt, ok: false as const, error, userError: false }))
+      this.links.send(from, { type: 'results', leaseId: lease.leaseId, results }, route)
+    }
+    if (lease.owner !== from) return refuse(`the lease belongs to ${lease.owner}, not ${from}`)
+    if (this.ended.has(lease.leaseId)) return refuse(`lease ${lease.leaseId} has ended`)
+    let run = this.leases.get(lease.leaseId)
+    if (!run) {
+      if (!this.verifier || !(await this.verifier.verify(lease))) return refuse('the lease is not signed by the coordinator for this node')
+      if (this.ended.has(lease.leaseId) || this.stopped) return refuse(`lease ${lease.leaseId} has ended`)
+      run = this.leases.get(lease.leaseId)
+      if (!run) {
+        run = {
+          lease,
+          namespace: msg.namespace,
+          queue: new Deque(),
+          running: undefined,
+          blocked: false,
+          results: { direct: [], relay: [] },
+        }
+        this.leases.set(lease.leaseId, run)
+      }
+    } else if (run.lease.sig !== lease.sig) return refuse('the lease does not match the one first shown')
+    for (const f of msg.functions ?? []) {
+      // A function's id is its source's hash: a push cannot make another function run under a known id.
+      if (functionIdOf(f.source) === f.functionId) this.functions.set(f.functionId, f)
+    }
+    if (run.queue.length + msg.tasks.length > MAX_QUEUED_PER_LEASE)
+      return refuse(`more than ${MAX_QUEUED_PER_LEASE} tasks queued under one lease`)
+    for (const t of msg.tasks) run.queue.push({ ...t, route })
+    this.pumpLease(run)
+  }
+
+  private onCancel(from: string, msg: PeerMessageOf<'cancel'>): void {
+    const run = this.leases.get(msg.leaseId)
+    if (!run || run.lease.owner !== from) return
+    for (const t of run.queue) {
+      if (t.taskId !== msg.taskId) continue
+      run.queue.remove(t)
       return
     }
-    const w = this.workers.byTask(taskId)
-    const t = this.runningTasks.get(taskId)
-    if (!w || !t) return
-    this.runningTasks.delete(taskId)
-    this.workers.terminate(w)
+    if (run.running?.task.taskId !== msg.taskId) return
+    // The owner already failed it: its worker stops, and nothing is reported.
+    this.stopRunning(run)
+    this.pumpLease(run)
+  }
+
+  /** Stops the task running under a lease (its worker goes; what the worker owned shares its fate). */
+  private stopRunning(run: LeaseRun): void {
+    const r = run.running
+    if (!r) return
+    run.running = undefined
+    this.runningLeased.delete(r.task.taskId)
+    if (run.blocked) {
+      run.blocked = false
+      this.send({ type: 'lease-blocked', leaseId: run.lease.leaseId, blocked: false })
+    }
     this.stats.running--
-    this.releaseTask(t)
-    this.pumpLocalQueue()
+    this.workers.terminate(r.worker)
+  }
+
+  /** The coordinator ended a lease: returned (nothing runs under it), or its owner died (`kill`: stop what runs). */
+  private endLease(leaseId: string, kill: boolean): void {
+    this.ended.add(leaseId)
+    if (this.ended.size > ENDED_REMEMBERED) this.ended.delete(this.ended.values().next().value as string)
+    const run = this.leases.get(leaseId)
+    if (!run) return
+    this.leases.delete(leaseId)
+    run.queue.drain()
+    if (kill) this.stopRunning(run)
+  }
+
+  /** Starts the lease's next task if its worker is free. */
+  private pumpLease(run: LeaseRun): void {
+    if (run.running || !run.queue.length || this.stopped) return
+    const t = run.queue.shift() as Pushed
+    const fn = this.functions.get(t.functionId)
+    if (!fn) {
+      this.reportLeased(run, t, {
+        ok: false,
+        error: systemError(FUNCTION_MISSING, 'ValidationError', `node ${this.nodeId} was not sent function ${t.functionId}`),
+        userError: false,
+      })
+      return this.pumpLease(run)
+    }
+    const w = this.workers.acquire(run.lease.jobId, t.taskId)
+    const started = performance.now()
+    run.running = { task: t, worker: w, started }
+    this.runningLeased.set(t.taskId, run)
+    this.stats.running++
+    this.events.state(t.taskId, t.attempt, 'RUNNING', { workerId: w.id as never, nodeId: this.nodeId as never })
+    this.onActivity({ kind: 'task-start', text: `${t.name} started on worker ${w.id.slice(0, 8)}` })
+    const exec: ExecTask = {
+      taskId: t.taskId,
+      attempt: t.attempt,
+      jobId: run.lease.jobId,
+      namespace: run.namespace,
+      name: t.name,
+      args: [],
+      numReturns: t.numReturns,
+    }
+    void this.withArgs(t.args, (args) => this.workers.run(w, { ...exec, args, source: fn.source, funcName: fn.name })).then((r) => {
+      this.workers.release(w)
+      if (run.running?.task !== t) return // cancelled, killed or crashed meanwhile: already settled
+      run.running = undefined
+      this.runningLeased.delete(t.taskId)
+      run.blocked = false
+      this.stats.running--
+      this.storeReturns(t.taskId, r)
+      this.reportLeased(run, t, r, performance.now() - started, w.id)
+      this.pumpLease(run)
+    })
   }
 
   /**
-   * Starts, in arrival order, every queued task that fits what is free now; one that does not fit does not hold back
-   * those behind it (the coordinator may have reserved room for them already, and waits for them to finish).
+   * Sends a result to the task's owner: straight back the way the task came, unless the coordinator must see it
+   * first (the task left objects it must count: large or ref-holding returns, or it used its own connection) — then
+   * through the coordinator, after what the task's worker sent it.
    */
-  private pumpLocalQueue(): void {
-    if (!this.localQueue.length) return
-    const waiting: Assignment[] = []
-    for (const t of this.localQueue) {
-      if (fits(t.units, this.free)) this.accept(t)
-      else waiting.push(t)
-    }
-    this.localQueue = waiting
+  private reportLeased(run: LeaseRun, t: Pushed, r: ExecResult, ms?: number, workerId?: string): void {
+    if (r.ok) this.stats.finished++
+    else this.stats.failed++
+    this.onActivity({ kind: 'task-end', text: `${t.name} ${r.ok ? 'finished' : `failed: ${r.error.message}`}` })
+    const needsCoordinator =
+      t.route === 'relay' ||
+      r.usedChannel === true ||
+      !!r.scope ||
+      (r.ok && (!!r.nestedRefs?.length || r.returns.some((x) => !(x instanceof Uint8Array))))
+    const result = this.resultOf(t.taskId, t.attempt, r)
+    if (ms !== undefined) result.ms = Math.round(ms * 1000) / 1000
+    if (workerId) result.workerId = workerId as never
+    ;(needsCoordinator ? run.results.relay : run.results.direct).push(result)
+    this.resultsDirty.add(run)
+    if (this.resultsScheduled) return
+    this.resultsScheduled = true
+    queueMicrotask(() => this.flushResults())
   }
+
+  private flushResults(): void {
+    this.resultsScheduled = false
+    for (const run of this.resultsDirty) {
+      const { direct, relay } = run.results
+      run.results = { direct: [], relay: [] }
+      const leaseId = run.lease.leaseId
+      if (direct.length) this.links.send(run.lease.owner, { type: 'results', leaseId, results: direct }, 'direct')
+      if (relay.length) this.links.send(run.lease.owner, { type: 'results', leaseId, results: relay }, 'relay')
+    }
+    this.resultsDirty.clear()
+  }
+
+  // ---- actors (placed by the coordinator) ----
 
   private accept(t: Assignment): void {
     if (t.type === 'ACTOR_TASK') {
       const a = this.actors.get(t.actorId as string)
       if (!a)
-        return this.report(t, {
+        return this.reportAssigned(t, {
           ok: false,
           error: systemError('ACTOR_DIED', 'ActorDiedError', `actor ${t.actorId} is not on this node`, { actorId: t.actorId }),
           userError: false,
         })
+      const waits = a.running >= a.maxConcurrency || a.queue.length > 0
       a.queue.push(t)
       this.pumpActor(a)
-      if (a.queue.includes(t))
-        this.events.push({
-          taskId: t.taskId as never,
-          attempt: t.attempt,
-          state: 'PENDING_ACTOR_TASK_ORDERING_OR_CONCURRENCY',
-          time: Date.now(),
-        })
+      if (waits) this.events.state(t.taskId, t.attempt, 'PENDING_ACTOR_TASK_ORDERING_OR_CONCURRENCY', { nodeId: this.nodeId as never })
       return
     }
     const fn = this.functions.get(t.functionId)
-    if (!fn)
-      return this.report(t, {
+    if (!fn || t.type !== 'ACTOR_CREATION_TASK')
+      return this.reportAssigned(t, {
         ok: false,
         error: systemError('VALIDATION', 'ValidationError', `node has no function ${t.functionId}`),
         userError: false,
       })
-    if (t.type === 'ACTOR_CREATION_TASK') {
-      // A newer incarnation of an actor this node still hosts replaces the old one (never two at once).
-      this.dropActor(t.actorId as string)
-      const w = this.workers.spawnForActor(t.actorId as string, t.jobId)
-      allocate(t.units, this.free)
-      const maxConcurrency = t.actor?.maxConcurrency ?? 1
-      this.actors.set(t.actorId as string, { worker: w, maxConcurrency, running: 0, queue: [], units: t.units, attempt: t.attempt })
-      this.started(t, w)
-      void this.withArgs(t, (args) =>
-        this.workers.createActor(w, { ...this.execTask(t, args), source: fn.source, className: fn.name, maxConcurrency }),
-      ).then((r) => {
-        if (this.actors.get(t.actorId as string)?.worker !== w) return // killed, crashed or replaced meanwhile: settled
-        this.finished(t, r)
-        if (!r.ok) this.dropActor(t.actorId as string)
-        else this.onActivity({ kind: 'actor', text: `actor ${fn.name} ${String(t.actorId).slice(0, 8)} is alive` })
-      })
-      return
-    }
-    const w = this.workers.acquire(t.jobId, t.taskId)
-    allocate(t.units, this.free)
-    this.runningTasks.set(t.taskId, t)
+    // A newer incarnation of an actor this node still hosts replaces the old one (never two at once).
+    this.dropActor(t.actorId as string)
+    const w = this.workers.spawnForActor(t.actorId as string, t.jobId)
+    const maxConcurrency = t.actor?.maxConcurrency ?? 1
+    this.actors.set(t.actorId as string, { worker: w, maxConcurrency, running: 0, queue: new Deque(), attempt: t.attempt })
     this.started(t, w)
-    void this.withArgs(t, (args) => this.workers.run(w, { ...this.execTask(t, args), source: fn.source, funcName: fn.name })).then((r) => {
-      this.workers.release(w)
-      if (!this.runningTasks.delete(t.taskId)) return // cancelled or crashed meanwhile: already settled
-      this.releaseTask(t)
-      this.finished(t, r)
-      this.pumpLocalQueue()
+    void this.withArgs(t.args, (args) =>
+      this.workers.createActor(w, { ...this.execTask(t, args), source: fn.source, className: fn.name, maxConcurrency }),
+    ).then((r) => {
+      if (this.actors.get(t.actorId as string)?.worker !== w) return // killed, crashed or replaced meanwhile: settled
+      this.finishedAssigned(t, r)
+      if (!r.ok) this.dropActor(t.actorId as string)
+      else this.onActivity({ kind: 'actor', text: `actor ${fn.name} ${String(t.actorId).slice(0, 8)} is alive` })
     })
   }
 
@@ -318,24 +485,35 @@ export class NodeAgent {
       const t = a.queue.shift() as Assignment
       a.running++
       this.started(t, a.worker)
-      void this.withArgs(t, (args) => this.workers.callActor(a.worker, { ...this.execTask(t, args), method: t.method as string })).then(
-        (r) => {
-          if (this.actors.get(t.actorId as string) !== a) return // the actor died meanwhile: its calls were settled
-          a.running--
-          this.finished(t, r)
-          this.pumpActor(a)
-        },
-      )
+      void this.withArgs(t.args, (args) =>
+        this.workers.callActor(a.worker, { ...this.execTask(t, args), method: t.method as string }),
+      ).then((r) => {
+        if (this.actors.get(t.actorId as string) !== a) return // the actor died meanwhile: its calls were settled
+        a.running--
+        this.finishedAssigned(t, r)
+        this.pumpActor(a)
+      })
+    }
+  }
+
+  /** The coordinator cancels an actor call not started yet (a running one is never interrupted). */
+  private cancelAssigned(taskId: string): void {
+    for (const a of this.actors.values()) {
+      for (const t of a.queue) {
+        if (t.taskId !== taskId) continue
+        a.queue.remove(t)
+        return
+      }
     }
   }
 
   /**
    * Runs `body` with the task's arguments ready for a worker: small ones copied out of the frame (a view would drag
    * the whole frame's buffer into the worker), large ones made local and pinned in the plasma store, then unpinned.
-   * An argument that cannot be had fails the attempt as a system error (the coordinator retries it elsewhere).
+   * An argument that cannot be had fails the attempt as a system error (its owner retries it).
    */
-  private async withArgs(t: Assignment, body: (args: ExecArg[]) => Promise<ExecResult>): Promise<ExecResult> {
-    const large = t.args.filter((a): a is LargeArg => !(a instanceof Uint8Array))
+  private async withArgs(given: (Uint8Array | LargeArg)[], body: (args: ExecArg[]) => Promise<ExecResult>): Promise<ExecResult> {
+    const large = given.filter((a): a is LargeArg => !(a instanceof Uint8Array))
     try {
       if (large.length) await this.objects.acquire(large)
     } catch (e) {
@@ -347,7 +525,7 @@ export class NodeAgent {
       }
     }
     try {
-      return await body(t.args.map((a) => (a instanceof Uint8Array ? a.slice() : { plasma: a.ref })))
+      return await body(given.map((a) => (a instanceof Uint8Array ? a.slice() : { plasma: a.ref })))
     } finally {
       if (large.length) this.objects.release(large)
     }
@@ -368,85 +546,84 @@ export class NodeAgent {
 
   private started(t: Assignment, w: WorkerSlot): void {
     this.stats.running++
-    this.events.push({ taskId: t.taskId as never, attempt: t.attempt, state: 'RUNNING', workerId: w.id as never, time: Date.now() })
+    this.events.state(t.taskId, t.attempt, 'RUNNING', { workerId: w.id as never, nodeId: this.nodeId as never })
     this.onActivity({ kind: 'task-start', text: `${t.name} started on worker ${w.id.slice(0, 8)}` })
   }
 
-  private finished(t: Assignment, r: ExecResult): void {
-    if (r.ok) {
-      // Large returns were written to the plasma store by the worker: the store's index learns of them now.
-      r.returns.forEach((x, i) => {
-        if (!(x instanceof Uint8Array)) this.objects.stored(objectIdOf(t.taskId as TaskId, i + 1), x.stored, x.bytes)
-      })
-    }
+  /** Large returns were written to the plasma store by the worker: the store's index learns of them now. */
+  private storeReturns(taskId: string, r: ExecResult): void {
+    if (!r.ok) return
+    r.returns.forEach((x, i) => {
+      if (!(x instanceof Uint8Array)) this.objects.stored(objectIdOf(taskId as TaskId, i + 1), x.stored, x.bytes)
+    })
+  }
+
+  private finishedAssigned(t: Assignment, r: ExecResult): void {
+    this.storeReturns(t.taskId, r)
     this.stats.running--
     if (r.ok) this.stats.finished++
     else this.stats.failed++
-    this.report(t, r)
+    this.reportAssigned(t, r)
     this.onActivity({ kind: 'task-end', text: `${t.name} ${r.ok ? 'finished' : `failed: ${r.error.message}`}` })
   }
 
-  private report(t: Assignment, r: ExecResult): void {
+  private reportAssigned(t: Assignment, r: ExecResult): void {
+    this.results.push(this.resultOf(t.taskId, t.attempt, r))
+  }
+
+  private resultOf(taskId: string, attempt: number, r: ExecResult): TaskResult {
     const scope = r.scope && { scope: { channel: r.scope.channel, release: r.scope.release as never[] } }
     if (r.ok) {
-      // Large returns stay here (in the store); the coordinator learns only their size.
+      // Large returns stay here (in the store); only their size travels.
       const returns = r.returns.map((x) => (x instanceof Uint8Array ? x : { stored: x.stored }))
-      this.results.push({
-        taskId: t.taskId as never,
-        attempt: t.attempt,
+      return {
+        taskId: taskId as never,
+        attempt,
         ok: true,
         returns,
         ...(r.nestedRefs?.length && { nestedRefs: r.nestedRefs as never[] }),
         ...scope,
-      })
-    } else this.results.push({ taskId: t.taskId as never, attempt: t.attempt, ok: false, error: r.error, userError: r.userError, ...scope })
-  }
-
-  /** A task started or stopped waiting in get/wait: lend its resources to the node meanwhile (Ray does this). */
-  taskBlocked(taskId: string, blocked: boolean): void {
-    const t = this.runningTasks.get(taskId)
-    if (!t || this.blockedTasks.has(taskId) === blocked) return
-    if (blocked) {
-      this.blockedTasks.add(taskId)
-      release(t.units, this.free)
-    } else {
-      this.blockedTasks.delete(taskId)
-      allocate(t.units, this.free)
+      }
     }
-    this.send({ type: 'task-blocked', taskId: taskId as never, attempt: t.attempt, blocked })
-    if (blocked) this.pumpLocalQueue()
+    return { taskId: taskId as never, attempt, ok: false, error: r.error, userError: r.userError, ...scope }
   }
 
-  /** A task leaves: give back what it holds, unless it already lent it while blocked. */
-  private releaseTask(t: Assignment): void {
-    if (!this.blockedTasks.delete(t.taskId)) release(t.units, this.free)
+  /** A leased task started or stopped waiting in get/wait: its lease's resources are lent meanwhile (as in Ray). */
+  taskBlocked(taskId: string, blocked: boolean): void {
+    const run = this.runningLeased.get(taskId)
+    if (!run || run.running?.task.taskId !== taskId || run.blocked === blocked) return
+    run.blocked = blocked
+    this.send({ type: 'lease-blocked', leaseId: run.lease.leaseId, blocked })
   }
 
-  /** Stops an actor's worker and gives back what it held. */
+  /** Stops an actor's worker. */
   private dropActor(actorId: string): boolean {
     const a = this.actors.get(actorId)
     if (!a) return false
     this.actors.delete(actorId)
     this.stats.running -= a.running
-    release(a.units, this.free)
     this.workers.terminate(a.worker)
-    this.pumpLocalQueue()
     return true
   }
 
   private workerCrashed(w: WorkerSlot, reason: string): void {
-    const t = w.taskId ? this.runningTasks.get(w.taskId) : undefined
-    if (t) {
-      this.runningTasks.delete(t.taskId)
-      this.releaseTask(t)
-      this.finished(t, {
+    const run = w.taskId ? this.runningLeased.get(w.taskId) : undefined
+    const r = run?.running
+    if (run && r?.worker === w) {
+      run.running = undefined
+      this.runningLeased.delete(r.task.taskId)
+      if (run.blocked) {
+        run.blocked = false
+        this.send({ type: 'lease-blocked', leaseId: run.lease.leaseId, blocked: false })
+      }
+      this.stats.running--
+      const message = `The worker running task ${r.task.taskId} died: ${reason}`
+      this.reportLeased(run, r.task, {
         ok: false,
-        error: systemError('WORKER_CRASHED', 'WorkerCrashedError', `The worker running task ${t.taskId} died: ${reason}`, {
-          taskId: t.taskId,
-        }),
+        error: systemError('WORKER_CRASHED', 'WorkerCrashedError', message, { taskId: r.task.taskId }),
         userError: false,
       })
-      this.pumpLocalQueue()
+      this.pumpLease(run)
     }
     const hosted = w.actorId ? this.actors.get(w.actorId) : undefined
     if (hosted?.worker === w && this.dropActor(w.actorId as string))

@@ -72,7 +72,9 @@ export async function startNode(config: NodeConfig): Promise<StartedNode> {
     (bytes) => store.reserve(bytes),
     (taskId, blocked) => agent?.taskBlocked(taskId, blocked),
   )
-  agent = new NodeAgent(nodeId, socket, pool, objects, toUnits({ CPU: cpus, ...resources }))
+  agent = new NodeAgent(nodeId, socket, pool, objects, toUnits({ CPU: cpus, ...resources }), {
+    ...(welcome.leaseKey && { leaseKey: welcome.leaseKey }),
+  })
   store.onSpilled = (ids, spilled, line) => {
     agent?.send({ type: 'objects-spilled', objectIds: ids as never[], spilled, ...(line && { log: line }) })
     if (line) {
@@ -91,6 +93,7 @@ export async function startNode(config: NodeConfig): Promise<StartedNode> {
     attachPeers(p) {
       peerMesh = p
       p.source = (id) => store.read(id)
+      agent?.attachPeers(p)
     },
   }
 }

@@ -27,6 +27,8 @@ export interface NodeRecord {
 /** The node table (Ray's GcsNodeManager): registration, heartbeats, death. */
 export class NodeTable {
   private nodes = new Map<NodeId, NodeRecord>()
+  /** The alive nodes, kept until one joins or dies: the scheduler reads them on every pass. */
+  private aliveList: NodeRecord[] | undefined
 
   /** `now` is the clock heartbeats are judged by (the simulator gives its own). */
   constructor(private readonly now: () => number = Date.now) {}
@@ -51,6 +53,7 @@ export class NodeTable {
       workers: 0,
     }
     this.nodes.set(rec.nodeId, rec)
+    this.aliveList = undefined
     return rec
   }
 
@@ -59,10 +62,12 @@ export class NodeTable {
   }
 
   /** Alive nodes in registration order: packing walks them in this order, so it is stable. */
-  alive(): NodeRecord[] {
-    const out: NodeRecord[] = []
-    for (const n of this.nodes.values()) if (n.state === 'ALIVE') out.push(n)
-    return out
+  alive(): readonly NodeRecord[] {
+    if (!this.aliveList) {
+      this.aliveList = []
+      for (const n of this.nodes.values()) if (n.state === 'ALIVE') this.aliveList.push(n)
+    }
+    return this.aliveList
   }
 
   heartbeat(id: string, running: number, workers: number, storeUsed?: number, storeSpilled?: number): void {
@@ -80,6 +85,7 @@ export class NodeTable {
     const n = this.nodes.get(id as NodeId)
     if (!n || n.state === 'DEAD') return false
     n.state = 'DEAD'
+    this.aliveList = undefined
     n.endTime = this.now()
     n.deathReason = reason
     n.available = {}

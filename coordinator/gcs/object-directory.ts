@@ -81,7 +81,7 @@ export class ObjectDirectory {
   }
 
   /** Stores a value, a location or an error and tells the owner and every subscriber. A second resolve is ignored. */
-  resolve(id: ObjectId, result: ObjectResult): void {
+  resolve(id: ObjectId, result: ObjectResult, tellOwner = true): void {
     const e = this.objects.get(id)
     if (!e || ready(e)) return
     if ('error' in result) e.error = result.error
@@ -94,7 +94,7 @@ export class ObjectDirectory {
       }
       this.contain(e, result.nested)
     }
-    this.announce(id, e)
+    this.announce(id, e, tellOwner)
   }
 
   /** A driver's large put finished uploading: the coordinator holds it until a node stores it. */
@@ -115,9 +115,9 @@ export class ObjectDirectory {
     for (const n of nested) this.pin(n)
   }
 
-  private announce(id: ObjectId, e: ObjectEntry): void {
+  private announce(id: ObjectId, e: ObjectEntry, tellOwner = true): void {
     const update = updateOf(id, e)
-    if (e.ownerHeld) e.owner?.pushObject(update)
+    if (e.ownerHeld && tellOwner) e.owner?.pushObject(update)
     if (e.subscribers) for (const s of e.subscribers) if (s !== e.owner) s.pushObject(update)
     e.subscribers = undefined
     const waiters = e.waiters
@@ -229,7 +229,8 @@ export class ObjectDirectory {
       const e = this.objects.get(id)
       if (!e || e.owner !== owner) continue
       e.ownerHeld = false
-      if (e.pins > 0 && !e.error) this.lose(id, e, new OwnerDiedError(id, who).toWire())
+      // One still pending can never get its value now (its owner was to publish it): it is lost, and collected.
+      if ((e.pins > 0 && !e.error) || !ready(e)) this.lose(id, e, new OwnerDiedError(id, who).toWire())
       else this.collect(id, e)
     }
   }

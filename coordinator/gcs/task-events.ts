@@ -1,53 +1,58 @@
 import { rayErrorType, type WireError } from '../../sdk/errors.ts'
-import type { TaskSpec, TaskState } from '../../sdk/protocol/index.ts'
+import type { ClientMessageOf, TaskSpec, TaskState } from '../../sdk/protocol/index.ts'
 import type { Resources } from '../../sdk/resources.ts'
 import type { TaskRow, TaskSummary } from '../../sdk/state.ts'
 
-/** Like Ray's task_events_max_num_task_in_gcs: past this many rows the oldest finished ones are dropped. */
-const MAX_ROWS = 100_000
-/** Eviction takes the table down to this share of the limit, so its cost is spread over many inserts. */
-const EVICT_TO = 0.9
+/** Like Ray's task_events_max_num_task_in_gcs: past this many rows the oldest are dropped, finished ones first. */
+export const MAX_TASK_ROWS = 100_000
+
+type TaskEvent = ClientMessageOf<'task-events'>['events'][number]
 
 const finished = (s: TaskState) => s === 'FINISHED' || s === 'FAILED'
+/** States in the order an attempt passes through them: reports from owner and node may arrive out of that order. */
+const RANK: Record<TaskState, number> = {
+  PENDING_ARGS_AVAIL: 0,
+  PENDING_NODE_ASSIGNMENT: 1,
+  SUBMITTED_TO_WORKER: 2,
+  PENDING_ACTOR_TASK_ORDERING_OR_CONCURRENCY: 3,
+  RUNNING: 4,
+  FINISHED: 5,
+  FAILED: 5,
+}
 
 /**
- * The task event table: one row per task attempt (as Ray's state API lists them) with every state it passed through
- * and when. This is what the state API, the dashboard and `shoal list tasks` read; the scheduler keeps its own live
- * records.
+ * The task event table (Ray's GcsTaskManager): one row per task attempt, as Ray's state API lists them, with every
+ * state it passed through and when. Owners report their tasks' lives in batches, nodes report RUNNING, and the
+ * coordinator reports the actor tasks it places; reports of one attempt may arrive in any order. Bounded: past
+ * `maxRows` the oldest finished rows go first, then the oldest live ones, and `dropped` counts them.
  */
 export class TaskEvents {
   /** Every attempt's row, oldest first. */
   private rows = new Map<string, TaskRow>()
+  /** The same rows split by whether they finished, each oldest first: eviction takes the first of one in O(1). */
+  private liveRows = new Map<string, TaskRow>()
+  private finishedRows = new Map<string, TaskRow>()
   /** The row of each task's latest attempt. */
   private latest = new Map<string, TaskRow>()
+  /** Who reported each live task (its owner), for fate sharing when the owner goes. */
+  private owners = new WeakMap<TaskRow, object>()
   /** Rows dropped to stay under the limit (Ray reports its dropped task events too). */
   dropped = 0
-  /** The size at which the next eviction pass runs: passes are spread out even when few rows can go (live tasks). */
-  private evictAt = MAX_ROWS
 
+  constructor(private readonly maxRows = MAX_TASK_ROWS) {}
+
+  /** A task the coordinator places itself (an actor's creation or call). */
   created(spec: TaskSpec, jobId: string): void {
     const now = Date.now()
-    this.add({
-      taskId: spec.taskId,
+    const row = this.newRow(spec.taskId, jobId, 0, now, {
       name: spec.name,
-      state: 'PENDING_ARGS_AVAIL',
+      funcName: spec.funcName,
       type: spec.type,
-      funcOrClassName: spec.funcName,
-      jobId,
-      nodeId: null,
-      workerId: null,
-      actorId: spec.actorId ?? null,
-      attempt: 0,
-      creationTime: now,
-      startTime: null,
-      endTime: null,
-      errorType: null,
-      errorName: null,
-      errorMessage: null,
-      events: [{ state: 'PENDING_ARGS_AVAIL', time: now, attempt: 0 }],
-      infeasible: false,
-      requiredResources: spec.resources,
+      resources: spec.resources,
+      ...(spec.actorId && { actorId: spec.actorId }),
     })
+    this.add(row)
+    this.apply(row, 'PENDING_ARGS_AVAIL', now, {})
   }
 
   /**
@@ -55,44 +60,68 @@ export class TaskEvents {
    * the latest, or after an attempt finished, are stale and ignored.
    */
   state(taskId: string, state: TaskState, at: { attempt: number; nodeId?: string; workerId?: string; time?: number }): void {
-    let row = this.latest.get(taskId)
-    if (!row || at.attempt < row.attempt) return
-    const time = at.time ?? Date.now()
-    if (at.attempt > row.attempt) {
-      row = {
-        ...row,
-        attempt: at.attempt,
-        state,
-        nodeId: null,
-        workerId: null,
-        creationTime: time,
-        startTime: null,
-        endTime: null,
-        errorType: null,
-        errorName: null,
-        errorMessage: null,
-        events: [],
-        infeasible: false,
+    const row = this.rowFor(taskId, at.attempt, at.time ?? Date.now())
+    if (row) this.apply(row, state, at.time ?? Date.now(), at)
+  }
+
+  /**
+   * A batch of reports from an owner (about the tasks it submitted: `owner` is its connection) or from a node (RUNNING).
+   * A report names the task's job; the caller has checked the reporter may speak for it. A report that arrives before
+   * the owner's first one makes a row that the owner's report completes.
+   */
+  report(events: readonly TaskEvent[], jobId: string, owner: object | undefined): void {
+    for (const e of events) {
+      const row = this.rowFor(e.taskId, e.attempt, e.time, jobId)
+      if (!row) continue
+      if (e.task) {
+        row.name = e.task.name
+        row.funcOrClassName = e.task.funcName
+        row.type = e.task.type
+        row.requiredResources = e.task.resources
+        if (e.task.actorId) row.actorId = e.task.actorId
+        if (e.attempt === 0 && e.state === 'PENDING_ARGS_AVAIL') row.creationTime = e.time
       }
-      this.add(row)
-    } else if (finished(row.state)) return // a late report after the attempt's result
-    row.state = state
-    if (at.nodeId) row.nodeId = at.nodeId
-    if (at.workerId) row.workerId = at.workerId
-    if (state === 'RUNNING') row.startTime = time
-    if (finished(state)) row.endTime = time
-    if (state !== 'PENDING_NODE_ASSIGNMENT') row.infeasible = false
-    row.events.push({ state, time, attempt: at.attempt, ...(at.nodeId && { nodeId: at.nodeId }) })
+      if (owner && !finished(row.state)) this.owners.set(row, owner)
+      if (e.infeasible !== undefined) row.infeasible = e.infeasible && !finished(row.state)
+      this.apply(row, e.state, e.time, e)
+      if (e.error && row.state === 'FAILED') this.setError(row, e.error)
+    }
   }
 
   /** An attempt failed (the task may run again as a new attempt): its row keeps the error. */
   failed(taskId: string, attempt: number, error: WireError): void {
     this.state(taskId, 'FAILED', { attempt })
     const row = this.latest.get(taskId)
-    if (row?.attempt !== attempt) return
-    row.errorType = rayErrorType(error.code)
-    row.errorName = error.name
-    row.errorMessage = error.message
+    if (row?.attempt === attempt) this.setError(row, error)
+  }
+
+  /** The owner of these tasks went away (Ray's fate sharing): whatever of theirs had not finished failed with `error`. */
+  ownerGone(owner: object, errorOf: (taskId: string) => WireError): void {
+    const now = Date.now()
+    for (const row of [...this.liveRows.values()]) {
+      if (this.owners.get(row) !== owner) continue
+      this.apply(row, 'FAILED', now, {})
+      this.setError(row, errorOf(row.taskId))
+    }
+  }
+
+  /**
+   * A job ended: rows of its tasks that no owner ever claimed (a node reported them, and their owner's own report was
+   * lost with it) cannot finish any more.
+   */
+  jobEnded(jobId: string, errorOf: (taskId: string) => WireError): void {
+    const now = Date.now()
+    for (const row of [...this.liveRows.values()]) {
+      if (row.jobId !== jobId || this.owners.has(row)) continue
+      this.apply(row, 'FAILED', now, {})
+      this.setError(row, errorOf(row.taskId))
+    }
+  }
+
+  /** Who reported this live task as its owner, if anyone did. */
+  ownerOf(taskId: string): object | undefined {
+    const row = this.latest.get(taskId)
+    return row && !finished(row.state) ? this.owners.get(row) : undefined
   }
 
   setInfeasible(taskId: string, infeasible: boolean): void {
@@ -103,6 +132,11 @@ export class TaskEvents {
   /** The task's latest attempt. */
   get(taskId: string): TaskRow | undefined {
     return this.latest.get(taskId)
+  }
+
+  /** Attempts not finished yet (as far as their reports say). */
+  get live(): number {
+    return this.liveRows.size
   }
 
   /** Every attempt, newest first. */
@@ -122,24 +156,94 @@ export class TaskEvents {
     return { summary, totalTasks: this.latest.size, infeasible, droppedRows: this.dropped }
   }
 
-  private add(row: TaskRow): void {
-    this.rows.set(`${row.taskId}:${row.attempt}`, row)
-    this.latest.set(row.taskId, row)
-    if (this.rows.size > this.evictAt) this.evict()
+  /** The row of this attempt: made if it is the task's newest (or first, given `jobId`); undefined if stale. */
+  private rowFor(taskId: string, attempt: number, time: number, jobId?: string): TaskRow | undefined {
+    const prev = this.latest.get(taskId)
+    if (prev && attempt < prev.attempt) return undefined
+    if (prev && attempt === prev.attempt) return prev
+    if (!prev && jobId === undefined) return undefined
+    // A newer attempt means the older one is over, whether or not its end was reported (a restarted actor's calls).
+    if (prev && !finished(prev.state)) this.apply(prev, 'FAILED', time, {})
+    const row = prev
+      ? { ...prev, attempt, state: 'PENDING_NODE_ASSIGNMENT' as TaskState, events: [], creationTime: time }
+      : this.newRow(taskId, jobId as string, attempt, time)
+    Object.assign(row, { nodeId: null, workerId: null, startTime: null, endTime: null, infeasible: false })
+    Object.assign(row, { errorType: null, errorName: null, errorMessage: null })
+    const owner = prev && this.owners.get(prev)
+    if (owner) this.owners.set(row, owner)
+    this.add(row)
+    return row
   }
 
-  /**
-   * Drops the oldest finished rows down to EVICT_TO of the limit. Rows of live tasks stay, so a pass may not get that
-   * far: the next one then waits for another tenth of the limit of inserts, so a pass is never paid per insert.
-   */
-  private evict(): void {
-    for (const [key, r] of this.rows) {
-      if (this.rows.size <= MAX_ROWS * EVICT_TO) break
-      if (!finished(r.state)) continue
-      this.rows.delete(key)
-      if (this.latest.get(r.taskId) === r) this.latest.delete(r.taskId)
-      this.dropped++
+  private newRow(taskId: string, jobId: string, attempt: number, time: number, task?: TaskEvent['task']): TaskRow {
+    return {
+      taskId,
+      name: task?.name ?? '',
+      state: 'PENDING_ARGS_AVAIL',
+      type: task?.type ?? 'NORMAL_TASK',
+      funcOrClassName: task?.funcName ?? '',
+      jobId,
+      nodeId: null,
+      workerId: null,
+      actorId: task?.actorId ?? null,
+      attempt,
+      creationTime: time,
+      startTime: null,
+      endTime: null,
+      errorType: null,
+      errorName: null,
+      errorMessage: null,
+      events: [],
+      infeasible: false,
+      requiredResources: task?.resources ?? {},
     }
-    this.evictAt = Math.max(MAX_ROWS, this.rows.size + MAX_ROWS * (1 - EVICT_TO))
+  }
+
+  /** One report on a row: the event joins its history in time order; the state only moves forward. */
+  private apply(row: TaskRow, state: TaskState, time: number, at: { nodeId?: string; workerId?: string }): void {
+    if (finished(row.state) && row.events.length) return // a late report after the attempt's end
+    if (at.nodeId) row.nodeId = at.nodeId
+    if (at.workerId) row.workerId = at.workerId
+    if (state === 'RUNNING') row.startTime = time
+    const event = { state, time, attempt: row.attempt, ...(at.nodeId && { nodeId: at.nodeId }) }
+    let i = row.events.length
+    while (i > 0 && (row.events[i - 1]?.time ?? 0) > time) i--
+    row.events.splice(i, 0, event)
+    if (RANK[state] < RANK[row.state]) return
+    row.state = state
+    if (state !== 'PENDING_NODE_ASSIGNMENT') row.infeasible = false
+    if (finished(state)) {
+      row.endTime = time
+      const key = keyOf(row)
+      if (this.liveRows.delete(key)) this.finishedRows.set(key, row)
+    }
+  }
+
+  private setError(row: TaskRow, error: WireError): void {
+    row.errorType = rayErrorType(error.code)
+    row.errorName = error.name
+    row.errorMessage = error.message
+  }
+
+  private add(row: TaskRow): void {
+    const key = keyOf(row)
+    this.rows.set(key, row)
+    this.liveRows.set(key, row)
+    this.latest.set(row.taskId, row)
+    while (this.rows.size > this.maxRows) this.evictOne()
+  }
+
+  /** Drops the oldest finished row, or if none finished, the oldest live one: O(1), whatever the table holds. */
+  private evictOne(): void {
+    const from = this.finishedRows.size ? this.finishedRows : this.liveRows
+    const first = from.entries().next().value
+    if (!first) return
+    const [key, r] = first
+    from.delete(key)
+    this.rows.delete(key)
+    if (this.latest.get(r.taskId) === r) this.latest.delete(r.taskId)
+    this.dropped++
   }
 }
+
+const keyOf = (r: TaskRow) => `${r.taskId}:${r.attempt}`

@@ -1,5 +1,5 @@
 import type { SchedulingStrategy } from '../../sdk/protocol/index.ts'
-import { fits, type ResourceUnits } from '../../sdk/resources.ts'
+import { fits, formatResources, type ResourceUnits } from '../../sdk/resources.ts'
 
 /** Ray's hybrid policy packs a node until this share of its critical resource is in use, then spreads. */
 export const SPREAD_THRESHOLD = 0.5
@@ -110,4 +110,18 @@ export function pickBacklogNode(req: ResourceUnits, strategy: SchedulingStrategy
     if (!best || n.backlog < best.backlog) best = n
   }
   return best?.nodeId
+}
+
+/**
+ * What an owner is told when no alive node could ever fit a task (Ray warns once per shape): the task, what it needs,
+ * and the largest node there is, instead of a silent wait.
+ */
+export function infeasibleWarning(name: string, taskId: string, req: ResourceUnits, nodes: readonly NodeView[]): string {
+  let largest: ResourceUnits | undefined
+  for (const n of nodes) if (!largest || (n.total.CPU ?? 0) > (largest.CPU ?? 0)) largest = n.total
+  return (
+    `task '${name}' (${taskId}) cannot be scheduled: it requires ${formatResources(req)}, ` +
+    `which no node in the cluster can provide (${largest ? `the largest has ${formatResources(largest)}` : 'there are no nodes'}). ` +
+    'It waits until a node that fits joins; consider asking for less.'
+  )
 }

@@ -1,80 +1,83 @@
+import { Deque } from '../../sdk/deque.ts'
 import type { SchedulingStrategy } from '../../sdk/protocol/index.ts'
 import { allocate, type ResourceUnits } from '../../sdk/resources.ts'
 import type { NodeRecord } from '../gcs/nodes.ts'
 import { type Placement, type PolicyState, pickNode } from './policy.ts'
 
-/** What the scheduler places: a task attempt needing resources under a strategy. */
+/** What the scheduler places: an actor's creation, or an owner's request for worker leases. */
 export interface Schedulable {
   readonly resources: ResourceUnits
   readonly strategy: SchedulingStrategy
-  /** Set while queued; the scheduler uses it to group tasks of one shape. */
-  shapeKey?: string
-  /** The node holding most bytes of the task's large arguments (locality). */
+  /** The queue it waits in: items of one key are served in order (Ray's scheduling class; per owner for leases). */
+  queueKey?: string
+  /** The node holding most bytes of the item's large arguments (locality). */
   preferNode?: string
+  /** How many placements it still wants (a lease request may ask for many); 1 if unset. Lowered before each dispatch. */
+  count?: number
 }
 
 export interface SchedulerHooks<T extends Schedulable> {
   /** Alive nodes in a stable order. */
-  nodes(): NodeRecord[]
-  /** The task was given `node` (its resources are already allocated there). */
-  dispatch(task: T, node: NodeRecord): void
-  /** Hard affinity to a dead node: the task cannot run. */
-  fail(task: T, reason: string): void
-  /** The task became (in)feasible: no alive node could ever fit it. */
-  infeasible(task: T, infeasible: boolean): void
-  /** No node can run the task now: it may be sent to wait in a node's local queue (pipelining). Returns whether it was. */
-  pipeline?(task: T, nodes: NodeRecord[]): boolean
+  nodes(): readonly NodeRecord[]
+  node(nodeId: string): NodeRecord | undefined
+  /** The item was given `node` (its resources are already allocated there). */
+  dispatch(item: T, node: NodeRecord): void
+  /** Hard affinity to a dead node: the item cannot run. */
+  fail(item: T, reason: string): void
+  /** The item became (in)feasible: no alive node could ever fit it. */
+  infeasible(item: T, infeasible: boolean): void
+  /** The head of a queue cannot be placed now (resources busy): others may be asked to give some back. */
+  waiting?(item: T): void
 }
 
 /**
- * Places ready tasks on nodes. Tasks wait in FIFO queues grouped by shape (resources + strategy), like Ray's
- * scheduling classes: when the head of a queue cannot be placed, the rest of that queue is skipped in this pass, so
- * one pass costs O(shapes + placed), not O(queued).
+ * Places items on nodes. Items wait in FIFO queues by key (like Ray's scheduling classes): when the head of a queue
+ * cannot be placed, the rest of that queue is skipped in this pass, so one pass costs O(queues + placed), not
+ * O(queued). A queue that was served moves to the back, so queues (owners) take turns when resources are scarce.
  */
 export class Scheduler<T extends Schedulable> {
-  private queues = new Map<string, T[]>()
-  private infeasibleTasks = new Set<T>()
+  private queues = new Map<string, Deque<T>>()
+  private infeasibleItems = new Set<T>()
   private policy: PolicyState = { spreadCursor: 0 }
   private passScheduled = false
 
   constructor(private hooks: SchedulerHooks<T>) {}
 
-  enqueue(task: T): void {
-    this.queueOf(task).push(task)
+  enqueue(item: T): void {
+    this.queueOf(item).push(item)
     this.requestPass()
   }
 
-  /** Puts a task back at the front (a retry keeps its place in line). */
-  requeueFront(task: T): void {
-    this.queueOf(task).unshift(task)
+  /** Puts an item back at the front (a retry keeps its place in line). */
+  requeueFront(item: T): void {
+    this.queueOf(item).unshift(item)
     this.requestPass()
   }
 
-  /** The FIFO of the task's shape (resources + strategy), made on first use. */
-  private queueOf(task: T): T[] {
-    task.shapeKey ??= JSON.stringify([task.resources, task.strategy])
-    let q = this.queues.get(task.shapeKey)
-    if (!q) this.queues.set(task.shapeKey, (q = []))
+  private queueOf(item: T): Deque<T> {
+    item.queueKey ??= JSON.stringify([item.resources, item.strategy])
+    let q = this.queues.get(item.queueKey)
+    if (!q) this.queues.set(item.queueKey, (q = new Deque()))
     return q
   }
 
-  /** Removes a queued task (cancelled). Returns whether it was queued. */
-  remove(task: T): boolean {
-    if (this.infeasibleTasks.delete(task)) return true
-    const q = task.shapeKey ? this.queues.get(task.shapeKey) : undefined
-    const i = q ? q.indexOf(task) : -1
-    if (i < 0 || !q) return false
-    q.splice(i, 1)
+  /** Removes a queued item (cancelled). Returns whether it was queued. */
+  remove(item: T): boolean {
+    if (this.infeasibleItems.delete(item)) return true
+    const q = item.queueKey ? this.queues.get(item.queueKey) : undefined
+    if (!q?.remove(item)) return false
+    if (!q.length) this.queues.delete(item.queueKey as string)
     return true
   }
 
   get queued(): number {
-    let n = this.infeasibleTasks.size
-    for (const q of this.queues.values()) n += q.length
+    let n = 0
+    for (const t of this.infeasibleItems) n += t.count ?? 1
+    for (const q of this.queues.values()) for (const t of q) n += t.count ?? 1
     return n
   }
 
-  /** Coalesces many triggers (a batch of submits, many results) into one pass at the end of this turn. */
+  /** Coalesces many triggers (a batch of requests, many returns) into one pass at the end of this turn. */
   requestPass(): void {
     if (this.passScheduled) return
     this.passScheduled = true
@@ -84,10 +87,12 @@ export class Scheduler<T extends Schedulable> {
     })
   }
 
-  /** A node joined: infeasible tasks may now fit. */
+  /** A node joined: infeasible items may now fit. */
   nodesChanged(): void {
-    for (const t of this.infeasibleTasks) {
-      this.infeasibleTasks.delete(t)
+    // Back to the front of their queues, in the order they came (each goes in front of the one after it).
+    const items = [...this.infeasibleItems].reverse()
+    this.infeasibleItems.clear()
+    for (const t of items) {
       this.hooks.infeasible(t, false)
       this.requeueFront(t)
     }
@@ -96,26 +101,41 @@ export class Scheduler<T extends Schedulable> {
 
   pass(): void {
     const nodes = this.hooks.nodes()
+    const served: string[] = []
     for (const [key, q] of this.queues) {
+      let placed = false
       while (q.length) {
-        const task = q[0] as T
-        const p: Placement = pickNode(task.resources, task.strategy, nodes, this.policy, task.preferNode)
+        const item = q.peek() as T
+        const p: Placement = pickNode(item.resources, item.strategy, nodes, this.policy, item.preferNode)
         if (p.kind === 'retryable') {
-          if (!this.hooks.pipeline?.(task, nodes)) break
-          q.shift()
+          this.hooks.waiting?.(item)
+          break
+        }
+        if (p.kind === 'scheduled') {
+          const node = this.hooks.node(p.nodeId) as NodeRecord
+          allocate(item.resources, node.available)
+          placed = true
+          // A request for several placements stays at the head until it has them all (`count` is what is left).
+          if (item.count !== undefined) item.count--
+          if (item.count === undefined || item.count <= 0) q.shift()
+          this.hooks.dispatch(item, node)
           continue
         }
         q.shift()
-        if (p.kind === 'scheduled') {
-          const node = nodes.find((n) => n.nodeId === p.nodeId) as NodeRecord
-          allocate(task.resources, node.available)
-          this.hooks.dispatch(task, node)
-        } else if (p.kind === 'infeasible') {
-          this.infeasibleTasks.add(task)
-          this.hooks.infeasible(task, true)
-        } else this.hooks.fail(task, p.reason)
+        if (p.kind === 'infeasible') {
+          this.infeasibleItems.add(item)
+          this.hooks.infeasible(item, true)
+        } else this.hooks.fail(item, p.reason)
       }
       if (!q.length) this.queues.delete(key)
+      else if (placed) served.push(key)
+    }
+    // Served queues go to the back: the next pass offers freed resources to the others first.
+    for (const key of served) {
+      const q = this.queues.get(key)
+      if (!q) continue
+      this.queues.delete(key)
+      this.queues.set(key, q)
     }
   }
 }

@@ -8,6 +8,27 @@
  */
 import * as v from 'valibot'
 import type { WireError } from '../errors.ts'
+import {
+  attempt,
+  bytes,
+  count,
+  type FunctionDef,
+  FunctionDefSchema,
+  hex,
+  type LargeArg,
+  type Lease,
+  PeerAddressSchema,
+  ResourcesSchema,
+  SchedulingStrategySchema,
+  size,
+  type TaskResult,
+  TaskResultSchema,
+  WireErrorSchema,
+} from './schema.ts'
+
+export type { Resources, SchedulingStrategy } from './schema.ts'
+export type { FunctionDef, LargeArg, Lease, TaskResult }
+export { FunctionDefSchema, ResourcesSchema, SchedulingStrategySchema }
 
 export const PROTOCOL_VERSION = 1
 /**
@@ -27,19 +48,6 @@ import { ACTOR_STATES, type ActorState, TASK_STATES, TASK_TYPES, type TaskState,
 
 export type { ActorState, TaskState, TaskType }
 export { ACTOR_STATES, TASK_STATES, TASK_TYPES }
-
-const hex = (len: number) => v.pipe(v.string(), v.regex(new RegExp(`^[0-9a-f]{${len}}$`), `must be ${len} hex digits`))
-const bytes = v.custom<Uint8Array>((x) => x instanceof Uint8Array, 'must be bytes')
-const count = v.pipe(v.number(), v.integer(), v.minValue(-1))
-
-export const ResourcesSchema = v.record(v.string(), v.pipe(v.number(), v.finite(), v.minValue(0)))
-export type Resources = v.InferOutput<typeof ResourcesSchema>
-
-export const SchedulingStrategySchema = v.union([
-  v.picklist(['DEFAULT', 'SPREAD']),
-  v.strictObject({ nodeId: hex(56), soft: v.optional(v.boolean(), false) }),
-])
-export type SchedulingStrategy = v.InferOutput<typeof SchedulingStrategySchema>
 
 /** A top-level task argument: an inline encoded value, or a ref the coordinator resolves before the task runs. */
 export const TaskArgSchema = v.union([v.strictObject({ v: bytes }), v.strictObject({ ref: hex(56) })])
@@ -85,14 +93,6 @@ export const TaskSpecSchema = v.strictObject({
 })
 export type TaskSpec = v.InferOutput<typeof TaskSpecSchema>
 
-export const FunctionDefSchema = v.strictObject({
-  functionId: v.string(),
-  name: v.string(),
-  kind: v.picklist(['function', 'class']),
-  source: v.string(),
-})
-export type FunctionDef = v.InferOutput<typeof FunctionDefSchema>
-
 export const StateFilterSchema = v.tuple([v.string(), v.picklist(['=', '!=']), v.union([v.string(), v.number(), v.boolean()])])
 export type StateFilter = v.InferOutput<typeof StateFilterSchema>
 export const StateQuerySchema = v.strictObject({
@@ -109,49 +109,31 @@ const NodeInfoSchema = v.strictObject({
   userAgent: v.optional(v.string()),
 })
 
+/**
+ * One state change of one task attempt. Its owner reports its life (created, waiting, pushed, finished, failed, with
+ * what it is on the first event); the node that runs it reports RUNNING.
+ */
 const TaskEventSchema = v.strictObject({
   taskId: hex(48),
-  attempt: v.number(),
+  attempt,
   state: v.picklist(TASK_STATES),
-  workerId: v.optional(hex(56)),
   time: v.number(),
-})
-
-/**
- * What a task's worker held only for that task and let go when it ended (Ray releases a finished task's local refs):
- * objects it made, on the worker's relay channel. Carried in the result so the coordinator lets them go only after
- * it has taken what the result contains.
- */
-const ScopeEndSchema = v.strictObject({ channel: v.string(), release: v.array(hex(56)) })
-
-const TaskResultSchema = v.variant('ok', [
-  v.strictObject({
-    taskId: hex(48),
-    attempt: v.number(),
-    ok: v.literal(true),
-    scope: v.optional(ScopeEndSchema),
-    /** Small returns inline; a large one was written to the node's plasma store and is reported by size. */
-    returns: v.array(v.union([bytes, v.strictObject({ stored: v.pipe(v.number(), v.integer(), v.minValue(0)) })])),
-    /** Object ids nested inside the returns: they stay alive while the returned object does. */
-    nestedRefs: v.optional(v.array(hex(56))),
-  }),
-  v.strictObject({
-    taskId: hex(48),
-    attempt: v.number(),
-    ok: v.literal(false),
-    error: v.object({
+  nodeId: v.optional(hex(56)),
+  workerId: v.optional(hex(56)),
+  error: v.optional(WireErrorSchema),
+  /** No node alive could ever fit it (it waits for one). */
+  infeasible: v.optional(v.boolean()),
+  task: v.optional(
+    v.strictObject({
       name: v.string(),
-      code: v.string(),
-      message: v.string(),
-      stack: v.optional(v.string()),
-      data: v.optional(v.record(v.string(), v.unknown())),
+      funcName: v.string(),
+      type: v.picklist(TASK_TYPES),
+      resources: ResourcesSchema,
+      actorId: v.optional(hex(32)),
+      parentTaskId: v.optional(hex(48)),
     }),
-    /** true when user code threw (retried only with retryExceptions); false for a system failure (always retried). */
-    userError: v.boolean(),
-    scope: v.optional(ScopeEndSchema),
-  }),
-])
-export type TaskResult = v.InferOutput<typeof TaskResultSchema>
+  ),
+})
 
 const reqId = v.pipe(v.number(), v.integer())
 
@@ -168,6 +150,8 @@ export const ClientMessageSchema = v.variant('type', [
     attachJob: v.optional(hex(8)),
     /** That task's worker hosts this actor: its channel ends (and what it owns with it) when the actor does. */
     actorId: v.optional(hex(32)),
+    /** A driver's address among peers (its PeerJS id, whether or not it could join): results find it by this. */
+    peerId: v.optional(v.pipe(v.string(), v.regex(/^d-[0-9a-f]{54}$/, 'must be a driver peer id (d- and 54 hex digits)'))),
     node: v.optional(NodeInfoSchema),
   }),
   v.strictObject({ type: v.literal('register-functions'), functions: v.array(FunctionDefSchema) }),
@@ -207,7 +191,7 @@ export const ClientMessageSchema = v.variant('type', [
     reqId,
     objectId: hex(56),
     size: v.pipe(v.number(), v.integer(), v.minValue(0)),
-    peerId: v.pipe(v.string(), v.regex(/^d[0-9a-f]{55}$/, 'must be a driver peer id')),
+    peerId: v.pipe(v.string(), v.regex(/^d-[0-9a-f]{54}$/, 'must be a driver peer id (d- and 54 hex digits)')),
     nestedRefs: v.optional(v.array(hex(56))),
   }),
   /** A driver or node wants the bytes of large objects sent to it over this socket. */
@@ -221,19 +205,41 @@ export const ClientMessageSchema = v.variant('type', [
   /** The worker hosting an actor died. `attempt` is the incarnation (its creation's attempt): an older one is stale. */
   v.strictObject({ type: v.literal('actor-died'), actorId: hex(32), attempt: v.number(), reason: v.string() }),
   /**
-   * Tasks that waited in the node's queue a whole heartbeat without room to start (what holds its resources may
-   * never end): the node gives them back, unstarted, for the coordinator to place again (Ray's spillback).
-   */
-  v.strictObject({ type: v.literal('unqueued'), tasks: v.array(v.strictObject({ taskId: hex(48), attempt: v.number() })) }),
-  /** A running task waits in get/wait (its CPU is free meanwhile, as in Ray), or stopped waiting. */
-  v.strictObject({ type: v.literal('task-blocked'), taskId: hex(48), attempt: v.number(), blocked: v.boolean() }),
-  /**
    * A frame from one of the node's workers (`self.shoal` inside a task): the node carries its workers' control
    * traffic on its own socket, so a worker's messages and the node's task results stay in one order.
    */
   v.strictObject({ type: v.literal('relay-up'), channel: v.pipe(v.string(), v.maxLength(80)), frame: bytes }),
   /** Those workers' channels are gone (the worker stopped or crashed): what they held is let go. */
   v.strictObject({ type: v.literal('relay-close'), channels: v.array(v.pipe(v.string(), v.maxLength(80))) }),
+  /**
+   * An owner's objects that others can now reach (a ref to them went inside a value, or to a task the coordinator
+   * runs): first while pending, then again with the value or error once the task that makes them ends.
+   */
+  v.strictObject({
+    type: v.literal('publish'),
+    objects: v.array(v.strictObject({ objectId: hex(56), data: v.optional(bytes), error: v.optional(WireErrorSchema) })),
+  }),
+  /**
+   * An owner wants `count` more worker leases for one shape of task (`shapeId` is its own name for the shape). `head`
+   * names a task waiting for one, for the warning if no node can ever fit it.
+   */
+  v.strictObject({
+    type: v.literal('lease-request'),
+    shapeId: v.pipe(v.string(), v.maxLength(64)),
+    resources: ResourcesSchema,
+    strategy: SchedulingStrategySchema,
+    preferNode: v.optional(hex(56)),
+    count: v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(1024)),
+    head: v.strictObject({ taskId: hex(48), name: v.string() }),
+  }),
+  /** The owner no longer wants the leases of this shape it asked for and was not granted yet. */
+  v.strictObject({ type: v.literal('lease-cancel'), shapeId: v.pipe(v.string(), v.maxLength(64)) }),
+  /** The owner is done with these leases: their resources are free again. */
+  v.strictObject({ type: v.literal('lease-return'), leaseIds: v.array(hex(32)) }),
+  /** A node: the task running under this lease waits in get/wait (its resources are lent meanwhile), or stopped. */
+  v.strictObject({ type: v.literal('lease-blocked'), leaseId: hex(32), blocked: v.boolean() }),
+  /** Peer messages for `to`, through the coordinator (no direct channel, or they must stay in order with this socket). */
+  v.strictObject({ type: v.literal('peer-send'), to: PeerAddressSchema, msgs: v.pipe(v.array(v.unknown()), v.maxLength(100_000)) }),
 ])
 export type ClientMessage = v.InferOutput<typeof ClientMessageSchema>
 export type ClientMessageOf<T extends ClientMessage['type']> = Extract<ClientMessage, { type: T }>
@@ -270,13 +276,6 @@ export interface ObjectUpdate {
   error?: WireError
 }
 
-/** A large task argument: which object, how big, and which nodes hold it. */
-export interface LargeArg {
-  ref: string
-  size: number
-  locations: string[]
-}
-
 /** Every message the coordinator sends. */
 export type ServerMessage =
   | {
@@ -289,6 +288,8 @@ export type ServerMessage =
       iceServers: RTCIceServerLike[]
       /** The largest frame the coordinator accepts from this client. */
       maxFrameBytes: number
+      /** To a node: the key the coordinator signs its leases with (HMAC-SHA256, hex). */
+      leaseKey?: string
     }
   | { type: 'reply'; reqId: number; ok: true; value: unknown }
   | { type: 'reply'; reqId: number; ok: false; error: WireError }
@@ -296,7 +297,7 @@ export type ServerMessage =
   /** A frame or message was refused. `frame` counts binary frames on this channel from 1, as the sender does. */
   | { type: 'error'; error: WireError; frame?: number }
   /** Something the driver should know and print once (a task no node can ever fit, as Ray warns). */
-  | { type: 'warning'; message: string; taskIds: string[] }
+  | { type: 'warning'; message: string; taskIds: string[]; shapeId?: string }
   /** A frame for one of a node's workers (see `relay-up`). */
   | { type: 'relay-down'; channel: string; frame: Uint8Array }
   | { type: 'assign'; tasks: Assignment[]; functions: FunctionDef[] }
@@ -313,6 +314,20 @@ export type ServerMessage =
   | { type: 'retire-workers'; jobId?: string; channels: string[] }
   /** To a node (or a browser driver serving its puts): nothing refers to these objects any more; delete them. */
   | { type: 'delete-objects'; objectIds: string[] }
+  /** Peer messages from `from`, relayed (the coordinator vouches for `from`). */
+  | { type: 'peer-recv'; from: string; msgs: unknown[] }
+  /** To an owner: a lease it asked for. */
+  | { type: 'lease-granted'; shapeId: string; lease: Lease }
+  /** To an owner: leases of this shape can never be granted (hard affinity to a node that is gone or too small). */
+  | { type: 'lease-failed'; shapeId: string; error: WireError }
+  /** To an owner: these leases are gone (their node died): what ran under them did not finish. */
+  | { type: 'lease-revoked'; leaseIds: string[]; nodeId: string; reason: string }
+  /** To an owner: cancel this task of yours (someone else asked, with a ref to its result). */
+  | { type: 'cancel-owned'; taskId: string; force: boolean }
+  /** To an owner: others wait for these leases' resources; return them once their tasks in flight are done. */
+  | { type: 'lease-reclaim'; leaseIds: string[] }
+  /** To a node: these leases ended (returned, or their owner died: then `kill` stops what still runs under them). */
+  | { type: 'lease-ended'; leaseIds: string[]; kill: boolean }
 
 export interface RTCIceServerLike {
   urls: string | string[]

@@ -24,6 +24,8 @@ export abstract class FramedTransport {
 
   private readonly out = new TurnBatch<ClientMessage>((msgs) => this.write(msgs))
   private framesSent = 0
+  /** Messages sent so far (a task's worker tells from it whether the task used its channel). */
+  messagesSent = 0
   private readonly manifests = new Map<number, readonly string[]>()
   protected closedReason: string | undefined
 
@@ -38,6 +40,7 @@ export abstract class FramedTransport {
 
   send(msg: ClientMessage): void {
     if (this.closedReason !== undefined) throw new ConnectionError(`the connection to the coordinator is closed (${this.closedReason})`)
+    this.messagesSent++
     this.out.push(msg)
   }
 

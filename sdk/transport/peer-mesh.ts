@@ -1,44 +1,66 @@
 import Peer, { type DataConnection } from 'peerjs'
+import { Assembly } from '../chunks.ts'
+import { PEER_MESSAGE_MAX_BYTES, PeerFrameKind } from '../protocol/index.ts'
 
 /** Chromium allows ~500 RTCPeerConnections per tab lifetime: keep a bounded pool of open ones and reuse them. */
 const MAX_OPEN_CONNECTIONS = 32
 /** Chromium closes a channel whose buffer reaches ~16 MiB: stay far below (PLATFORM.md). */
 const HIGH_WATER = 8 * 1024 * 1024
 const LOW_WATER = 2 * 1024 * 1024
-/** Each binary message starts with the 4-byte id of the transfer it belongs to. */
-const HEADER = 4
+/** Object chunk header: kind byte + 4-byte transfer id. */
+const CHUNK_HEADER = 5
+/** Fragment header: kind byte + id + total + offset (4 bytes each). */
+const FRAGMENT_HEADER = 13
 /**
  * A pull that makes no progress for this long fails (and the caller tries another holder). A peer whose browser
  * died keeps its channel "open" until ICE consent fails, tens of seconds later: without this a pull would hang.
  */
 const STALL_MS = 5000
+/** A link that has not opened after this long is given up on (no route between the peers): the relay is used. */
+const CONNECT_TIMEOUT_MS = 5000
 
-/** How this node answers a peer asking for an object's bytes. */
+/** How this peer answers another asking for an object's bytes. */
 export type ObjectSource = (objectId: string) => Promise<Uint8Array | undefined>
 
 interface Incoming {
-  buffer: Uint8Array
-  received: number
+  assembly: Assembly
   lastProgress: number
   resolve(bytes: Uint8Array): void
   reject(e: Error): void
   peer: string
 }
 
+/** An open link and the frames waiting for its buffer to drain (sent in order). */
+interface Link {
+  conn: DataConnection
+  backlog: Uint8Array<ArrayBuffer>[]
+  draining: boolean
+}
+
 /**
- * This node's place in the PeerJS mesh (the data plane): peer id = node id, signaling through the coordinator's
- * `/peerjs`, no public STUN/TURN. Connections are reliable (PeerJS defaults to UNORDERED) and raw.
+ * This participant's place in the PeerJS mesh (the data plane): a node (peer id = node id) or a driver (a `d-…` id),
+ * in a page or in Node (over node-datachannel, see node-webrtc.ts). Signaling goes through the coordinator's
+ * `/peerjs`, no public STUN/TURN. Connections are reliable (PeerJS defaults to UNORDERED) and raw. Over them go
+ * peer frames (the peer wire, in order per link) and pulls of large objects.
  */
 export class PeerMesh {
   private peer: Peer | undefined
   private pool = new Map<string, Promise<DataConnection>>()
+  private links = new Map<string, Link>()
   private waiters = new Map<string, (reply: string) => void>()
   private incoming = new Map<number, Incoming>()
   private pendingMeta = new Map<number, { resolve(size: number): void; reject(e: Error): void; peer: string; since: number }>()
+  private fragments = new Map<string, Assembly>()
   private watchdog: ReturnType<typeof setInterval> | undefined
   private nextTransfer = 1
-  /** Answers peers' object requests (set by the node's object manager). */
+  private nextFragment = 1
+  private stopped = false
+  /** Answers peers' object requests (set by the node's object manager, or a browser driver's object transfer). */
   source: ObjectSource = async () => undefined
+  /** A peer frame arrived from `from` (the other end of an open link). */
+  onFrame: (from: string, frame: Uint8Array) => void = () => {}
+  /** The link to `peer` closed: what was sent on it may not have arrived. */
+  onLinkDown: (peer: string) => void = () => {}
 
   constructor(
     readonly peerId: string,
@@ -66,34 +88,111 @@ export class PeerMesh {
     })
   }
 
-  /** An open connection to a node, reusing the pooled one. */
-  connect(nodeId: string): Promise<DataConnection> {
-    let c = this.pool.get(nodeId)
+  /** An open connection to a peer, reusing the pooled one. Rejects if none opens within CONNECT_TIMEOUT_MS. */
+  connect(peerId: string): Promise<DataConnection> {
+    let c = this.pool.get(peerId)
     if (c) return c
     const peer = this.peer
-    if (!peer) return Promise.reject(new Error('the peer mesh is not started'))
+    if (!peer || this.stopped) return Promise.reject(new Error('the peer mesh is not started'))
     c = new Promise<DataConnection>((resolve, reject) => {
-      const conn = peer.connect(nodeId, { reliable: true, serialization: 'raw' })
+      const conn = peer.connect(peerId, { reliable: true, serialization: 'raw' })
+      const fail = (why: string) => {
+        clearTimeout(timer)
+        peer.off('error', onError)
+        conn.close()
+        reject(new Error(why))
+      }
+      const timer = setTimeout(() => fail(`no link to ${peerId} opened within ${CONNECT_TIMEOUT_MS / 1000} s`), CONNECT_TIMEOUT_MS)
       const onError = (e: { type?: string; message?: string }) => {
-        if (e.type === 'peer-unavailable' && e.message?.includes(nodeId)) reject(new Error(`node ${nodeId} is not in the peer mesh`))
+        if (e.type === 'peer-unavailable' && e.message?.includes(peerId)) fail(`${peerId} is not in the peer mesh`)
       }
       peer.on('error', onError)
       conn.once('open', () => {
+        clearTimeout(timer)
         peer.off('error', onError)
         this.adopt(conn)
         resolve(conn)
       })
-      conn.once('error', (e) => reject(e))
+      conn.once('error', (e) => fail(String((e as Error).message ?? e)))
     })
-    c.catch(() => this.pool.delete(nodeId))
-    this.pool.set(nodeId, c)
+    c.catch(() => {
+      if (this.pool.get(peerId) === c) this.pool.delete(peerId)
+    })
+    this.pool.set(peerId, c)
     this.evict()
     return c
   }
 
-  /** Round trip a text message to another node over the data channel: proves the data plane end to end. */
-  async ping(nodeId: string, text = 'hello'): Promise<string> {
-    const conn = await this.connect(nodeId)
+  /** Whether a link to this peer is open now (a frame sent to it goes out at once). */
+  isOpen(peerId: string): boolean {
+    return this.links.has(peerId)
+  }
+
+  /**
+   * Sends one peer frame to `peerId`, opening the link if needed; frames to one peer arrive in the order sent. A
+   * frame over a data channel message's limit goes in fragments. Rejects if no link can open.
+   */
+  async sendFrame(peerId: string, frame: Uint8Array): Promise<void> {
+    let link = this.links.get(peerId)
+    if (!link) {
+      await this.connect(peerId)
+      link = this.links.get(peerId)
+      if (!link) throw new Error(`the link to ${peerId} closed`)
+    }
+    const max = this.maxMessage(link.conn)
+    if (frame.byteLength + 1 <= max) {
+      const m = new Uint8Array(frame.byteLength + 1)
+      m[0] = PeerFrameKind.messages
+      m.set(frame, 1)
+      return this.enqueue(link, m)
+    }
+    const id = this.nextFragment++
+    const room = max - FRAGMENT_HEADER
+    for (let offset = 0; offset < frame.byteLength; offset += room) {
+      const part = frame.subarray(offset, Math.min(frame.byteLength, offset + room))
+      const m = new Uint8Array(FRAGMENT_HEADER + part.byteLength)
+      const view = new DataView(m.buffer)
+      m[0] = PeerFrameKind.fragment
+      view.setUint32(1, id, true)
+      view.setUint32(5, frame.byteLength, true)
+      view.setUint32(9, offset, true)
+      m.set(part, FRAGMENT_HEADER)
+      this.enqueue(link, m)
+    }
+  }
+
+  private maxMessage(conn: DataConnection): number {
+    const sctp = (conn.peerConnection as RTCPeerConnection | undefined)?.sctp?.maxMessageSize
+    return Math.min(PEER_MESSAGE_MAX_BYTES, typeof sctp === 'number' && sctp > 0 ? sctp : PEER_MESSAGE_MAX_BYTES)
+  }
+
+  /** Sends now while the channel's buffer has room; else keeps the message until it drains (order is kept). */
+  private enqueue(link: Link, m: Uint8Array<ArrayBuffer>): void {
+    const dc = link.conn.dataChannel
+    if (!link.backlog.length && dc.bufferedAmount <= HIGH_WATER) {
+      dc.send(m)
+      return
+    }
+    link.backlog.push(m)
+    if (link.draining) return
+    link.draining = true
+    dc.bufferedAmountLowThreshold = LOW_WATER
+    const drain = () => {
+      while (link.backlog.length && dc.readyState === 'open' && dc.bufferedAmount <= HIGH_WATER)
+        dc.send(link.backlog.shift() as Uint8Array<ArrayBuffer>)
+      if (link.backlog.length && dc.readyState === 'open') return
+      link.draining = false
+      link.backlog = dc.readyState === 'open' ? link.backlog : []
+      dc.removeEventListener('bufferedamountlow', drain)
+      dc.removeEventListener('close', drain)
+    }
+    dc.addEventListener('bufferedamountlow', drain)
+    dc.addEventListener('close', drain)
+  }
+
+  /** Round trip a text message to another peer over the data channel: proves the data plane end to end. */
+  async ping(peerId: string, text = 'hello'): Promise<string> {
+    const conn = await this.connect(peerId)
     const nonce = Math.random().toString(36).slice(2)
     return new Promise((resolve) => {
       this.waiters.set(nonce, resolve)
@@ -102,20 +201,20 @@ export class PeerMesh {
   }
 
   /**
-   * Pulls an object's bytes from another node over the data channel: one request, then binary chunks of at most
+   * Pulls an object's bytes from another peer over the data channel: one request, then binary chunks of at most
    * the channel's maxMessageSize. Rejects if the peer does not have it or the channel closes mid-way.
    */
-  async fetch(nodeId: string, objectId: string): Promise<Uint8Array> {
-    const conn = await this.connect(nodeId)
+  async fetch(peerId: string, objectId: string): Promise<Uint8Array> {
+    const conn = await this.connect(peerId)
     const rid = this.nextTransfer++
     this.watchdog ??= setInterval(() => this.failStalled(), 1000)
     const size = await new Promise<number>((resolve, reject) => {
-      this.pendingMeta.set(rid, { resolve, reject, peer: nodeId, since: performance.now() })
+      this.pendingMeta.set(rid, { resolve, reject, peer: peerId, since: performance.now() })
       conn.dataChannel.send(JSON.stringify({ t: 'get', rid, id: objectId }))
     })
     if (size === 0) return new Uint8Array(0)
     return new Promise<Uint8Array>((resolve, reject) => {
-      this.incoming.set(rid, { buffer: new Uint8Array(size), received: 0, lastProgress: performance.now(), resolve, reject, peer: nodeId })
+      this.incoming.set(rid, { assembly: new Assembly(size), lastProgress: performance.now(), resolve, reject, peer: peerId })
     })
   }
 
@@ -150,15 +249,16 @@ export class PeerMesh {
       bytes = undefined
     }
     if (!bytes) {
-      dc.send(JSON.stringify({ t: 'err', rid, message: `node ${this.peerId} does not hold ${objectId}` }))
+      dc.send(JSON.stringify({ t: 'err', rid, message: `${this.peerId} does not hold ${objectId}` }))
       return
     }
     dc.send(JSON.stringify({ t: 'meta', rid, size: bytes.byteLength }))
-    const max = Math.min(256 * 1024, (conn.peerConnection.sctp?.maxMessageSize as number | undefined) ?? 256 * 1024) - HEADER
+    const max = Math.min(256 * 1024, this.maxMessage(conn)) - CHUNK_HEADER
     dc.bufferedAmountLowThreshold = LOW_WATER
     // send() copies synchronously, so one scratch buffer serves every chunk.
-    const scratch = new Uint8Array(HEADER + max)
-    new DataView(scratch.buffer).setUint32(0, rid, true)
+    const scratch = new Uint8Array(CHUNK_HEADER + max)
+    scratch[0] = PeerFrameKind.objectChunk
+    new DataView(scratch.buffer).setUint32(1, rid, true)
     for (let off = 0; off < bytes.byteLength; off += max) {
       if (dc.bufferedAmount > HIGH_WATER) {
         await new Promise<void>((resolve) => {
@@ -173,22 +273,48 @@ export class PeerMesh {
       }
       if (dc.readyState !== 'open') return
       const len = Math.min(max, bytes.byteLength - off)
-      scratch.set(bytes.subarray(off, off + len), HEADER)
-      dc.send(len === max ? scratch : scratch.subarray(0, HEADER + len))
+      scratch.set(bytes.subarray(off, off + len), CHUNK_HEADER)
+      dc.send(len === max ? scratch : scratch.subarray(0, CHUNK_HEADER + len))
     }
   }
 
-  private onBinary(buf: ArrayBuffer): void {
-    const rid = new DataView(buf).getUint32(0, true)
-    const t = this.incoming.get(rid)
-    if (!t) return
-    const chunk = new Uint8Array(buf, HEADER)
-    t.buffer.set(chunk, t.received)
-    t.received += chunk.byteLength
-    t.lastProgress = performance.now()
-    if (t.received >= t.buffer.byteLength) {
-      this.incoming.delete(rid)
-      t.resolve(t.buffer)
+  private onBinary(from: string, m: Uint8Array): void {
+    if (m.byteLength < 1) return
+    const kind = m[0]
+    if (kind === PeerFrameKind.messages) return this.onFrame(from, m.subarray(1))
+    if (m.byteLength < CHUNK_HEADER) return
+    const view = new DataView(m.buffer, m.byteOffset, m.byteLength)
+    if (kind === PeerFrameKind.objectChunk) {
+      const rid = view.getUint32(1, true)
+      const t = this.incoming.get(rid)
+      if (!t || t.peer !== from) return
+      t.lastProgress = performance.now()
+      let done = false
+      try {
+        done = t.assembly.add(t.assembly.receivedBytes, m.subarray(CHUNK_HEADER))
+      } catch (e) {
+        this.incoming.delete(rid)
+        return t.reject(e as Error)
+      }
+      if (done) {
+        this.incoming.delete(rid)
+        t.resolve(t.assembly.bytes)
+      }
+      return
+    }
+    if (kind === PeerFrameKind.fragment && m.byteLength >= FRAGMENT_HEADER) {
+      const key = `${from}:${view.getUint32(1, true)}`
+      const total = view.getUint32(5, true)
+      let a = this.fragments.get(key)
+      if (!a) this.fragments.set(key, (a = new Assembly(total)))
+      try {
+        if (!a.add(view.getUint32(9, true), m.subarray(FRAGMENT_HEADER), total)) return
+      } catch {
+        this.fragments.delete(key) // a malformed fragment: the frame is dropped, not written out of bounds
+        return
+      }
+      this.fragments.delete(key)
+      this.onFrame(from, a.bytes)
     }
   }
 
@@ -203,28 +329,39 @@ export class PeerMesh {
     if (m.t === 'get' && typeof m.id === 'string') void this.serve(conn, m.rid, m.id)
     else if (m.t === 'meta' || m.t === 'err') {
       const p = this.pendingMeta.get(m.rid)
+      if (!p || p.peer !== conn.peer) return
       this.pendingMeta.delete(m.rid)
-      if (m.t === 'meta') p?.resolve(m.size ?? 0)
-      else p?.reject(new Error(m.message ?? 'the peer refused'))
+      if (m.t === 'meta') p.resolve(typeof m.size === 'number' && m.size >= 0 ? m.size : 0)
+      else p.reject(new Error(m.message ?? 'the peer refused'))
     }
   }
 
   /** A connection closed: every transfer on it fails now (the caller tries another location), never hangs. */
-  private failTransfers(peer: string): void {
+  private linkClosed(conn: DataConnection): void {
+    const peer = conn.peer
+    if (this.links.get(peer)?.conn === conn) this.links.delete(peer)
+    this.pool.delete(peer)
+    for (const key of this.fragments.keys()) if (key.startsWith(`${peer}:`)) this.fragments.delete(key)
     this.failWhere(
       (t) => t.peer === peer,
-      (p) => `the connection to node ${p} closed mid-transfer`,
+      (p) => `the connection to ${p} closed mid-transfer`,
     )
+    this.onLinkDown(peer)
   }
 
   private adopt(conn: DataConnection): void {
     if (!this.pool.has(conn.peer)) this.pool.set(conn.peer, Promise.resolve(conn))
     if ((conn as { __shoal?: boolean }).__shoal) return
     ;(conn as { __shoal?: boolean }).__shoal = true
+    const register = () => {
+      const current = this.links.get(conn.peer)
+      if (!current || current.conn.dataChannel?.readyState !== 'open') this.links.set(conn.peer, { conn, backlog: [], draining: false })
+    }
+    if (conn.open) register()
+    else conn.once('open', register)
     conn.on('data', (data) => {
-      if (data instanceof ArrayBuffer) return this.onBinary(data)
-      if (ArrayBuffer.isView(data))
-        return this.onBinary(data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength) as ArrayBuffer)
+      if (data instanceof ArrayBuffer) return this.onBinary(conn.peer, new Uint8Array(data))
+      if (ArrayBuffer.isView(data)) return this.onBinary(conn.peer, new Uint8Array(data.buffer, data.byteOffset, data.byteLength))
       if (typeof data !== 'string') return
       if (data.startsWith('{')) return this.onControl(conn, data)
       const [kind, nonce, ...rest] = data.split(':')
@@ -234,11 +371,8 @@ export class PeerMesh {
         this.waiters.delete(nonce as string)
       }
     })
-    conn.on('close', () => {
-      this.pool.delete(conn.peer)
-      this.failTransfers(conn.peer)
-    })
-    conn.on('error', () => this.failTransfers(conn.peer))
+    conn.on('close', () => this.linkClosed(conn))
+    conn.on('error', () => this.linkClosed(conn))
   }
 
   private evict(): void {
@@ -250,8 +384,10 @@ export class PeerMesh {
   }
 
   stop(): void {
+    this.stopped = true
     if (this.watchdog) clearInterval(this.watchdog)
     this.peer?.destroy()
     this.pool.clear()
+    this.links.clear()
   }
 }

@@ -1,0 +1,303 @@
+import { createHmac, randomBytes } from 'node:crypto'
+import { TaskUnschedulableError, ValidationError } from '../sdk/errors.ts'
+import { randomHex } from '../sdk/ids.ts'
+import { type ClientMessageOf, type Lease, leaseSigningText } from '../sdk/protocol/index.ts'
+import { allocate, quantityProblem, type ResourceUnits, release, toUnits } from '../sdk/resources.ts'
+import type { NodeRecord, NodeTable } from './gcs/nodes.ts'
+import { infeasibleWarning } from './scheduler/policy.ts'
+import type { Schedulable, Scheduler } from './scheduler/scheduler.ts'
+import type { Session } from './session.ts'
+
+/** An owner's wish for `count` more leases of one shape: waits in the scheduler like a task, placed `count` times. */
+export interface LeaseRequest extends Schedulable {
+  readonly kind: 'lease'
+  readonly owner: Session
+  readonly ownerAddress: string
+  readonly jobId: string
+  readonly shapeId: string
+  readonly resources: ResourceUnits
+  count: number
+  head: { taskId: string; name: string }
+  /** Leases asked back from others on its behalf and not yet granted to it. */
+  reclaiming: number
+}
+
+interface LeaseRecord {
+  lease: Lease
+  owner: Session
+  shapeId: string
+  nodeId: string
+  /** The task under it waits in get/wait: its resources are lent back to the node meanwhile (as Ray's blocked workers). */
+  blocked: boolean
+  reclaimed: boolean
+}
+
+/** Most distinct shapes one owner may have waiting at once. */
+const MAX_SHAPES_PER_OWNER = 4096
+/** Most leases one request may want at once (an owner asks again as it needs more). */
+const MAX_COUNT_PER_REQUEST = 1024
+
+/**
+ * Worker leases (Ray's lease manager, the GCS/raylet side): owners ask for leases per shape of task; the scheduler
+ * places them like tasks; a granted lease is signed with the node's own key so the node can check it when the owner
+ * pushes tasks under it, without asking the coordinator. The coordinator sees leases, never the tasks under them.
+ */
+export class LeaseManager {
+  private requests = new Map<Session, Map<string, LeaseRequest>>()
+  private leases = new Map<string, LeaseRecord>()
+  private byNode = new Map<string, Set<LeaseRecord>>()
+  private byOwner = new Map<Session, Set<LeaseRecord>>()
+  /** Leases not yet asked back, oldest first: where a waiting request looks for resources to reclaim. */
+  private reclaimable = new Map<string, LeaseRecord>()
+  /** Per node, how many of its leases each job holds: a node may speak of a job's tasks only while it runs some. */
+  private jobsOnNode = new Map<string, Map<string, number>>()
+  private keys = new Map<string, Buffer>()
+  /** When a node's last lease of a job ended, by `node:job` (bounded, oldest dropped first). */
+  private jobsEnded = new Map<string, number>()
+
+  constructor(
+    private readonly deps: {
+      nodes: NodeTable
+      scheduler: Scheduler<Schedulable>
+      nodeSession(nodeId: string): Session | undefined
+    },
+  ) {}
+
+  get count(): number {
+    return this.leases.size
+  }
+
+  get(leaseId: string): Readonly<LeaseRecord> | undefined {
+    return this.leases.get(leaseId)
+  }
+
+  /** A new key for a node's leases (sent to it in its welcome; only it and the coordinator know it). */
+  keyFor(nodeId: string): string {
+    const key = randomBytes(32)
+    this.keys.set(nodeId, key)
+    return key.toString('hex')
+  }
+
+  /** Whether `nodeId` holds a lease of `jobId` now (it may report events of that job's tasks). */
+  holdsJob(nodeId: string, jobId: string): boolean {
+    if ((this.jobsOnNode.get(nodeId)?.get(jobId) ?? 0) > 0) return true
+    // Its events are batched: those of a lease's last tasks may arrive a moment after the lease went back.
+    const ended = this.jobsEnded.get(`${nodeId}:${jobId}`)
+    return ended !== undefined && Date.now() - ended < EVENTS_GRACE_MS
+  }
+
+  request(owner: Session, ownerAddress: string, msg: ClientMessageOf<'lease-request'>): void {
+    for (const [k, q] of Object.entries(msg.resources)) {
+      const problem = quantityProblem(k, q)
+      if (problem) return this.refuse(owner, msg.shapeId, msg.head.taskId, `task ${msg.head.name} cannot run: ${problem}`)
+    }
+    let mine = this.requests.get(owner)
+    if (!mine) this.requests.set(owner, (mine = new Map()))
+    const resources = toUnits(msg.resources)
+    const key = JSON.stringify([resources, msg.strategy, msg.preferNode ?? null])
+    const existing = mine.get(msg.shapeId)
+    if (existing && existing.queueKey?.endsWith(key)) {
+      existing.count = Math.min(MAX_COUNT_PER_REQUEST, existing.count + msg.count)
+      existing.head = msg.head
+      return this.deps.scheduler.requestPass()
+    }
+    if (existing) this.cancel(owner, msg.shapeId)
+    if (mine.size >= MAX_SHAPES_PER_OWNER)
+      throw new ValidationError(`an owner may wait for leases of at most ${MAX_SHAPES_PER_OWNER} shapes of task at once`)
+    const req: LeaseRequest = {
+      kind: 'lease',
+      owner,
+      ownerAddress,
+      jobId: owner.jobId as string,
+      shapeId: msg.shapeId,
+      resources,
+      strategy: msg.strategy,
+      ...(msg.preferNode && { preferNode: msg.preferNode }),
+      count: msg.count,
+      head: msg.head,
+      reclaiming: 0,
+      // One queue per owner and shape: owners take turns for scarce resources (see Scheduler.pass).
+      queueKey: `${owner.id}:${key}`,
+    }
+    mine.set(msg.shapeId, req)
+    this.deps.scheduler.enqueue(req)
+  }
+
+  /** The owner no longer wants the leases of this shape it is waiting for. */
+  cancel(owner: Session, shapeId: string): void {
+    const req = this.requests.get(owner)?.get(shapeId)
+    if (!req) return
+    this.requests.get(owner)?.delete(shapeId)
+    this.deps.scheduler.remove(req)
+  }
+
+  /** The scheduler placed one lease of the request on `node` (its resources are already allocated there). */
+  grant(req: LeaseRequest, node: NodeRecord): void {
+    const key = this.keys.get(node.nodeId)
+    const session = this.deps.nodeSession(node.nodeId)
+    if (!key || !session || req.owner.closed) {
+      // The node is going (its death not processed yet) or the owner left: no lease; the request still wants it.
+      release(req.resources, node.available)
+      if (req.owner.closed) return
+      if (++req.count === 1) this.deps.scheduler.requeueFront(req)
+      return
+    }
+    if (req.count <= 0) this.requests.get(req.owner)?.delete(req.shapeId) // its last lease: no longer waiting
+    if (req.reclaiming > 0) req.reclaiming--
+    const unsigned = { leaseId: randomHex(16), nodeId: node.nodeId, owner: req.ownerAddress, jobId: req.jobId, units: req.resources }
+    const lease: Lease = { ...unsigned, sig: createHmac('sha256', key).update(leaseSigningText(unsigned)).digest('hex') }
+    const rec: LeaseRecord = { lease, owner: req.owner, shapeId: req.shapeId, nodeId: node.nodeId, blocked: false, reclaimed: false }
+    this.leases.set(lease.leaseId, rec)
+    this.reclaimable.set(lease.leaseId, rec)
+    index(this.byNode, node.nodeId, rec)
+    index(this.byOwner, req.owner, rec)
+    let jobs = this.jobsOnNode.get(node.nodeId)
+    if (!jobs) this.jobsOnNode.set(node.nodeId, (jobs = new Map()))
+    jobs.set(req.jobId, (jobs.get(req.jobId) ?? 0) + 1)
+    node.runningTasks++
+    req.owner.send({ type: 'lease-granted', shapeId: req.shapeId, lease })
+  }
+
+  /** The owner is done with these leases: their resources go back, and their nodes forget them. */
+  giveBack(owner: Session, leaseIds: readonly string[]): void {
+    const ended = new Map<string, string[]>()
+    for (const id of leaseIds) {
+      const rec = this.leases.get(id)
+      if (rec?.owner !== owner) continue
+      this.end(rec, true)
+      let ids = ended.get(rec.nodeId)
+      if (!ids) ended.set(rec.nodeId, (ids = []))
+      ids.push(id)
+    }
+    // Anything still running under a returned lease is a task its owner already gave up (cancelled): it stops.
+    for (const [nodeId, ids] of ended) this.deps.nodeSession(nodeId)?.send({ type: 'lease-ended', leaseIds: ids, kill: true })
+  }
+
+  /** The node says the task under a lease waits for objects (or stopped waiting): its resources are lent meanwhile. */
+  blocked(node: Session, leaseId: string, blocked: boolean): void {
+    const rec = this.leases.get(leaseId)
+    if (!rec || rec.nodeId !== node.nodeId || rec.blocked === blocked) return
+    const n = this.deps.nodes.get(rec.nodeId)
+    if (n?.state !== 'ALIVE') return
+    rec.blocked = blocked
+    // Unblocking may over-commit the node for a moment, as in Ray: the task was already running.
+    if (blocked) release(rec.lease.units, n.available)
+    else allocate(rec.lease.units, n.available)
+    this.deps.scheduler.requestPass()
+  }
+
+  /** A request waits for resources held by others: owners holding more leases than it are asked to give some back. */
+  waiting(req: LeaseRequest): void {
+    let want = req.count - req.reclaiming
+    if (want <= 0) return
+    const mine = this.byOwner.get(req.owner)?.size ?? 0
+    const asked = new Map<Session, string[]>()
+    let scanned = 0
+    for (const rec of this.reclaimable.values()) {
+      if (want <= 0 || ++scanned > 2 * req.count + 64) break
+      if (rec.owner === req.owner) continue
+      // Only from an owner with more than its share: two busy owners end up splitting the cluster, not trading it.
+      if ((this.byOwner.get(rec.owner)?.size ?? 0) <= mine + 1) continue
+      const node = this.deps.nodes.get(rec.nodeId)
+      if (!node || !couldServe(req, rec, node)) continue
+      rec.reclaimed = true
+      this.reclaimable.delete(rec.lease.leaseId)
+      let ids = asked.get(rec.owner)
+      if (!ids) asked.set(rec.owner, (ids = []))
+      ids.push(rec.lease.leaseId)
+      want--
+      req.reclaiming++
+    }
+    for (const [owner, leaseIds] of asked) owner.send({ type: 'lease-reclaim', leaseIds })
+  }
+
+  /** No alive node could ever fit the request: it waits for one (as in Ray), and its owner is told once per shape. */
+  infeasible(req: LeaseRequest, yes: boolean): void {
+    if (!yes || req.owner.warnedShapes.has(req.shapeId)) return
+    req.owner.warnedShapes.add(req.shapeId)
+    const message = infeasibleWarning(req.head.name, req.head.taskId, req.resources, this.deps.nodes.alive())
+    req.owner.send({ type: 'warning', message, taskIds: [req.head.taskId], shapeId: req.shapeId })
+  }
+
+  /** The request can never be placed (hard affinity to a node that is gone or too small). */
+  fail(req: LeaseRequest, reason: string): void {
+    this.requests.get(req.owner)?.delete(req.shapeId)
+    this.refuse(req.owner, req.shapeId, req.head.taskId, reason)
+  }
+
+  private refuse(owner: Session, shapeId: string, taskId: string, reason: string): void {
+    owner.send({ type: 'lease-failed', shapeId, error: new TaskUnschedulableError(taskId, reason).toWire() })
+  }
+
+  /** A node died: its leases are gone; their owners retry what ran under them. */
+  onNodeDead(nodeId: string): void {
+    const revoked = new Map<Session, string[]>()
+    for (const rec of this.byNode.get(nodeId) ?? []) {
+      this.end(rec, false)
+      let ids = revoked.get(rec.owner)
+      if (!ids) revoked.set(rec.owner, (ids = []))
+      ids.push(rec.lease.leaseId)
+    }
+    this.byNode.delete(nodeId)
+    this.jobsOnNode.delete(nodeId)
+    this.keys.delete(nodeId)
+    const reason = this.deps.nodes.get(nodeId)?.deathReason ?? 'it died'
+    for (const [owner, leaseIds] of revoked) owner.send({ type: 'lease-revoked', leaseIds, nodeId, reason })
+    this.deps.scheduler.requestPass()
+  }
+
+  /** An owner went away: its requests go, and its leases end with what runs under them (fate sharing). */
+  ownerGone(owner: Session): void {
+    for (const req of this.requests.get(owner)?.values() ?? []) this.deps.scheduler.remove(req)
+    this.requests.delete(owner)
+    const ids = [...(this.byOwner.get(owner) ?? [])].map((r) => r.lease.leaseId)
+    this.giveBack(owner, ids)
+    this.byOwner.delete(owner)
+  }
+
+  private rememberEnded(key: string): void {
+    this.jobsEnded.delete(key)
+    this.jobsEnded.set(key, Date.now())
+    if (this.jobsEnded.size > ENDED_REMEMBERED) this.jobsEnded.delete(this.jobsEnded.keys().next().value as string)
+  }
+
+  private end(rec: LeaseRecord, giveResources: boolean): void {
+    const id = rec.lease.leaseId
+    this.leases.delete(id)
+    this.reclaimable.delete(id)
+    this.byNode.get(rec.nodeId)?.delete(rec)
+    const mine = this.byOwner.get(rec.owner)
+    mine?.delete(rec)
+    if (mine?.size === 0) this.byOwner.delete(rec.owner)
+    const jobs = this.jobsOnNode.get(rec.nodeId)
+    const n = (jobs?.get(rec.lease.jobId) ?? 0) - 1
+    if (n > 0) jobs?.set(rec.lease.jobId, n)
+    else if (jobs?.delete(rec.lease.jobId)) this.rememberEnded(`${rec.nodeId}:${rec.lease.jobId}`)
+    const node = this.deps.nodes.get(rec.nodeId)
+    if (node?.state !== 'ALIVE') return
+    node.runningTasks = Math.max(0, node.runningTasks - 1)
+    if (giveResources && !rec.blocked) release(rec.lease.units, node.available)
+    this.deps.scheduler.requestPass()
+  }
+}
+
+/** How long after its last lease of a job a node may still report that job's task events. */
+const EVENTS_GRACE_MS = 5000
+const ENDED_REMEMBERED = 10_000
+
+function index<K, V>(map: Map<K, Set<V>>, key: K, value: V): void {
+  let set = map.get(key)
+  if (!set) map.set(key, (set = new Set()))
+  set.add(value)
+}
+
+/** Whether giving back `rec` would let `req` be placed on its node. */
+function couldServe(req: LeaseRequest, rec: LeaseRecord, node: NodeRecord): boolean {
+  if (typeof req.strategy === 'object' && req.strategy.nodeId !== node.nodeId) return false
+  for (const k in req.resources) {
+    const need = req.resources[k] as number
+    if (need > (node.total[k] ?? 0)) return false
+    if (need > (node.available[k] ?? 0) + (rec.lease.units[k] ?? 0)) return false
+  }
+  return true
+}

@@ -1,0 +1,122 @@
+import { describe, expect, it } from 'vitest'
+import { eventually, useCluster } from './fixtures/cluster.ts'
+
+// Direct submission (DESIGN.md §4): an owner leases workers from the coordinator and pushes its tasks straight to
+// the leased nodes; results come straight back. Where no direct channel opens, the coordinator relays: slower,
+// never broken. Owners and nodes die at any moment: what ran under a lease is retried or shares its owner's fate.
+const cluster = useCluster({ nodes: 2, cpus: 2 })
+const T = 30_000
+
+describe('leases and direct submission', () => {
+  it('a Node driver pushes tasks over direct channels, and the same work gives the same results through the relay', async () => {
+    const big = 300 * 1024
+    for (const peerLinks of ['direct', 'relay'] as const) {
+      const mesh = await cluster().connect({ peerLinks })
+      const square = mesh.remote(async function square(i: number) {
+        return i * i
+      })
+      // A task that submits tasks (they use its node's channels) and one with a large return (a plasma object).
+      const fanOut = mesh.remote(async function fanOut(n: number) {
+        const sq = self.shoal.remote(async function sq(i: number) {
+          return i * i
+        })
+        return (await self.shoal.get(Array.from({ length: n }, (_, i) => sq.remote(i)))).reduce((a: number, b: number) => a + b, 0)
+      })
+      const large = mesh.remote(async function large(n: number) {
+        return new Uint8Array(n).fill(7)
+      })
+      const squares = await mesh.get(
+        Array.from({ length: 200 }, (_, i) => square.remote(i)),
+        { timeout: T },
+      )
+      expect(squares).toEqual(Array.from({ length: 200 }, (_, i) => i * i))
+      expect(await mesh.get(fanOut.remote(10), { timeout: T })).toBe(285)
+      const bytes = await mesh.get(large.remote(big), { timeout: T })
+      expect(bytes.byteLength).toBe(big)
+      expect(bytes[big - 1]).toBe(7)
+      const stats = mesh.peerStats
+      if (peerLinks === 'relay') expect(stats.direct).toBe(0)
+      else expect(stats.direct).toBeGreaterThan(0)
+      expect(stats.relay).toBeGreaterThan(0) // the large return's result always goes through the coordinator
+      const rows = await mesh.state.listTasks({ filters: [['funcOrClassName', '=', 'square']] })
+      expect(rows.filter((r) => r.state === 'FINISHED')).toHaveLength(200)
+      expect(rows.every((r) => r.events.some((e) => e.state === 'SUBMITTED_TO_WORKER'))).toBe(true)
+      await mesh.close()
+    }
+  })
+
+  it('a browser driver and a Node driver share the cluster at once, and both finish', async () => {
+    const page = await cluster().driverPage()
+    const fromPage = page.evaluate(`(async () => {
+      const { connect } = await import(location.origin + '/sdk.js')
+      const m = await connect()
+      const f = m.remote(async function pageTask(i) { await new Promise((r) => setTimeout(r, 5)); return i + 1 })
+      const out = await m.get(Array.from({ length: 300 }, (_, i) => f.remote(i)), { timeout: ${T} })
+      await m.close()
+      return out.reduce((a, b) => a + b, 0)
+    })()`)
+    const mesh = await cluster().connect()
+    const g = mesh.remote(async function nodeDriverTask(i: number) {
+      await new Promise((r) => setTimeout(r, 5))
+      return i * 2
+    })
+    const mine = await mesh.get(
+      Array.from({ length: 300 }, (_, i) => g.remote(i)),
+      { timeout: T },
+    )
+    expect(mine.reduce((a, b) => a + b, 0)).toBe(299 * 300)
+    expect(await fromPage).toBe((300 * 301) / 2)
+    await mesh.close()
+    await page.close()
+  })
+
+  it("an owner that dies mid-lease takes its tasks with it, and its leases' resources come back", async () => {
+    const page = await cluster().driverPage()
+    await page.evaluate(`(async () => {
+      const { connect } = await import(location.origin + '/sdk.js')
+      const m = window.doomed = await connect()
+      const hang = m.remote(async function doomedHang() { await new Promise((r) => setTimeout(r, 600000)) })
+      window.refs = Array.from({ length: 4 }, () => hang.remote())
+    })()`)
+    const mesh = await cluster().connect()
+    await eventually(
+      async () =>
+        (await mesh.state.listTasks({ filters: [['funcOrClassName', '=', 'doomedHang']] })).filter((r) => r.state === 'RUNNING').length ===
+        4,
+      'the doomed tasks to run',
+    )
+    await page.close() // the owner's tab closes mid-lease
+    await eventually(
+      async () => (await mesh.state.listNodes()).every((n) => n.availableResources.CPU === n.resources.CPU),
+      'every CPU to be free again',
+    )
+    const rows = await mesh.state.listTasks({ filters: [['funcOrClassName', '=', 'doomedHang']] })
+    expect(rows.map((r) => r.state)).toEqual(['FAILED', 'FAILED', 'FAILED', 'FAILED'])
+    // The cluster is whole: this driver gets all four CPUs.
+    const f = mesh.remote(async function after(i: number) {
+      return i
+    })
+    expect(await mesh.get([f.remote(1), f.remote(2)], { timeout: T })).toEqual([1, 2])
+    await mesh.close()
+  })
+
+  it('a node that dies mid-lease has its pushed tasks retried by their owner, each delivered once', async () => {
+    const extra = await cluster().addNode(2)
+    const mesh = await cluster().connect()
+    const slow = mesh.remote(async function slowOnExtra(i: number) {
+      await new Promise((r) => setTimeout(r, 400))
+      return i
+    })
+    const refs = Array.from({ length: 24 }, (_, i) => slow.remote(i))
+    await eventually(
+      async () => (await mesh.state.listTasks({ filters: [['nodeId', '=', extra.nodeId]] })).some((r) => r.state === 'RUNNING'),
+      'tasks to run on the extra node',
+    )
+    await extra.close()
+    expect(await mesh.get(refs, { timeout: T })).toEqual(Array.from({ length: 24 }, (_, i) => i))
+    const rows = await mesh.state.listTasks({ filters: [['funcOrClassName', '=', 'slowOnExtra']] })
+    expect(rows.filter((r) => r.state === 'FINISHED')).toHaveLength(24)
+    expect(rows.filter((r) => r.state === 'FAILED').every((r) => r.errorType === 'NODE_DIED')).toBe(true)
+    await mesh.close()
+  })
+})

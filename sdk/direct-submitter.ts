@@ -1,0 +1,391 @@
+import { Deque } from './deque.ts'
+import type { ObjectId } from './ids.ts'
+import type { ObjectTable } from './object-table.ts'
+import {
+  type ClientMessage,
+  FUNCTION_MISSING,
+  type FunctionDef,
+  INLINE_OBJECT_MAX_BYTES,
+  type LargeArg,
+  type Lease,
+  type PeerMessage,
+  type PeerMessageOf,
+  type PushedTask,
+  type Resources,
+  type SchedulingStrategy,
+} from './protocol/index.ts'
+import type { OwnedTask, TaskManager, TaskScheduling } from './task-manager.ts'
+import type { PeerLinks, Route } from './transport/peer-links.ts'
+import { sizeOfValues, TurnBatch } from './turn-batch.ts'
+
+/** An idle lease is kept this long for the next task of its shape (a loop of sync round trips reuses it). */
+const LEASE_LINGER_MS = 100
+/** A lease gets enough tasks in flight to keep its worker busy this long (once the shape's run time is known). */
+const PIPELINE_MS = 10
+/** Most tasks in flight on one lease. */
+const MAX_DEPTH = 128
+/** Most leases one shape asks for at once (the coordinator grants only what fits). */
+const MAX_LEASES_PER_SHAPE = 1024
+
+/** Tasks of one shape (resources + strategy + preferred node), as Ray's scheduling key: they share leases. */
+interface Shape {
+  id: string
+  resources: Resources
+  strategy: SchedulingStrategy
+  preferNode: string | undefined
+  queue: Deque<OwnedTask>
+  leases: Set<HeldLease>
+  /** Leases asked for and not granted yet. */
+  outstanding: number
+  /** How long its tasks run on a node (moving average, ms): it sets how many go in flight per lease. */
+  runtimeMs: number | undefined
+  /** The coordinator said no node can ever fit it (its message). */
+  infeasible: string | undefined
+}
+
+interface HeldLease {
+  lease: Lease
+  shape: Shape
+  inflight: Map<string, OwnedTask>
+  /** Functions already sent under this lease (the node keeps them). */
+  functionsSent: Set<string>
+  /** The coordinator wants it back: no new tasks; returned once those in flight are done. */
+  reclaimed: boolean
+  idleTimer: ReturnType<typeof setTimeout> | undefined
+}
+
+/** What the submitter needs from its connection. */
+export interface DirectSubmitChannel {
+  readonly namespace: string
+  readonly objects: ObjectTable
+  readonly links: PeerLinks
+  send(msg: ClientMessage): void
+  functionDef(functionId: string): FunctionDef | undefined
+  /** Most bytes of tasks in one push (so a relayed push fits the coordinator's frames). */
+  pushBudget(): number
+  /** Tasks the coordinator says cannot be placed now on any node, with why (for timeouts that explain themselves). */
+  markInfeasible(taskIds: string[], message: string): void
+}
+
+/**
+ * Ray's direct task submission, owner side: ready tasks wait in a queue per shape; the owner asks the coordinator
+ * for worker leases for that shape and pushes tasks straight to the leased nodes, several in flight per lease once
+ * the shape is known to be short, and results come straight back. An idle lease lingers a moment for the next
+ * task, then goes back. The coordinator places leases; it never sees a task.
+ */
+export class DirectSubmitter implements TaskScheduling {
+  private shapes = new Map<string, Shape>()
+  private shapesById = new Map<string, Shape>()
+  private leases = new Map<string, HeldLease>()
+  private dirty = new Set<Shape>()
+  private pumpScheduled = false
+  private nextShape = 1
+  private readonly returns = new TurnBatch<string>((leaseIds) => this.ch.send({ type: 'lease-return', leaseIds }))
+
+  constructor(
+    private readonly ch: DirectSubmitChannel,
+    private readonly tasks: TaskManager,
+  ) {}
+
+  /** Leases held now (diagnostics, tests). */
+  get leaseCount(): number {
+    return this.leases.size
+  }
+
+  enqueue(t: OwnedTask, front: boolean): void {
+    t.shapeKey = this.keyOf(t)
+    const shape = this.shapeOf(t.shapeKey, t)
+    if (front) shape.queue.unshift(t)
+    else shape.queue.push(t)
+    if (shape.infeasible) this.ch.markInfeasible([t.spec.taskId], shape.infeasible)
+    this.markDirty(shape)
+  }
+
+  dequeue(t: OwnedTask): void {
+    const shape = t.shapeKey ? this.shapes.get(t.shapeKey) : undefined
+    if (shape?.queue.remove(t)) this.markDirty(shape)
+  }
+
+  cancelPushed(t: OwnedTask, force: boolean): void {
+    const l = t.leaseId ? this.leases.get(t.leaseId) : undefined
+    if (!l) return
+    l.inflight.delete(t.spec.taskId)
+    this.sendPeer(l, { type: 'cancel', leaseId: l.lease.leaseId, taskId: t.spec.taskId, force }, t.carriesRefs)
+    this.markDirty(l.shape)
+  }
+
+  /** The coordinator granted a lease asked for. One no longer wanted goes back (or serves the next task of its shape). */
+  onGranted(shapeId: string, lease: Lease): void {
+    const shape = this.shapesById.get(shapeId)
+    if (!shape) return this.returns.push(lease.leaseId)
+    shape.outstanding = Math.max(0, shape.outstanding - 1)
+    const l: HeldLease = { lease, shape, inflight: new Map(), functionsSent: new Set(), reclaimed: false, idleTimer: undefined }
+    this.leases.set(lease.leaseId, l)
+    shape.leases.add(l)
+    this.markDirty(shape)
+  }
+
+  /** No lease of this shape can ever be granted: its tasks fail with the coordinator's reason. */
+  onFailed(shapeId: string, reason: string): void {
+    const shape = this.shapesById.get(shapeId)
+    if (!shape) return
+    shape.outstanding = 0
+    for (const t of shape.queue.drain()) this.tasks.unschedulable(t, reason)
+  }
+
+  /** The coordinator warned that no node can ever fit this shape: its tasks wait (as in Ray) and say why on timeout. */
+  onInfeasible(shapeId: string, message: string): void {
+    const shape = this.shapesById.get(shapeId)
+    if (!shape) return
+    shape.infeasible = message
+    this.ch.markInfeasible(
+      [...shape.queue].map((t) => t.spec.taskId),
+      message,
+    )
+  }
+
+  /** These leases' node died: what was in flight under them failed (their owner retries it). */
+  onRevoked(leaseIds: readonly string[], nodeId: string): void {
+    for (const id of leaseIds) {
+      const l = this.leases.get(id)
+      if (!l) continue
+      this.drop(l)
+      for (const t of l.inflight.values()) this.tasks.nodeDied(t, nodeId)
+      l.inflight.clear()
+      this.markDirty(l.shape)
+    }
+  }
+
+  /** The coordinator wants these leases back for others: they take no more tasks and go once idle. */
+  onReclaim(leaseIds: readonly string[]): void {
+    for (const id of leaseIds) {
+      const l = this.leases.get(id)
+      if (!l) continue
+      l.reclaimed = true
+      if (!l.inflight.size) this.giveBack(l)
+      this.markDirty(l.shape)
+    }
+  }
+
+  /** Results from the node of a lease (directly, or relayed: then `registered` may say the coordinator took returns). */
+  onResults(from: string, msg: PeerMessageOf<'results'>, route: Route): void {
+    const l = this.leases.get(msg.leaseId)
+    if (!l || l.lease.nodeId !== from) return // not from the node that holds this lease: ignored
+    const registered = route === 'relay' && msg.registered === true
+    for (const r of msg.results) {
+      const t = l.inflight.get(r.taskId)
+      if (!t || t.attempt !== r.attempt) continue
+      l.inflight.delete(r.taskId)
+      if (!r.ok && r.error.code === FUNCTION_MISSING) {
+        // The push that carried the function was lost (refused on its way): it goes again with the next push.
+        l.functionsSent.clear()
+        this.tasks.requeue(t)
+        continue
+      }
+      if (r.ms !== undefined) l.shape.runtimeMs = l.shape.runtimeMs === undefined ? r.ms : l.shape.runtimeMs * 0.8 + r.ms * 0.2
+      this.tasks.completed(t, r, l.lease.nodeId, registered)
+    }
+    this.markDirty(l.shape)
+  }
+
+  /** Sends queued work now (before a message that must follow it). */
+  flush(): void {
+    if (this.pumpScheduled) this.pumpAll()
+  }
+
+  private keyOf(t: OwnedTask): string {
+    const preferNode = t.spec.strategy === 'DEFAULT' ? this.whereTheDataIs(t) : undefined
+    return JSON.stringify([t.spec.resources, t.spec.strategy, preferNode ?? null])
+  }
+
+  private shapeOf(key: string, t: OwnedTask): Shape {
+    let shape = this.shapes.get(key)
+    if (!shape) {
+      const preferNode = (JSON.parse(key) as unknown[])[2] as string | null
+      shape = {
+        id: `s${this.nextShape++}`,
+        resources: t.spec.resources,
+        strategy: t.spec.strategy,
+        preferNode: preferNode ?? undefined,
+        queue: new Deque(),
+        leases: new Set(),
+        outstanding: 0,
+        runtimeMs: undefined,
+        infeasible: undefined,
+      }
+      this.shapes.set(key, shape)
+      this.shapesById.set(shape.id, shape)
+    }
+    return shape
+  }
+
+  /** Ray's locality: the node holding the most bytes of the task's large ref arguments, if any. */
+  private whereTheDataIs(t: OwnedTask): string | undefined {
+    let best: string | undefined
+    let bestBytes = 0
+    const bytes = new Map<string, number>()
+    for (const a of t.spec.args) {
+      if (!('ref' in a)) continue
+      const e = this.ch.objects.peek(a.ref as ObjectId)
+      if (!e?.size || !e.locations?.length) continue
+      for (const n of e.locations) {
+        const b = (bytes.get(n) ?? 0) + e.size
+        bytes.set(n, b)
+        if (b > bestBytes) {
+          best = n
+          bestBytes = b
+        }
+      }
+    }
+    return best
+  }
+
+  private depthOf(shape: Shape): number {
+    if (shape.strategy === 'SPREAD' || shape.runtimeMs === undefined) return 1
+    return Math.max(1, Math.min(MAX_DEPTH, Math.floor(PIPELINE_MS / Math.max(shape.runtimeMs, 0.01))))
+  }
+
+  private markDirty(shape: Shape): void {
+    this.dirty.add(shape)
+    if (this.pumpScheduled) return
+    this.pumpScheduled = true
+    queueMicrotask(() => this.pumpAll())
+  }
+
+  private pumpAll(): void {
+    this.pumpScheduled = false
+    const shapes = [...this.dirty]
+    this.dirty.clear()
+    for (const s of shapes) this.pump(s)
+  }
+
+  /** Fills the shape's leases up to its depth, asks for the leases its queue still needs, lets idle ones go. */
+  private pump(shape: Shape): void {
+    const depth = this.depthOf(shape)
+    let inflight = 0
+    for (const l of shape.leases) {
+      if (!l.reclaimed) this.fill(l, depth)
+      inflight += l.inflight.size
+      if (!l.inflight.size) this.idle(l)
+    }
+    const queued = shape.queue.length
+    if (queued) {
+      const active = [...shape.leases].filter((l) => !l.reclaimed).length
+      const wanted = Math.min(MAX_LEASES_PER_SHAPE, Math.ceil((queued + inflight) / depth))
+      const more = wanted - active - shape.outstanding
+      if (more > 0) {
+        shape.outstanding += more
+        const head = shape.queue.peek() as OwnedTask
+        this.ch.send({
+          type: 'lease-request',
+          shapeId: shape.id,
+          resources: shape.resources,
+          strategy: shape.strategy,
+          ...(shape.preferNode && { preferNode: shape.preferNode }),
+          count: more,
+          head: { taskId: head.spec.taskId, name: head.spec.name },
+        })
+      }
+    } else if (shape.outstanding > 0) {
+      shape.outstanding = 0
+      this.ch.send({ type: 'lease-cancel', shapeId: shape.id })
+    }
+  }
+
+  /** Pushes queued tasks to a lease until it has `depth` in flight. */
+  private fill(l: HeldLease, depth: number): void {
+    const q = l.shape.queue
+    if (l.inflight.size >= depth || !q.length) return
+    if (l.idleTimer) clearTimeout(l.idleTimer)
+    l.idleTimer = undefined
+    const budget = this.ch.pushBudget()
+    const direct = { tasks: [] as PushedTask[], bytes: 0 }
+    const viaCoordinator = { tasks: [] as PushedTask[], bytes: 0 }
+    while (l.inflight.size < depth && q.length) {
+      const t = q.shift() as OwnedTask
+      if (t.phase !== 'queued') continue
+      l.inflight.set(t.spec.taskId, t)
+      this.tasks.pushed(t, l.lease.leaseId, l.lease.nodeId)
+      const pushed = this.pushedOf(t)
+      const bytes = sizeOfValues(pushed.args)
+      const batch = t.carriesRefs ? viaCoordinator : direct
+      // A push stays under the budget, so one relayed through the coordinator fits its frames.
+      if (batch.tasks.length && batch.bytes + bytes > budget) {
+        this.sendPeer(l, this.pushOf(l, batch.tasks), batch === viaCoordinator)
+        batch.tasks = []
+        batch.bytes = 0
+      }
+      batch.tasks.push(pushed)
+      batch.bytes += bytes
+    }
+    if (direct.tasks.length) this.sendPeer(l, this.pushOf(l, direct.tasks), false)
+    if (viaCoordinator.tasks.length) this.sendPeer(l, this.pushOf(l, viaCoordinator.tasks), true)
+  }
+
+  private pushOf(l: HeldLease, tasks: PushedTask[]): PeerMessage {
+    const functions: FunctionDef[] = []
+    for (const t of tasks) {
+      if (l.functionsSent.has(t.functionId)) continue
+      const def = this.ch.functionDef(t.functionId)
+      if (!def) continue
+      l.functionsSent.add(t.functionId)
+      functions.push(def)
+    }
+    return { type: 'push', lease: l.lease, namespace: this.ch.namespace, tasks, ...(functions.length && { functions }) }
+  }
+
+  /** The task as its node runs it: its ref arguments become their values, or (large) where to pull them from. */
+  private pushedOf(t: OwnedTask): PushedTask {
+    const s = t.spec
+    return {
+      taskId: s.taskId,
+      attempt: t.attempt,
+      functionId: s.functionId,
+      name: s.name,
+      funcName: s.funcName,
+      args: s.args.map((a) => ('v' in a ? a.v : this.argValue(a.ref as ObjectId))),
+      numReturns: s.numReturns,
+      ...(t.carriesRefs && { carriesRefs: true as const }),
+    }
+  }
+
+  private argValue(id: ObjectId): Uint8Array | LargeArg {
+    const e = this.ch.objects.peek(id)
+    if (e?.data && e.data.byteLength <= INLINE_OBJECT_MAX_BYTES) return e.data
+    return { ref: id, size: e?.size ?? e?.data?.byteLength ?? 0, locations: e?.locations ?? [] }
+  }
+
+  private sendPeer(l: HeldLease, msg: PeerMessage, viaCoordinator: boolean): void {
+    this.ch.links.send(l.lease.nodeId, msg, viaCoordinator ? 'relay' : undefined)
+  }
+
+  /** A lease with nothing in flight: returned now if reclaimed or its shape has no work, after a linger otherwise. */
+  private idle(l: HeldLease): void {
+    if (l.reclaimed) return this.giveBack(l)
+    if (l.idleTimer || l.shape.queue.length) return
+    l.idleTimer = setTimeout(() => {
+      l.idleTimer = undefined
+      if (!l.inflight.size && !l.shape.queue.length) this.giveBack(l)
+    }, LEASE_LINGER_MS)
+  }
+
+  private giveBack(l: HeldLease): void {
+    if (!this.leases.has(l.lease.leaseId)) return
+    this.drop(l)
+    this.returns.push(l.lease.leaseId)
+  }
+
+  private drop(l: HeldLease): void {
+    if (l.idleTimer) clearTimeout(l.idleTimer)
+    l.idleTimer = undefined
+    this.leases.delete(l.lease.leaseId)
+    l.shape.leases.delete(l)
+  }
+
+  /** The connection is gone: timers stop (the coordinator ends its leases). */
+  close(): void {
+    for (const l of this.leases.values()) if (l.idleTimer) clearTimeout(l.idleTimer)
+    this.leases.clear()
+    this.returns.clear()
+  }
+}
