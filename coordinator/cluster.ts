@@ -500,7 +500,7 @@ export class Cluster {
       }
       const jobId = jobIdOfTask(e.taskId as TaskId)
       if (e.state !== 'RUNNING' || !this.leases.holdsJob(s.nodeId as string, jobId)) continue
-      this.events.report([{ ...e, nodeId: s.nodeId }], jobId, undefined)
+      this.events.report([{ ...e, nodeId: s.nodeId }], jobId, undefined, this.jobs.get(jobId)?.state === 'RUNNING')
     }
   }
 
@@ -512,7 +512,8 @@ export class Cluster {
     const taskId = taskIdOfObject(objectId)
     if (jobIdOfTask(taskId) !== s.jobId) throw new ValidationError(`cancel: ${objectId} is not of this job`)
     if (this.tasks.get(taskId)) return this.tasks.cancel(objectId, force)
-    const owner = this.events.ownerOf(taskId) as Session | undefined
+    // Its owner: the one that reported it, or (if its report is still on the way) the owner of its published return.
+    const owner = (this.events.ownerOf(taskId) ?? this.objects.read(objectId)?.owner) as Session | undefined
     if (owner && owner !== s && !owner.closed) owner.send({ type: 'cancel-owned', taskId, force })
   }
 

@@ -125,7 +125,9 @@ export class Mesh implements ActorSubmitter {
     this.links = new PeerLinks(
       opts.peerAddress,
       peers,
-      (to, msgs) => this.transport.send({ type: 'peer-send', to, msgs }),
+      (to, msgs) => {
+        if (this.transport.isOpen) this.transport.send({ type: 'peer-send', to, msgs })
+      },
       opts.relayOnly,
       () => batchBytesFor(this.transport.maxFrameBytes),
     )
@@ -147,6 +149,9 @@ export class Mesh implements ActorSubmitter {
       expect: (id) => this.objects.expect(id),
       submitOwned: (spec, rejected) => this.tasks.submit(spec, rejected),
       escape: (ids) => this.escape(ids),
+      inDirectory: (ids) => {
+        for (const id of ids) this.published.add(id)
+      },
       putArgument: (data, nested) => this.putEncoded(data, nested, false).ref,
       parentTaskId: () => this.parentTaskId,
       maxFrameBytes: () => this.transport.maxFrameBytes,

@@ -18,6 +18,7 @@ import type { OwnedTask, TaskManager, TaskScheduling } from './task-manager.ts'
 import type { PeerLinks, Route } from './transport/peer-links.ts'
 import { sizeOfValues, TurnBatch } from './turn-batch.ts'
 
+const NODE_ID = /^[0-9a-f]{56}$/
 /** An idle lease is kept this long for the next task of its shape (a loop of sync round trips reuses it). */
 const LEASE_LINGER_MS = 100
 /** A lease gets enough tasks in flight to keep its worker busy this long (once the shape's run time is known). */
@@ -51,6 +52,8 @@ interface HeldLease {
   functionsSent: Set<string>
   /** The coordinator wants it back: no new tasks; returned once those in flight are done. */
   reclaimed: boolean
+  /** It was given a task (a SPREAD lease takes only one). */
+  used: boolean
   idleTimer: ReturnType<typeof setTimeout> | undefined
 }
 
@@ -119,7 +122,15 @@ export class DirectSubmitter implements TaskScheduling {
     const shape = this.shapesById.get(shapeId)
     if (!shape) return this.returns.push(lease.leaseId)
     shape.outstanding = Math.max(0, shape.outstanding - 1)
-    const l: HeldLease = { lease, shape, inflight: new Map(), functionsSent: new Set(), reclaimed: false, idleTimer: undefined }
+    const l: HeldLease = {
+      lease,
+      shape,
+      inflight: new Map(),
+      functionsSent: new Set(),
+      reclaimed: false,
+      used: false,
+      idleTimer: undefined,
+    }
     this.leases.set(lease.leaseId, l)
     shape.leases.add(l)
     this.markDirty(shape)
@@ -229,6 +240,7 @@ export class DirectSubmitter implements TaskScheduling {
       const e = this.ch.objects.peek(a.ref as ObjectId)
       if (!e?.size || !e.locations?.length) continue
       for (const n of e.locations) {
+        if (!NODE_ID.test(n)) continue // a driver serving its own put: not a place to run
         const b = (bytes.get(n) ?? 0) + e.size
         bytes.set(n, b)
         if (b > bestBytes) {
@@ -295,7 +307,8 @@ export class DirectSubmitter implements TaskScheduling {
   /** Pushes queued tasks to a lease until it has `depth` in flight. */
   private fill(l: HeldLease, depth: number): void {
     const q = l.shape.queue
-    if (l.inflight.size >= depth || !q.length) return
+    if (l.inflight.size >= depth || !q.length || (l.shape.strategy === 'SPREAD' && l.used)) return
+    l.used = true
     if (l.idleTimer) clearTimeout(l.idleTimer)
     l.idleTimer = undefined
     const budget = this.ch.pushBudget()
@@ -359,9 +372,12 @@ export class DirectSubmitter implements TaskScheduling {
     this.ch.links.send(l.lease.nodeId, msg, viaCoordinator ? 'relay' : undefined)
   }
 
-  /** A lease with nothing in flight: returned now if reclaimed or its shape has no work, after a linger otherwise. */
+  /**
+   * A lease with nothing in flight: returned now if reclaimed or its shape has no work, after a linger otherwise. A
+   * SPREAD lease runs one task: each task of a SPREAD shape is placed by the coordinator, round robin over the nodes.
+   */
   private idle(l: HeldLease): void {
-    if (l.reclaimed) return this.giveBack(l)
+    if (l.reclaimed || (l.shape.strategy === 'SPREAD' && l.used)) return this.giveBack(l)
     if (l.idleTimer || l.shape.queue.length) return
     l.idleTimer = setTimeout(() => {
       l.idleTimer = undefined

@@ -49,6 +49,8 @@ export interface SubmitChannel {
   submitOwned(spec: TaskSpec, rejected?: WireError): void
   /** These objects' refs leave this connection (inside a value, or to a task the coordinator runs): see Mesh.escape. */
   escape(ids: readonly ObjectId[]): void
+  /** These objects are in the coordinator's directory (returns of the tasks it runs). */
+  inDirectory(ids: readonly ObjectId[]): void
   /** Stores a large by-value argument once and gives its ref (Ray puts arguments over 100 KiB). */
   putArgument(data: Uint8Array, nested: ObjectId[]): ObjectRef
   /** The task submitting, when this connection belongs to a running task. */
@@ -230,6 +232,8 @@ export class TaskSubmitter implements RemoteFunctionSubmitter, Pick<ActorSubmitt
    */
   private enqueue(spec: TaskSpec): ObjectRef[] {
     const refs = this.returnsOf(spec)
+    // The coordinator runs it: its returns are in its directory from the start (their releases go there).
+    this.channel.inDirectory(refs.map((r) => r.id))
     const taken = [...spec.args.flatMap((a) => ('ref' in a ? [a.ref as ObjectId] : [])), ...((spec.nestedRefs ?? []) as ObjectId[])]
     if (taken.length) this.channel.escape(taken)
     this.specs.push(spec)

@@ -16,7 +16,7 @@ import {
   type ServerMessage,
   type TaskResult,
 } from '../sdk/protocol/index.ts'
-import type { ResourceUnits } from '../sdk/resources.ts'
+import { fromUnits, type ResourceUnits } from '../sdk/resources.ts'
 import { TaskEventReporter } from '../sdk/task-event-reporter.ts'
 import type { FramedTransport } from '../sdk/transport/framed.ts'
 import { PeerLinks, type Route } from '../sdk/transport/peer-links.ts'
@@ -380,7 +380,9 @@ export class NodeAgent {
     run.running = { task: t, worker: w, started }
     this.runningLeased.set(t.taskId, run)
     this.stats.running++
-    this.events.state(t.taskId, t.attempt, 'RUNNING', { workerId: w.id as never, nodeId: this.nodeId as never })
+    // What the task is rides along: this report may reach the coordinator before its owner's first one.
+    const task = { name: t.name, funcName: t.funcName, type: 'NORMAL_TASK' as const, resources: fromUnits(run.lease.units) }
+    this.events.state(t.taskId, t.attempt, 'RUNNING', { workerId: w.id as never, nodeId: this.nodeId as never, task })
     this.onActivity({ kind: 'task-start', text: `${t.name} started on worker ${w.id.slice(0, 8)}` })
     const exec: ExecTask = {
       taskId: t.taskId,

@@ -130,7 +130,7 @@ export class ObjectDirectory {
   subscribe(id: ObjectId, sink: ObjectSink): void {
     const e = this.objects.get(id)
     if (!e) {
-      const reason = 'this coordinator does not know it (it was freed, the id is forged, or the ref comes from another cluster)'
+      const reason = 'it is unknown to this coordinator (it was freed, the id is forged, or the ref comes from another cluster)'
       sink.pushObject({ objectId: id, error: new ObjectLostError(id, reason).toWire() })
       return
     }

@@ -36,6 +36,8 @@ export class TaskEvents {
   private latest = new Map<string, TaskRow>()
   /** Who reported each live task (its owner), for fate sharing when the owner goes. */
   private owners = new WeakMap<TaskRow, object>()
+  /** Owners that went away: a late report of one of their tasks cannot be finished by them. */
+  private goneOwners = new WeakSet<object>()
   /** Rows dropped to stay under the limit (Ray reports its dropped task events too). */
   dropped = 0
 
@@ -67,13 +69,14 @@ export class TaskEvents {
   /**
    * A batch of reports from an owner (about the tasks it submitted: `owner` is its connection) or from a node (RUNNING).
    * A report names the task's job; the caller has checked the reporter may speak for it. A report that arrives before
-   * the owner's first one makes a row that the owner's report completes.
+   * the owner's first one makes a row that the owner's report completes (unless `canCreate` is false: a late report
+   * of a job that ended, which nobody would finish).
    */
-  report(events: readonly TaskEvent[], jobId: string, owner: object | undefined): void {
+  report(events: readonly TaskEvent[], jobId: string, owner: object | undefined, canCreate = true): void {
     for (const e of events) {
-      const row = this.rowFor(e.taskId, e.attempt, e.time, jobId)
+      const row = this.rowFor(e.taskId, e.attempt, e.time, jobId, canCreate)
       if (!row) continue
-      if (e.task) {
+      if (e.task && (owner || !row.name)) {
         row.name = e.task.name
         row.funcOrClassName = e.task.funcName
         row.type = e.task.type
@@ -97,6 +100,7 @@ export class TaskEvents {
 
   /** The owner of these tasks went away (Ray's fate sharing): whatever of theirs had not finished failed with `error`. */
   ownerGone(owner: object, errorOf: (taskId: string) => WireError): void {
+    this.goneOwners.add(owner)
     const now = Date.now()
     for (const row of [...this.liveRows.values()]) {
       if (this.owners.get(row) !== owner) continue
@@ -106,13 +110,14 @@ export class TaskEvents {
   }
 
   /**
-   * A job ended: rows of its tasks that no owner ever claimed (a node reported them, and their owner's own report was
+   * A job ended: rows of its tasks that no live owner claims (a node reported them, and their owner's own report was
    * lost with it) cannot finish any more.
    */
   jobEnded(jobId: string, errorOf: (taskId: string) => WireError): void {
     const now = Date.now()
     for (const row of [...this.liveRows.values()]) {
-      if (row.jobId !== jobId || this.owners.has(row)) continue
+      const owner = this.owners.get(row)
+      if (row.jobId !== jobId || (owner && !this.goneOwners.has(owner))) continue
       this.apply(row, 'FAILED', now, {})
       this.setError(row, errorOf(row.taskId))
     }
@@ -157,10 +162,11 @@ export class TaskEvents {
   }
 
   /** The row of this attempt: made if it is the task's newest (or first, given `jobId`); undefined if stale. */
-  private rowFor(taskId: string, attempt: number, time: number, jobId?: string): TaskRow | undefined {
+  private rowFor(taskId: string, attempt: number, time: number, jobId?: string, canCreate = true): TaskRow | undefined {
     const prev = this.latest.get(taskId)
     if (prev && attempt < prev.attempt) return undefined
     if (prev && attempt === prev.attempt) return prev
+    if (!canCreate) return undefined
     if (!prev && jobId === undefined) return undefined
     // A newer attempt means the older one is over, whether or not its end was reported (a restarted actor's calls).
     if (prev && !finished(prev.state)) this.apply(prev, 'FAILED', time, {})
