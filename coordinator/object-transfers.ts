@@ -1,3 +1,4 @@
+import { Assembly, chunksOf } from '../sdk/chunks.ts'
 import { ObjectLostError, ValidationError } from '../sdk/errors.ts'
 import { jobIdOfTask, type ObjectId, type TaskId } from '../sdk/ids.ts'
 import { type ClientMessageOf, OBJECT_CHUNK_BYTES } from '../sdk/protocol/index.ts'
@@ -6,8 +7,7 @@ import type { ObjectDirectory } from './gcs/object-directory.ts'
 import type { Session } from './session.ts'
 
 interface Upload {
-  buffer: Uint8Array
-  received: number
+  assembly: Assembly
   owner: Session
   reqId?: number
   nested?: ObjectId[]
@@ -68,19 +68,19 @@ export class ObjectTransfers {
     if (!up) {
       if (m.offset !== 0) throw new ValidationError(`put of ${id}: the first chunk must start at offset 0`)
       this.checkPut(s, id, m.nestedRefs)
-      up = { buffer: new Uint8Array(m.total), received: 0, owner: s, ...(m.nestedRefs && { nested: m.nestedRefs as ObjectId[] }) }
+      up = { assembly: new Assembly(m.total), owner: s, ...(m.nestedRefs && { nested: m.nestedRefs as ObjectId[] }) }
       this.uploads.set(id, up)
       // Created now, before the last chunk, so tasks submitted right after the put wait for it (PENDING_ARGS_AVAIL).
       objects.create(id, s.jobId as string, s)
     }
-    if (m.offset !== up.received || m.offset + m.data.byteLength > up.buffer.byteLength)
-      throw new ValidationError(`put of ${id}: chunk at ${m.offset} does not follow ${up.received} of ${up.buffer.byteLength} bytes`)
-    up.buffer.set(m.data, m.offset)
-    up.received += m.data.byteLength
+    const a = up.assembly
+    if (m.offset !== a.receivedBytes || m.total !== a.total || m.offset + m.data.byteLength > a.total)
+      throw new ValidationError(`put of ${id}: chunk at ${m.offset} does not follow ${a.receivedBytes} of ${a.total} bytes`)
+    const complete = a.add(m.offset, m.data)
     if (m.reqId !== undefined) up.reqId = m.reqId
-    if (up.received < up.buffer.byteLength) return
+    if (!complete) return
     this.uploads.delete(id)
-    objects.resolveBuffered(id, up.buffer, up.nested)
+    objects.resolveBuffered(id, a.bytes, up.nested)
     if (up.reqId !== undefined) up.owner.send({ type: 'reply', reqId: up.reqId, ok: true, value: null })
     this.place(id)
   }
@@ -89,7 +89,6 @@ export class ObjectTransfers {
   onPutRemote(s: Session, m: ClientMessageOf<'put-remote'>): void {
     const id = m.objectId as ObjectId
     this.checkPut(s, id, m.nestedRefs)
-    s.peerId = m.peerId
     this.deps.objects.put(id, s.jobId as string, s, {
       size: m.size,
       location: m.peerId,
@@ -216,15 +215,7 @@ export class ObjectTransfers {
 
   private stream(buffer: Uint8Array, id: ObjectId, to: Session): void {
     const total = buffer.byteLength
-    for (let offset = 0; offset < total || (total === 0 && offset === 0); offset += OBJECT_CHUNK_BYTES) {
-      to.send({
-        type: 'object-chunk',
-        objectId: id,
-        offset,
-        total,
-        data: buffer.subarray(offset, Math.min(total, offset + OBJECT_CHUNK_BYTES)),
-      })
-      if (total === 0) break
-    }
+    for (const { offset, data } of chunksOf(buffer, OBJECT_CHUNK_BYTES))
+      to.send({ type: 'object-chunk', objectId: id, offset, total, data })
   }
 }

@@ -1,4 +1,3 @@
-import { encodeValue } from '../sdk/codec.ts'
 import { ValidationError } from '../sdk/errors.ts'
 import { type ObjectId, objectIdOf, type TaskId } from '../sdk/ids.ts'
 import { type ClientMessageOf, type PeerMessageOf, parsePeerMessage, type TaskResult } from '../sdk/protocol/index.ts'
@@ -6,7 +5,6 @@ import type { ObjectDirectory } from './gcs/object-directory.ts'
 import type { LeaseManager } from './lease-manager.ts'
 import type { Session } from './session.ts'
 
-const NULL_VALUE = encodeValue(null, 'null')
 const NODE_ID = /^[0-9a-f]{56}$/
 
 /**
@@ -66,7 +64,7 @@ export class PeerRelay {
         const nested = i === 0 && r.nestedRefs?.length ? { nested: r.nestedRefs as ObjectId[] } : {}
         objects.create(id, jobId, owner)
         // The owner takes the value from the result itself: the directory tells only others.
-        if (x instanceof Uint8Array) objects.resolve(id, { data: x ?? NULL_VALUE, ...nested }, false)
+        if (x instanceof Uint8Array) objects.resolve(id, { data: x, ...nested }, false)
         else objects.resolve(id, { size: x.stored, location: nodeId, ...nested }, false)
       })
     }

@@ -1,16 +1,9 @@
 import * as v from 'valibot'
 import { encodeValue } from '../sdk/codec.ts'
-import {
-  ActorUnschedulableError,
-  NodeDiedError,
-  TaskCancelledError,
-  TaskUnschedulableError,
-  ValidationError,
-  type WireError,
-} from '../sdk/errors.ts'
+import { ActorUnschedulableError, TaskCancelledError, ValidationError, type WireError } from '../sdk/errors.ts'
 import { jobIdOfTask, type ObjectId, objectIdOf, type TaskId, taskIdOfObject } from '../sdk/ids.ts'
-import { type Assignment, type TaskResult, type TaskSpec, TaskSpecSchema } from '../sdk/protocol/index.ts'
-import { allocate, fits, formatResources, quantityProblem, RESOURCE_UNITS, type ResourceUnits, release, toUnits } from '../sdk/resources.ts'
+import { type Assignment, type TaskResult, TaskSpecSchema } from '../sdk/protocol/index.ts'
+import { quantityProblem, type ResourceUnits, release, toUnits } from '../sdk/resources.ts'
 import type { ActorManager, ActorTaskOps } from './actor-manager.ts'
 import type { FunctionTable } from './gcs/functions.ts'
 import type { NodeRecord, NodeTable } from './gcs/nodes.ts'

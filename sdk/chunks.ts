@@ -14,6 +14,22 @@ export function* chunksOf(bytes: Uint8Array, size: number): Generator<{ offset: 
 }
 
 /**
+ * Sends `bytes` in chunks of `size`, waiting while more than eight chunks wait in the socket's buffer (`buffered`),
+ * so a large upload never floods the connection it shares with control messages.
+ */
+export async function sendInChunks(
+  bytes: Uint8Array,
+  size: number,
+  send: (offset: number, data: Uint8Array) => void,
+  buffered: () => number = () => 0,
+): Promise<void> {
+  for (const { offset, data } of chunksOf(bytes, size)) {
+    while (buffered() > 8 * size) await new Promise((r) => setTimeout(r, 5))
+    send(offset, data)
+  }
+}
+
+/**
  * An object arriving in chunks. Chunks may come in any order but never overlap; the assembly is complete once
  * `total` bytes have arrived. A chunk that would overrun the total, or a total that changes, is refused (a sender
  * that lies cannot make it write out of bounds).

@@ -125,9 +125,7 @@ export class Mesh implements ActorSubmitter {
     this.links = new PeerLinks(
       opts.peerAddress,
       peers,
-      (to, msgs) => {
-        if (this.transport.isOpen) this.transport.send({ type: 'peer-send', to, msgs })
-      },
+      (to, msgs) => this.transport.send({ type: 'peer-send', to, msgs }),
       opts.relayOnly,
       () => batchBytesFor(this.transport.maxFrameBytes),
     )
@@ -405,6 +403,7 @@ export class Mesh implements ActorSubmitter {
     this.closedReason = 'closed by the driver'
     this.refs.close()
     this.direct.close()
+    this.links.close()
     this.events.close()
     this.peers?.stop()
     this.transport.close()
@@ -681,6 +680,7 @@ export class Mesh implements ActorSubmitter {
     this.closedReason = `the connection to the coordinator was lost: ${reason}`
     this.refs.close()
     this.direct.close()
+    this.links.close()
     this.events.close()
     const err = new ConnectionError(this.closedReason)
     this.objects.failAll(err.toWire())

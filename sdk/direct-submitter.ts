@@ -80,8 +80,14 @@ export class DirectSubmitter implements TaskScheduling {
   private shapes = new Map<string, Shape>()
   private shapesById = new Map<string, Shape>()
   private leases = new Map<string, HeldLease>()
+  /** Shapes whose queue or leases changed this turn: each is pumped once, at the end of the turn. */
   private dirty = new Set<Shape>()
-  private pumpScheduled = false
+  private readonly pumps = new TurnBatch<Shape>((shapes) => {
+    for (const s of shapes) {
+      this.dirty.delete(s)
+      this.pump(s)
+    }
+  })
   private nextShape = 1
   private readonly returns = new TurnBatch<string>((leaseIds) => this.ch.send({ type: 'lease-return', leaseIds }))
 
@@ -201,7 +207,7 @@ export class DirectSubmitter implements TaskScheduling {
 
   /** Sends queued work now (before a message that must follow it). */
   flush(): void {
-    if (this.pumpScheduled) this.pumpAll()
+    this.pumps.flush()
   }
 
   private keyOf(t: OwnedTask): string {
@@ -258,17 +264,9 @@ export class DirectSubmitter implements TaskScheduling {
   }
 
   private markDirty(shape: Shape): void {
+    if (this.dirty.has(shape)) return
     this.dirty.add(shape)
-    if (this.pumpScheduled) return
-    this.pumpScheduled = true
-    queueMicrotask(() => this.pumpAll())
-  }
-
-  private pumpAll(): void {
-    this.pumpScheduled = false
-    const shapes = [...this.dirty]
-    this.dirty.clear()
-    for (const s of shapes) this.pump(s)
+    this.pumps.push(shape)
   }
 
   /** Fills the shape's leases up to its depth, asks for the leases its queue still needs, lets idle ones go. */
@@ -403,5 +401,6 @@ export class DirectSubmitter implements TaskScheduling {
     for (const l of this.leases.values()) if (l.idleTimer) clearTimeout(l.idleTimer)
     this.leases.clear()
     this.returns.clear()
+    this.pumps.clear()
   }
 }

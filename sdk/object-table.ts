@@ -1,3 +1,4 @@
+import { Assembly } from './chunks.ts'
 import type { WireError } from './errors.ts'
 import type { ObjectId } from './ids.ts'
 
@@ -14,7 +15,8 @@ interface Entry {
   dataWaiters?: (() => void)[]
   /** Whether the coordinator pushes this object to us already (we own it or subscribed). */
   subscribed: boolean
-  fetching?: { buffer: Uint8Array; received: number }
+  /** Its bytes are on their way (pulled, or relayed in chunks into the assembly). */
+  fetching?: Assembly
 }
 
 /**
@@ -92,11 +94,9 @@ export class ObjectTable {
     const e = this.entries.get(id)
     if (!e || e.data || e.error) return
     // A chunk at offset 0 starts the object over (the relay failed over to another holder).
-    if (!e.fetching || offset === 0) e.fetching = { buffer: new Uint8Array(total), received: 0 }
-    e.fetching.buffer.set(data, offset)
-    e.fetching.received += data.byteLength
-    if (e.fetching.received < total) return
-    e.data = e.fetching.buffer
+    if (!e.fetching || offset === 0 || e.fetching.total !== total) e.fetching = new Assembly(total)
+    if (!e.fetching.add(offset, data)) return
+    e.data = e.fetching.bytes
     e.fetching = undefined
     fire(e, 'dataWaiters')
   }
@@ -124,7 +124,7 @@ export class ObjectTable {
 
   startFetch(id: ObjectId): void {
     const e = this.entries.get(id)
-    if (e) e.fetching = { buffer: new Uint8Array(e.size ?? 0), received: 0 }
+    if (e) e.fetching = new Assembly(e.size ?? 0)
   }
 
   /** Calls `cb` once the object is ready (or, with `data`, once its bytes are here); returns a canceller. */

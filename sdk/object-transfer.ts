@@ -1,3 +1,4 @@
+import { chunksOf, sendInChunks } from './chunks.ts'
 import { ConnectionError, ObjectLostError } from './errors.ts'
 import type { ObjectId } from './ids.ts'
 import type { ObjectTable } from './object-table.ts'
@@ -54,16 +55,9 @@ export class ObjectTransfer {
     this.stats.relayBytes += data.byteLength
     const total = data.byteLength
     let done: Promise<unknown> = Promise.resolve()
-    for (let offset = 0; offset < total; offset += OBJECT_CHUNK_BYTES) {
-      const msg = {
-        type: 'object-chunk' as const,
-        objectId: id,
-        offset,
-        total,
-        data: data.subarray(offset, Math.min(total, offset + OBJECT_CHUNK_BYTES)),
-        ...(offset === 0 && nestedRefs),
-      }
-      if (offset + OBJECT_CHUNK_BYTES >= total && confirm) done = this.channel.request({ ...msg, reqId: 0 })
+    for (const { offset, data: part } of chunksOf(data, OBJECT_CHUNK_BYTES)) {
+      const msg = { type: 'object-chunk' as const, objectId: id, offset, total, data: part, ...(offset === 0 && nestedRefs) }
+      if (offset + part.byteLength >= total && confirm) done = this.channel.request({ ...msg, reqId: 0 })
       else this.channel.send(msg)
     }
     return done
@@ -112,16 +106,12 @@ export class ObjectTransfer {
     const bytes = this.served.get(id)
     if (!bytes) return this.channel.send({ type: 'upload-failed', objectId: id, reason: 'this driver no longer serves it' })
     const total = bytes.byteLength
-    for (let offset = 0; offset < total; offset += OBJECT_CHUNK_BYTES) {
-      while (buffered() > 8 * OBJECT_CHUNK_BYTES) await new Promise((r) => setTimeout(r, 5))
-      this.channel.send({
-        type: 'object-chunk',
-        objectId: id,
-        offset,
-        total,
-        data: bytes.subarray(offset, Math.min(total, offset + OBJECT_CHUNK_BYTES)),
-      })
-    }
+    await sendInChunks(
+      bytes,
+      OBJECT_CHUNK_BYTES,
+      (offset, data) => this.channel.send({ type: 'object-chunk', objectId: id, offset, total, data }),
+      buffered,
+    )
   }
 
   /** A chunk relayed by the coordinator. */

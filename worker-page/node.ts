@@ -104,7 +104,8 @@ interface LeaseRun {
   running: { task: Pushed; worker: WorkerSlot; started: number } | undefined
   /** The running task waits in get/wait: the lease's resources are lent meanwhile. */
   blocked: boolean
-  results: { direct: TaskResult[]; relay: TaskResult[] }
+  /** Its results of this turn, one message per way back (straight to the owner, or through the coordinator). */
+  results: Record<Route, TurnBatch<TaskResult>>
 }
 
 /** A lease's queue holds at most this many tasks (an owner pipelines far fewer; more is a runaway or hostile peer). */
@@ -143,8 +144,6 @@ export class NodeAgent {
     maxBytes: () => batchBytesFor(this.transport.maxFrameBytes),
     sizeOf: (r) => sizeOfValues(r.ok ? r.returns : undefined),
   })
-  private resultsDirty = new Set<LeaseRun>()
-  private resultsScheduled = false
   private heartbeat: ReturnType<typeof setInterval> | undefined
   private stopped = false
 
@@ -308,7 +307,7 @@ export class NodeAgent {
           queue: new Deque(),
           running: undefined,
           blocked: false,
-          results: { direct: [], relay: [] },
+          results: { direct: this.resultsTo(lease, 'direct'), relay: this.resultsTo(lease, 'relay') },
         }
         this.leases.set(lease.leaseId, run)
       }
@@ -423,23 +422,11 @@ export class NodeAgent {
     const result = this.resultOf(t.taskId, t.attempt, r)
     if (ms !== undefined) result.ms = Math.round(ms * 1000) / 1000
     if (workerId) result.workerId = workerId as never
-    ;(needsCoordinator ? run.results.relay : run.results.direct).push(result)
-    this.resultsDirty.add(run)
-    if (this.resultsScheduled) return
-    this.resultsScheduled = true
-    queueMicrotask(() => this.flushResults())
+    run.results[needsCoordinator ? 'relay' : 'direct'].push(result)
   }
 
-  private flushResults(): void {
-    this.resultsScheduled = false
-    for (const run of this.resultsDirty) {
-      const { direct, relay } = run.results
-      run.results = { direct: [], relay: [] }
-      const leaseId = run.lease.leaseId
-      if (direct.length) this.links.send(run.lease.owner, { type: 'results', leaseId, results: direct }, 'direct')
-      if (relay.length) this.links.send(run.lease.owner, { type: 'results', leaseId, results: relay }, 'relay')
-    }
-    this.resultsDirty.clear()
+  private resultsTo(lease: Lease, route: Route): TurnBatch<TaskResult> {
+    return new TurnBatch((results) => this.links.send(lease.owner, { type: 'results', leaseId: lease.leaseId, results }, route))
   }
 
   // ---- actors (placed by the coordinator) ----

@@ -1,13 +1,9 @@
+import { Assembly, sendInChunks } from '../sdk/chunks.ts'
 import { ObjectLostError, type WireError } from '../sdk/errors.ts'
 import { type ClientMessage, type LargeArg, OBJECT_CHUNK_BYTES, type ObjectUpdate } from '../sdk/protocol/index.ts'
 import type { PeerMesh } from '../sdk/transport/peer-mesh.ts'
 import type { NodeObjects } from './node.ts'
 import type { PlasmaStore } from './object-store/plasma-store.ts'
-
-interface Assembly {
-  buffer: Uint8Array
-  received: number
-}
 
 /**
  * The node's object manager: before a task runs, every large argument is made local (pulled from a peer over
@@ -97,15 +93,13 @@ export class ObjectManager implements NodeObjects {
   onChunk(id: string, offset: number, total: number, data: Uint8Array): void {
     let a = this.assemblies.get(id)
     // A chunk at offset 0 starts the object over (the relay failed over to another holder).
-    if (!a || offset === 0) this.assemblies.set(id, (a = { buffer: new Uint8Array(total), received: 0 }))
-    a.buffer.set(data, offset)
-    a.received += data.byteLength
-    if (a.received < total) return
+    if (!a || offset === 0) this.assemblies.set(id, (a = new Assembly(total)))
+    if (!a.add(offset, data, total)) return
     this.assemblies.delete(id)
     const waiting = this.fetches.get(id)
     this.fetches.delete(id)
-    if (waiting) waiting.resolve(a.buffer)
-    else void this.keep(id, a.buffer).catch((e: Error) => console.warn(`[shoal node] cannot store ${id}: ${e.message}`))
+    if (waiting) waiting.resolve(a.bytes)
+    else void this.keep(id, a.bytes).catch((e: Error) => console.warn(`[shoal node] cannot store ${id}: ${e.message}`))
   }
 
   /** The coordinator answered a fetch with an error (the object is lost). */
@@ -128,16 +122,12 @@ export class ObjectManager implements NodeObjects {
     }
     if (!bytes) return this.send({ type: 'upload-failed', objectId: id as never, reason: 'not in this node\u2019s store' })
     const total = bytes.byteLength
-    for (let offset = 0; offset < total; offset += OBJECT_CHUNK_BYTES) {
-      while (this.socketBuffered() > 8 * OBJECT_CHUNK_BYTES) await new Promise((r) => setTimeout(r, 5))
-      this.send({
-        type: 'object-chunk',
-        objectId: id as never,
-        offset,
-        total,
-        data: bytes.subarray(offset, Math.min(total, offset + OBJECT_CHUNK_BYTES)),
-      })
-    }
+    await sendInChunks(
+      bytes,
+      OBJECT_CHUNK_BYTES,
+      (offset, data) => this.send({ type: 'object-chunk', objectId: id as never, offset, total, data }),
+      this.socketBuffered,
+    )
   }
 
   async delete(ids: string[]): Promise<void> {

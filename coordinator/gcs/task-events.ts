@@ -101,12 +101,7 @@ export class TaskEvents {
   /** The owner of these tasks went away (Ray's fate sharing): whatever of theirs had not finished failed with `error`. */
   ownerGone(owner: object, errorOf: (taskId: string) => WireError): void {
     this.goneOwners.add(owner)
-    const now = Date.now()
-    for (const row of [...this.liveRows.values()]) {
-      if (this.owners.get(row) !== owner) continue
-      this.apply(row, 'FAILED', now, {})
-      this.setError(row, errorOf(row.taskId))
-    }
+    this.failLive((row) => this.owners.get(row) === owner, errorOf)
   }
 
   /**
@@ -114,10 +109,17 @@ export class TaskEvents {
    * lost with it) cannot finish any more.
    */
   jobEnded(jobId: string, errorOf: (taskId: string) => WireError): void {
+    this.failLive((row) => {
+      const owner = this.owners.get(row)
+      return row.jobId === jobId && (!owner || this.goneOwners.has(owner))
+    }, errorOf)
+  }
+
+  /** Fails the live rows `which` picks, each with its error. */
+  private failLive(which: (row: TaskRow) => boolean, errorOf: (taskId: string) => WireError): void {
     const now = Date.now()
     for (const row of [...this.liveRows.values()]) {
-      const owner = this.owners.get(row)
-      if (row.jobId !== jobId || (owner && !this.goneOwners.has(owner))) continue
+      if (!which(row)) continue
       this.apply(row, 'FAILED', now, {})
       this.setError(row, errorOf(row.taskId))
     }

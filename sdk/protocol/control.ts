@@ -20,7 +20,6 @@ import {
   PeerAddressSchema,
   ResourcesSchema,
   SchedulingStrategySchema,
-  size,
   type TaskResult,
   TaskResultSchema,
   WireErrorSchema,

@@ -28,6 +28,7 @@ export class PeerLinks {
   onLinkDown: (peer: string) => void = () => {}
   /** Messages sent each way (diagnostics). */
   readonly stats = { direct: 0, relay: 0 }
+  private closed = false
 
   constructor(
     /** This participant's own address. */
@@ -70,6 +71,7 @@ export class PeerLinks {
 
   /** Queues a message for `to`, sent at the end of this turn with the others for it (`route` forces a way). */
   send(to: string, msg: PeerMessage, route: Route = this.routeTo(to)): void {
+    if (this.closed) return
     const key = `${route === 'relay' ? 'r' : 'd'}${to}`
     let batch = this.batches.get(key)
     if (!batch) {
@@ -95,7 +97,15 @@ export class PeerLinks {
     for (const b of [...this.batches.values()]) b.flush()
   }
 
+  /** The connection is gone: what was queued is dropped, and nothing more is sent (a late fallback included). */
+  close(): void {
+    this.closed = true
+    for (const b of this.batches.values()) b.clear()
+    this.batches.clear()
+  }
+
   private deliver(to: string, route: Route, msgs: PeerMessage[]): void {
+    if (this.closed) return
     if (route === 'relay' || !this.direct) {
       this.stats.relay += msgs.length
       return this.relay(to, msgs)
