@@ -38,8 +38,6 @@ interface Shape {
   leases: Set<HeldLease>
   /** Leases asked for and not granted yet. */
   outstanding: number
-  /** How long its tasks run on a node (moving average, ms): it sets how many go in flight per lease. */
-  runtimeMs: number | undefined
   /** The coordinator said no node can ever fit it (its message). */
   infeasible: string | undefined
 }
@@ -80,6 +78,8 @@ export class DirectSubmitter implements TaskScheduling {
   private shapes = new Map<string, Shape>()
   private shapesById = new Map<string, Shape>()
   private leases = new Map<string, HeldLease>()
+  /** How long each function's tasks run on a node (moving average, ms). */
+  private runtimes = new Map<string, number>()
   /** Shapes whose queue or leases changed this turn: each is pumped once, at the end of the turn. */
   private dirty = new Set<Shape>()
   private readonly pumps = new TurnBatch<Shape>((shapes) => {
@@ -199,7 +199,10 @@ export class DirectSubmitter implements TaskScheduling {
         this.tasks.requeue(t)
         continue
       }
-      if (r.ms !== undefined) l.shape.runtimeMs = l.shape.runtimeMs === undefined ? r.ms : l.shape.runtimeMs * 0.8 + r.ms * 0.2
+      if (r.ms !== undefined) {
+        const prev = this.runtimes.get(t.spec.functionId)
+        this.runtimes.set(t.spec.functionId, prev === undefined ? r.ms : prev * 0.8 + r.ms * 0.2)
+      }
       this.tasks.completed(t, r, l.lease.nodeId, registered)
     }
     this.markDirty(l.shape)
@@ -227,7 +230,6 @@ export class DirectSubmitter implements TaskScheduling {
         queue: new Deque(),
         leases: new Set(),
         outstanding: 0,
-        runtimeMs: undefined,
         infeasible: undefined,
       }
       this.shapes.set(key, shape)
@@ -258,9 +260,18 @@ export class DirectSubmitter implements TaskScheduling {
     return best
   }
 
-  private depthOf(shape: Shape): number {
-    if (shape.strategy === 'SPREAD' || shape.runtimeMs === undefined) return 1
-    return Math.max(1, Math.min(MAX_DEPTH, Math.floor(PIPELINE_MS / Math.max(shape.runtimeMs, 0.01))))
+  /**
+   * How many tasks may be in flight on a lease of `shape` when the next one runs `functionId`: by how long that
+   * function ran so far (tasks of one shape may run for a millisecond or a minute); one while that is unknown.
+   */
+  private depthFor(shape: Shape, functionId: string | undefined): number {
+    const ms = functionId === undefined ? undefined : this.runtimes.get(functionId)
+    if (shape.strategy === 'SPREAD' || ms === undefined) return 1
+    return Math.max(1, Math.min(MAX_DEPTH, Math.floor(PIPELINE_MS / Math.max(ms, 0.01))))
+  }
+
+  private headDepth(shape: Shape): number {
+    return this.depthFor(shape, shape.queue.peek()?.spec.functionId)
   }
 
   private markDirty(shape: Shape): void {
@@ -271,17 +282,16 @@ export class DirectSubmitter implements TaskScheduling {
 
   /** Fills the shape's leases up to its depth, asks for the leases its queue still needs, lets idle ones go. */
   private pump(shape: Shape): void {
-    const depth = this.depthOf(shape)
     let inflight = 0
     for (const l of shape.leases) {
-      if (!l.reclaimed) this.fill(l, depth)
+      if (!l.reclaimed) this.fill(l)
       inflight += l.inflight.size
       if (!l.inflight.size) this.idle(l)
     }
     const queued = shape.queue.length
     if (queued) {
       const active = [...shape.leases].filter((l) => !l.reclaimed).length
-      const wanted = Math.min(MAX_LEASES_PER_SHAPE, Math.ceil((queued + inflight) / depth))
+      const wanted = Math.min(MAX_LEASES_PER_SHAPE, Math.ceil((queued + inflight) / this.headDepth(shape)))
       const more = wanted - active - shape.outstanding
       if (more > 0) {
         shape.outstanding += more
@@ -302,17 +312,17 @@ export class DirectSubmitter implements TaskScheduling {
     }
   }
 
-  /** Pushes queued tasks to a lease until it has `depth` in flight. */
-  private fill(l: HeldLease, depth: number): void {
+  /** Pushes queued tasks to a lease while it has fewer in flight than the next one's depth allows. */
+  private fill(l: HeldLease): void {
     const q = l.shape.queue
-    if (l.inflight.size >= depth || !q.length || (l.shape.strategy === 'SPREAD' && l.used)) return
+    if (l.inflight.size >= this.headDepth(l.shape) || (l.shape.strategy === 'SPREAD' && l.used)) return
     l.used = true
     if (l.idleTimer) clearTimeout(l.idleTimer)
     l.idleTimer = undefined
     const budget = this.ch.pushBudget()
     const direct = { tasks: [] as PushedTask[], bytes: 0 }
     const viaCoordinator = { tasks: [] as PushedTask[], bytes: 0 }
-    while (l.inflight.size < depth && q.length) {
+    while (q.length && l.inflight.size < this.headDepth(l.shape)) {
       const t = q.shift() as OwnedTask
       if (t.phase !== 'queued') continue
       l.inflight.set(t.spec.taskId, t)
