@@ -71,9 +71,7 @@ export class Cluster {
       dispatch: (x, n) => (isLease(x) ? this.leases.grant(x, n) : this.tasks.dispatch(x as TaskRecord, n)),
       fail: (x, reason) => (isLease(x) ? this.leases.fail(x, reason) : this.tasks.unschedulable(x as TaskRecord, reason)),
       infeasible: (x, yes) => (isLease(x) ? this.leases.infeasible(x, yes) : this.tasks.infeasible(x as TaskRecord, yes)),
-      waiting: (x) => {
-        if (isLease(x)) this.leases.waiting(x)
-      },
+      waiting: (x) => this.leases.waiting(x, isLease(x) ? x.owner : undefined),
     })
     this.leases = new LeaseManager({ nodes: this.nodes, scheduler: this.scheduler, nodeSession })
     this.tasks = new TaskManager({

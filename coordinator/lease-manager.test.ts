@@ -131,6 +131,27 @@ describe('worker leases', () => {
     await tick()
     expect(a.of('lease-reclaim').length + b.of('lease-reclaim').length).toBe(before)
   })
+
+  it('on one slot, an owner holding the only lease is asked back for one holding none (owners take turns)', async () => {
+    cluster = new Cluster({ log: () => {} })
+    await node(cluster, 1)
+    const a = await driver(cluster)
+    const b = await driver(cluster)
+    requestLeases(a, { CPU: 1 }, 1)
+    await tick()
+    expect(leasesOf(a)).toHaveLength(1)
+    requestLeases(b, { CPU: 1 }, 1)
+    await tick()
+    const reclaimed = a.of('lease-reclaim').flatMap((m) => m.leaseIds)
+    expect(reclaimed).toEqual(leasesOf(a).map((l) => l.leaseId))
+    a.send({ type: 'lease-return', leaseIds: reclaimed })
+    await tick()
+    expect(leasesOf(b)).toHaveLength(1)
+    // Now a waits: b's lease is asked back in turn.
+    requestLeases(a, { CPU: 1 }, 1)
+    await tick()
+    expect(b.of('lease-reclaim').flatMap((m) => m.leaseIds)).toEqual(leasesOf(b).map((l) => l.leaseId))
+  })
 })
 
 describe('the peer relay', () => {

@@ -18,8 +18,6 @@ export interface LeaseRequest extends Schedulable {
   readonly resources: ResourceUnits
   count: number
   head: { taskId: string; name: string }
-  /** Leases asked back from others on its behalf and not yet granted to it. */
-  reclaiming: number
 }
 
 interface LeaseRecord {
@@ -29,7 +27,8 @@ interface LeaseRecord {
   nodeId: string
   /** The task under it waits in get/wait: its resources are lent back to the node meanwhile (as Ray's blocked workers). */
   blocked: boolean
-  reclaimed: boolean
+  /** Asked back for this waiting item (a lease request or an actor's creation); it no longer counts as kept. */
+  reclaimedFor?: Schedulable
 }
 
 /** Most distinct shapes one owner may have waiting at once. */
@@ -47,6 +46,8 @@ export class LeaseManager {
   private leases = new Map<string, LeaseRecord>()
   private byNode = new Map<string, Set<LeaseRecord>>()
   private byOwner = new Map<Session, Set<LeaseRecord>>()
+  /** Per owner, how many of its leases are not asked back: its share when requests compete. */
+  private kept = new Map<Session, number>()
   /** Leases not yet asked back, oldest first: where a waiting request looks for resources to reclaim. */
   private reclaimable = new Map<string, LeaseRecord>()
   /** Per node, how many of its leases each job holds: a node may speak of a job's tasks only while it runs some. */
@@ -115,7 +116,6 @@ export class LeaseManager {
       ...(msg.preferNode && { preferNode: msg.preferNode }),
       count: msg.count,
       head: msg.head,
-      reclaiming: 0,
       // One queue per owner and shape: owners take turns for scarce resources (see Scheduler.pass).
       queueKey: `${owner.id}:${key}`,
     }
@@ -143,14 +143,14 @@ export class LeaseManager {
       return
     }
     if (req.count <= 0) this.requests.get(req.owner)?.delete(req.shapeId) // its last lease: no longer waiting
-    if (req.reclaiming > 0) req.reclaiming--
     const unsigned = { leaseId: randomHex(16), nodeId: node.nodeId, owner: req.ownerAddress, jobId: req.jobId, units: req.resources }
     const lease: Lease = { ...unsigned, sig: createHmac('sha256', key).update(leaseSigningText(unsigned)).digest('hex') }
-    const rec: LeaseRecord = { lease, owner: req.owner, shapeId: req.shapeId, nodeId: node.nodeId, blocked: false, reclaimed: false }
+    const rec: LeaseRecord = { lease, owner: req.owner, shapeId: req.shapeId, nodeId: node.nodeId, blocked: false }
     this.leases.set(lease.leaseId, rec)
     this.reclaimable.set(lease.leaseId, rec)
     index(this.byNode, node.nodeId, rec)
     index(this.byOwner, req.owner, rec)
+    this.keep(req.owner, 1)
     let jobs = this.jobsOnNode.get(node.nodeId)
     if (!jobs) this.jobsOnNode.set(node.nodeId, (jobs = new Map()))
     jobs.set(req.jobId, (jobs.get(req.jobId) ?? 0) + 1)
@@ -186,27 +186,33 @@ export class LeaseManager {
     this.deps.scheduler.requestPass()
   }
 
-  /** A request waits for resources held by others: owners holding more leases than it are asked to give some back. */
-  waiting(req: LeaseRequest): void {
-    let want = req.count - req.reclaiming
+  /**
+   * An item waits for resources held by leases: owners keeping more leases than the waiting owner will have are asked
+   * to give some back (each returns a lease once the tasks pushed under it are done). Two busy owners end up splitting
+   * the cluster; on one slot they take turns, as Ray's raylet serves lease requests in turn. An actor's creation
+   * (owner unset) may ask back any owner's lease. Each lease asked back counts for the item until it ends, so the
+   * item asks again if the resources it freed went to someone else.
+   */
+  waiting(item: Schedulable, owner?: Session): void {
+    let want = (item.count ?? 1) - (item.reclaiming ?? 0)
     if (want <= 0) return
-    const mine = this.byOwner.get(req.owner)?.size ?? 0
     const asked = new Map<Session, string[]>()
+    const mine = owner ? (this.kept.get(owner) ?? 0) : 0
     let scanned = 0
     for (const rec of this.reclaimable.values()) {
-      if (want <= 0 || ++scanned > 2 * req.count + 64) break
-      if (rec.owner === req.owner) continue
-      // Only from an owner with more than its share: two busy owners end up splitting the cluster, not trading it.
-      if ((this.byOwner.get(rec.owner)?.size ?? 0) <= mine + 1) continue
+      if (want <= 0 || ++scanned > 2 * want + 64) break
+      if (rec.owner === owner) continue
+      if ((this.kept.get(rec.owner) ?? 0) <= mine + (item.reclaiming ?? 0)) continue
       const node = this.deps.nodes.get(rec.nodeId)
-      if (!node || !couldServe(req, rec, node)) continue
-      rec.reclaimed = true
+      if (!node || !couldServe(item, rec, node)) continue
+      rec.reclaimedFor = item
+      this.keep(rec.owner, -1)
       this.reclaimable.delete(rec.lease.leaseId)
       let ids = asked.get(rec.owner)
       if (!ids) asked.set(rec.owner, (ids = []))
       ids.push(rec.lease.leaseId)
       want--
-      req.reclaiming++
+      item.reclaiming = (item.reclaiming ?? 0) + 1
     }
     for (const [owner, leaseIds] of asked) owner.send({ type: 'lease-reclaim', leaseIds })
   }
@@ -255,6 +261,12 @@ export class LeaseManager {
     this.byOwner.delete(owner)
   }
 
+  private keep(owner: Session, delta: number): void {
+    const n = (this.kept.get(owner) ?? 0) + delta
+    if (n > 0) this.kept.set(owner, n)
+    else this.kept.delete(owner)
+  }
+
   private rememberEnded(key: string): void {
     this.jobsEnded.delete(key)
     this.jobsEnded.set(key, Date.now())
@@ -269,6 +281,8 @@ export class LeaseManager {
     const mine = this.byOwner.get(rec.owner)
     mine?.delete(rec)
     if (mine?.size === 0) this.byOwner.delete(rec.owner)
+    if (!rec.reclaimedFor) this.keep(rec.owner, -1)
+    else rec.reclaimedFor.reclaiming = Math.max(0, (rec.reclaimedFor.reclaiming ?? 0) - 1)
     const jobs = this.jobsOnNode.get(rec.nodeId)
     const n = (jobs?.get(rec.lease.jobId) ?? 0) - 1
     if (n > 0) jobs?.set(rec.lease.jobId, n)
@@ -292,7 +306,7 @@ function index<K, V>(map: Map<K, Set<V>>, key: K, value: V): void {
 }
 
 /** Whether giving back `rec` would let `req` be placed on its node. */
-function couldServe(req: LeaseRequest, rec: LeaseRecord, node: NodeRecord): boolean {
+function couldServe(req: Schedulable, rec: LeaseRecord, node: NodeRecord): boolean {
   if (typeof req.strategy === 'object' && req.strategy.nodeId !== node.nodeId) return false
   for (const k in req.resources) {
     const need = req.resources[k] as number

@@ -101,7 +101,7 @@ describe('bad input', () => {
     const forged = new ObjectRef(`${'cd'.repeat(24)}01000000` as never)
     const err = (await mesh.get(forged).catch((e: Error) => e)) as Error
     expect(err.name).toBe('ObjectLostError')
-    expect(err.message).toMatch(/does not know it/)
+    expect(err.message).toMatch(/unknown to this coordinator/)
     const f = mesh.remote(function f(x: unknown) {
       return x
     })

@@ -20,7 +20,7 @@ import { ReferenceCounter } from './reference-counter.ts'
 import { RemoteFunction } from './remote-function.ts'
 import { StateApi } from './state.ts'
 import { TaskEventReporter } from './task-event-reporter.ts'
-import { TaskManager } from './task-manager.ts'
+import { type OwnedValue, TaskManager } from './task-manager.ts'
 import { encodePut, FUNCTION_MARK, TASK_MARK, TaskSubmitter } from './task-submitter.ts'
 import type { FramedTransport } from './transport/framed.ts'
 import { PeerLinks, type Route } from './transport/peer-links.ts'
@@ -135,7 +135,7 @@ export class Mesh implements ActorSubmitter {
       refs: this.refs,
       events: this.events,
       subscribe: (objectIds) => this.transport.send({ type: 'subscribe', objectIds }),
-      resolvedOwned: (ids) => this.resolvedOwned(ids),
+      resolvedOwned: (values) => this.resolvedOwned(values),
       registered: (ids) => this.registered(ids),
     })
     this.submitter = new TaskSubmitter({
@@ -433,6 +433,14 @@ export class Mesh implements ActorSubmitter {
     return this.direct.leaseCount
   }
 
+  /**
+   * @internal Ray's `core_worker.get_all_reference_counts()`: per object this connection refers to, its live
+   * ObjectRef instances here and its pending submitted tasks that take it (Ray's tests check these counts).
+   */
+  referenceCounts(): Record<string, { local: number; submitted: number }> {
+    return Object.fromEntries(this.refs.table())
+  }
+
   /** @internal Messages this connection sent to peers directly and through the coordinator. */
   get peerStats(): { direct: number; relay: number } {
     return { ...this.links.stats }
@@ -460,13 +468,12 @@ export class Mesh implements ActorSubmitter {
   }
 
   /** Owned objects got their value or error here: those published while pending are published again with it. */
-  private resolvedOwned(ids: readonly ObjectId[]): void {
+  private resolvedOwned(values: readonly OwnedValue[]): void {
     const objects: Extract<ClientMessage, { type: 'publish' }>['objects'] = []
-    for (const id of ids) {
-      if (!this.publishedPending.delete(id)) continue
-      const e = this.objects.peek(id)
-      if (e?.data) objects.push({ objectId: id, data: e.data })
-      else objects.push({ objectId: id, error: e?.error ?? new ConnectionError('the object was dropped before its value came').toWire() })
+    for (const v of values) {
+      if (!this.publishedPending.delete(v.objectId)) continue
+      if (v.data) objects.push({ objectId: v.objectId, data: v.data })
+      else if (v.error) objects.push({ objectId: v.objectId, error: v.error })
     }
     if (objects.length && this.transport.isOpen) this.transport.send({ type: 'publish', objects })
   }

@@ -82,6 +82,7 @@ export class DirectSubmitter implements TaskScheduling {
   private runtimes = new Map<string, number>()
   /** Shapes whose queue or leases changed this turn: each is pumped once, at the end of the turn. */
   private dirty = new Set<Shape>()
+  private closed = false
   private readonly pumps = new TurnBatch<Shape>((shapes) => {
     for (const s of shapes) {
       this.dirty.delete(s)
@@ -89,7 +90,9 @@ export class DirectSubmitter implements TaskScheduling {
     }
   })
   private nextShape = 1
-  private readonly returns = new TurnBatch<string>((leaseIds) => this.ch.send({ type: 'lease-return', leaseIds }))
+  private readonly returns = new TurnBatch<string>((leaseIds) => {
+    if (!this.closed) this.ch.send({ type: 'lease-return', leaseIds })
+  })
 
   constructor(
     private readonly ch: DirectSubmitChannel,
@@ -173,13 +176,15 @@ export class DirectSubmitter implements TaskScheduling {
     }
   }
 
-  /** The coordinator wants these leases back for others: they take no more tasks and go once idle. */
+  /** The coordinator wants these leases back for others: they take no more tasks (but a first) and go once idle. */
   onReclaim(leaseIds: readonly string[]): void {
     for (const id of leaseIds) {
       const l = this.leases.get(id)
       if (!l) continue
       l.reclaimed = true
-      if (!l.inflight.size) this.giveBack(l)
+      // A lease not used yet still takes one push first: else two owners short of leases could ask each other's
+      // fresh leases back forever, and neither would run a task.
+      if (!l.inflight.size && (l.used || !l.shape.queue.length)) this.giveBack(l)
       this.markDirty(l.shape)
     }
   }
@@ -282,9 +287,10 @@ export class DirectSubmitter implements TaskScheduling {
 
   /** Fills the shape's leases up to its depth, asks for the leases its queue still needs, lets idle ones go. */
   private pump(shape: Shape): void {
+    if (this.closed) return
     let inflight = 0
     for (const l of shape.leases) {
-      if (!l.reclaimed) this.fill(l)
+      if (!l.reclaimed || !l.used) this.fill(l)
       inflight += l.inflight.size
       if (!l.inflight.size) this.idle(l)
     }
@@ -408,6 +414,7 @@ export class DirectSubmitter implements TaskScheduling {
 
   /** The connection is gone: timers stop (the coordinator ends its leases). */
   close(): void {
+    this.closed = true
     for (const l of this.leases.values()) if (l.idleTimer) clearTimeout(l.idleTimer)
     this.leases.clear()
     this.returns.clear()

@@ -30,6 +30,29 @@ describe('reference counter (the borrower side of Ray reference counting)', () =
     expect(mine.id).toBe(id(1))
   })
 
+  it("counts ObjectRef instances (local) apart from pending tasks that take the object (submitted), as Ray's table", () => {
+    const { refs } = counter()
+    const a = refs.own(id(7))
+    refs.retain([id(7), id(7)])
+    refs.retain([id(8)]) // passed to a task, never held here as a ref: borrowed for the task
+    expect(Object.fromEntries(refs.table())).toEqual({ [id(7)]: { local: 1, submitted: 2 }, [id(8)]: { local: 0, submitted: 1 } })
+    refs.unretain([id(7), id(8)])
+    expect(Object.fromEntries(refs.table())).toEqual({ [id(7)]: { local: 1, submitted: 1 } })
+    expect(a.id).toBe(id(7))
+  })
+
+  it('a borrow taken for a child task ends with the scope when the child finished first', async () => {
+    const { refs, said } = counter()
+    refs.beginScope()
+    refs.found(id(9)) // in the task's arguments: the pending task pins it, no borrow
+    refs.retain([id(9)]) // passed on to a child task: borrowed while the child is pending
+    refs.unretain([id(9)]) // the child finished while this task still runs
+    refs.endScope()
+    await turn()
+    expect(said.borrow).toEqual([id(9)])
+    expect(said.unborrow).toEqual([id(9)])
+  })
+
   it("a task's scope lets go of what it made and found; it never borrows what its pending task pins", async () => {
     const { refs, said } = counter()
     refs.beginScope()

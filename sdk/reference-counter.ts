@@ -31,6 +31,8 @@ export interface RefMessages {
  */
 export class ReferenceCounter {
   private counts = new Map<ObjectId, number>()
+  /** Of `counts`, how many are pending tasks that take the object (Ray's "submitted" count), not ObjectRef instances. */
+  private submitted = new Map<ObjectId, number>()
   private borrowed = new Set<ObjectId>()
   /** Objects this connection made and still refers to (their owner is this connection, as in Ray). */
   private owned = new Set<ObjectId>()
@@ -73,11 +75,30 @@ export class ReferenceCounter {
         this.borrows.push(id)
       }
       this.counts.set(id, (this.counts.get(id) ?? 0) + 1)
+      this.submitted.set(id, (this.submitted.get(id) ?? 0) + 1)
     }
   }
 
   unretain(ids: readonly ObjectId[]): void {
-    for (const id of ids) this.drop({ id, live: true })
+    for (const id of ids) {
+      const n = (this.submitted.get(id) ?? 1) - 1
+      if (n > 0) this.submitted.set(id, n)
+      else this.submitted.delete(id)
+      this.drop({ id, live: true })
+    }
+  }
+
+  /**
+   * Ray's `get_all_reference_counts()`: every object this connection refers to, with its live ObjectRef instances
+   * here (`local`) and the pending tasks it submitted that take the object (`submitted`).
+   */
+  table(): Map<ObjectId, { local: number; submitted: number }> {
+    const out = new Map<ObjectId, { local: number; submitted: number }>()
+    for (const [id, n] of this.counts) {
+      const submitted = this.submitted.get(id) ?? 0
+      out.set(id, { local: n - submitted, submitted })
+    }
+    return out
   }
 
   /** A ref found inside a value (an argument, a result, a stored object). */
@@ -109,7 +130,8 @@ export class ReferenceCounter {
     for (const h of scope.holds) {
       if (!h.live) continue
       h.live = false
-      this.decrement(h.id)
+      // The last hold of a borrowed object may be the scope's (the task it was passed to finished first): unborrow.
+      if (!this.decrement(h.id) && !this.closed && this.borrowed.delete(h.id)) this.unborrows.push(h.id)
     }
     const release: ObjectId[] = []
     for (const id of scope.made) {

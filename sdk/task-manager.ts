@@ -23,6 +23,13 @@ export interface OwnedTask {
   nodeId?: string
 }
 
+/** The value or error an owned object resolved to. */
+export interface OwnedValue {
+  objectId: ObjectId
+  data?: Uint8Array
+  error?: WireError
+}
+
 /** What the task manager needs from its connection. */
 export interface TaskManagerChannel {
   readonly objects: ObjectTable
@@ -30,8 +37,11 @@ export interface TaskManagerChannel {
   readonly events: TaskEventReporter
   /** Asks the coordinator for objects this connection does not own (it pushes them here when ready). */
   subscribe(ids: ObjectId[]): void
-  /** Owned objects got their value here: any others wait for is published. */
-  resolvedOwned(ids: ObjectId[]): void
+  /**
+   * Owned objects got their value or error here: those others wait for are published with it. The values travel
+   * with the call because the object table may already have dropped an entry no local ref holds.
+   */
+  resolvedOwned(values: OwnedValue[]): void
   /** The coordinator entered these returns in its directory when it relayed their result. */
   registered(ids: ObjectId[]): void
 }
@@ -145,18 +155,23 @@ export class TaskManager {
         t,
         new ValidationError(`task ${s.name} returned ${r.returns.length} value(s) but numReturns is ${s.numReturns}`).toWire(),
       )
-    const ids: ObjectId[] = []
+    const values: OwnedValue[] = []
     for (let i = 0; i < r.returns.length; i++) {
-      const id = objectIdOf(s.taskId as TaskId, i + 1)
+      const objectId = objectIdOf(s.taskId as TaskId, i + 1)
       const x = r.returns[i] as Uint8Array | { stored: number }
-      ids.push(id)
-      if (x instanceof Uint8Array) this.ch.objects.resolve(id, { data: x })
-      else this.ch.objects.resolve(id, { size: x.stored, locations: [nodeId] })
+      if (x instanceof Uint8Array) {
+        this.ch.objects.resolve(objectId, { data: x })
+        values.push({ objectId, data: x })
+      } else {
+        // Stored returns always come through the relay, which registers them (registered is true).
+        this.ch.objects.resolve(objectId, { size: x.stored, locations: [nodeId] })
+        values.push({ objectId })
+      }
     }
     this.ch.events.state(s.taskId, t.attempt, 'FINISHED', { nodeId })
     this.done(t)
-    if (registered) this.ch.registered(ids)
-    else this.ch.resolvedOwned(ids)
+    if (registered) this.ch.registered(values.map((v) => v.objectId))
+    else this.ch.resolvedOwned(values)
   }
 
   /** An attempt failed: a system failure is retried while retries are left, a user error only with retryExceptions. */
@@ -204,15 +219,15 @@ export class TaskManager {
   fail(t: OwnedTask, error: WireError): void {
     if (t.phase === 'done') return
     const s = t.spec
-    const ids: ObjectId[] = []
+    const values: OwnedValue[] = []
     for (let i = 1; i <= s.numReturns; i++) {
-      const id = objectIdOf(s.taskId as TaskId, i)
-      ids.push(id)
-      this.ch.objects.resolve(id, { error })
+      const objectId = objectIdOf(s.taskId as TaskId, i)
+      values.push({ objectId, error })
+      this.ch.objects.resolve(objectId, { error })
     }
     this.ch.events.state(s.taskId, t.attempt, 'FAILED', { error })
     this.done(t)
-    this.ch.resolvedOwned(ids)
+    this.ch.resolvedOwned(values)
   }
 
   private done(t: OwnedTask): void {

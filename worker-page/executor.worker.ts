@@ -44,6 +44,8 @@ export interface ExecTask {
   name: string
   args: ExecArg[]
   numReturns: number
+  /** What the task holds while it runs (its lease's or assignment's resources), as Ray's get_assigned_resources. */
+  resources: Record<string, number>
 }
 export interface ExecutorContext {
   workerId: string
@@ -192,6 +194,8 @@ export interface RuntimeContext {
   nodeId: string
   workerId: string
   actorId: string | null
+  /** Ray's `get_assigned_resources()`: what the task (or actor) holds while it runs, e.g. `{ CPU: 0.5 }`. */
+  assignedResources: Record<string, number>
 }
 
 /**
@@ -207,6 +211,7 @@ async function execute(t: ExecTask, scoped: boolean, body: (args: unknown[]) => 
     nodeId: c.nodeId,
     workerId: c.workerId,
     actorId: t.actorId ?? null,
+    assignedResources: { ...t.resources },
   }
   ;(self as unknown as { shoalContext: RuntimeContext }).shoalContext = runtime
   const { mesh, channel } = meshFor(t)

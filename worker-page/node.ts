@@ -89,6 +89,8 @@ interface HostedActor {
   queue: Deque<Assignment>
   /** Which incarnation this is (its creation's attempt). */
   attempt: number
+  /** What the actor holds while it lives: what its calls report as their assigned resources. */
+  units: ResourceUnits
 }
 
 /** A task pushed under a lease, and the way it came (its result goes back the same way, or through the coordinator). */
@@ -380,7 +382,8 @@ export class NodeAgent {
     this.runningLeased.set(t.taskId, run)
     this.stats.running++
     // What the task is rides along: this report may reach the coordinator before its owner's first one.
-    const task = { name: t.name, funcName: t.funcName, type: 'NORMAL_TASK' as const, resources: fromUnits(run.lease.units) }
+    const resources = fromUnits(run.lease.units)
+    const task = { name: t.name, funcName: t.funcName, type: 'NORMAL_TASK' as const, resources }
     this.events.state(t.taskId, t.attempt, 'RUNNING', { workerId: w.id as never, nodeId: this.nodeId as never, task })
     this.onActivity({ kind: 'task-start', text: `${t.name} started on worker ${w.id.slice(0, 8)}` })
     const exec: ExecTask = {
@@ -391,6 +394,7 @@ export class NodeAgent {
       name: t.name,
       args: [],
       numReturns: t.numReturns,
+      resources,
     }
     void this.withArgs(t.args, (args) => this.workers.run(w, { ...exec, args, source: fn.source, funcName: fn.name })).then((r) => {
       this.workers.release(w)
@@ -457,7 +461,7 @@ export class NodeAgent {
     this.dropActor(t.actorId as string)
     const w = this.workers.spawnForActor(t.actorId as string, t.jobId)
     const maxConcurrency = t.actor?.maxConcurrency ?? 1
-    this.actors.set(t.actorId as string, { worker: w, maxConcurrency, running: 0, queue: new Deque(), attempt: t.attempt })
+    this.actors.set(t.actorId as string, { worker: w, maxConcurrency, running: 0, queue: new Deque(), attempt: t.attempt, units: t.units })
     this.started(t, w)
     void this.withArgs(t.args, (args) =>
       this.workers.createActor(w, { ...this.execTask(t, args), source: fn.source, className: fn.name, maxConcurrency }),
@@ -529,6 +533,8 @@ export class NodeAgent {
       name: t.name,
       args,
       numReturns: t.numReturns,
+      // An actor call holds nothing of its own: it runs on what its actor holds (Ray's get_assigned_resources).
+      resources: fromUnits((t.actorId && t.method ? this.actors.get(t.actorId)?.units : undefined) ?? t.units),
       ...(t.actorId && { actorId: t.actorId }),
     }
   }

@@ -14,6 +14,8 @@ export interface Schedulable {
   preferNode?: string
   /** How many placements it still wants (a lease request may ask for many); 1 if unset. Lowered before each dispatch. */
   count?: number
+  /** Leases asked back from their owners for it that have not ended yet (see LeaseManager.waiting). */
+  reclaiming?: number
 }
 
 export interface SchedulerHooks<T extends Schedulable> {

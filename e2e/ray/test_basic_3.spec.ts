@@ -23,9 +23,8 @@ describe('test_basic_3.py', () => {
     const originalAvailable = await availableCpus()
     const checkAssignedResources = mesh.remote(async function checkAssignedResources(block: boolean, expected: { CPU: number }) {
       const shoal = (self as unknown as TaskSelf).shoal
-      const { taskId } = (self as unknown as TaskSelf).shoalContext
-      // Ray: ray.get_runtime_context().get_assigned_resources(); here the task's own row in the state API.
-      const [row] = await shoal.state.listTasks({ filters: [['taskId', '=', taskId]] })
+      // Ray: ray.get_runtime_context().get_assigned_resources()
+      const assigned = (self as unknown as TaskSelf).shoalContext.assignedResources
       // Have some tasks block to release their occupied resources to further stress the scheduler.
       if (block)
         await shoal.get(
@@ -35,7 +34,6 @@ describe('test_basic_3.py', () => {
             })
             .remote(),
         )
-      const assigned = row?.requiredResources ?? {}
       if (Math.abs((assigned.CPU ?? 0) - expected.CPU) > 1e-4)
         throw new Error(`Mismatched resources. Expected: ${JSON.stringify(expected)} Assigned: ${JSON.stringify(assigned)}`)
       return null

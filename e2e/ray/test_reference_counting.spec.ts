@@ -23,30 +23,31 @@ beforeAll(async () => {
 const job = useJobPerTest(cluster)
 
 /**
- * The objects of `m`'s job with their reference counts: what Ray's `get_all_reference_counts()` shows for the driver.
- * Signal actors' objects are left out (an actor handle holds no ref in Ray's table, the driver drops the refs of its
- * calls at once, and those made inside tasks live in workers), as are `ignore` (e.g. an actor's creation ref).
+ * The driver's reference table, as Ray's `get_all_reference_counts()`: per object, live ObjectRef instances (local)
+ * and pending tasks it submitted that take the object (submitted). Signal actors' objects are left out (the driver
+ * drops the refs of its calls at once in Python; here they wait for the collector), as are `ignore` (e.g. an actor's
+ * creation ref). Deliberate difference: copying a ref in JS copies the handle, not the ref, so `local` is compared as
+ * "held or not" (Ray counts Python copies: `copy.copy(ref)` makes 2).
  */
-async function refcounts(m: Mesh, ignore: string[]): Promise<Record<string, number>> {
+async function refcounts(m: Mesh, ignore: string[]): Promise<Record<string, [number, number]>> {
   const tasks = await mesh.state.listTasks({ filters: [['jobId', '=', m.jobId]] })
   const signalCalls = new Set(tasks.filter((t) => t.funcOrClassName.startsWith('SignalActor.')).map((t) => t.taskId))
-  const out: Record<string, number> = {}
-  for (const o of await mesh.state.listObjects()) {
-    if (o.objectId.slice(40, 48) !== m.jobId || signalCalls.has(o.objectId.slice(0, 48)) || ignore.includes(o.objectId)) continue
-    out[o.objectId] = o.refCount
+  const out: Record<string, [number, number]> = {}
+  for (const [id, c] of Object.entries(m.referenceCounts())) {
+    if (signalCalls.has(id.slice(0, 48)) || ignore.includes(id)) continue
+    out[id] = [c.local > 0 ? 1 : 0, c.submitted]
   }
   return out
 }
 
 /**
  * Ray's `check_refcounts({ref: (local, submitted)})`: polls (collecting garbage each time, as the Python helper calls
- * `gc.collect()`) until the job holds exactly these objects. Shoal's count is the owner's hold (1 while the driver keeps
- * any copy of the ref) plus one per pending task that takes the object (Ray's "submitted") and per holder elsewhere.
+ * `gc.collect()`) until the driver's table holds exactly these objects with these counts.
  */
 async function checkRefcounts(m: Mesh, expected: [ObjectRef, number, number][], ignore: string[] = []): Promise<void> {
-  const want = Object.fromEntries(expected.map(([r, local, submitted]) => [r.id, (local > 0 ? 1 : 0) + submitted]))
+  const want = Object.fromEntries(expected.map(([r, local, submitted]) => [r.id, [local > 0 ? 1 : 0, submitted]]))
   const end = Date.now() + 10_000
-  let got: Record<string, number> = {}
+  let got: Record<string, [number, number]> = {}
   while (Date.now() < end) {
     await cluster().collectGarbage()
     got = await refcounts(m, ignore)
