@@ -31,6 +31,9 @@ describe('scheduling on real nodes', () => {
 
   it('SPREAD puts tasks on every node; node affinity pins them', async () => {
     const f = mesh.remote(where)
+    // SPREAD goes round robin over the nodes that can take a task now: wait until the last test's idle leases are
+    // back (an idle lease lingers 100 ms for more work of its shape), so both nodes can.
+    await eventually(async () => (await mesh.state.listNodes()).every((n) => n.availableResources.CPU === 2), 'every CPU to be free')
     const spread = await mesh.get([
       f.options({ schedulingStrategy: 'SPREAD' }).remote(10),
       f.options({ schedulingStrategy: 'SPREAD' }).remote(10),

@@ -1,6 +1,14 @@
-import Peer, { type DataConnection } from 'peerjs'
+import DefaultPeer, { type DataConnection } from 'peerjs'
 import { Assembly } from '../chunks.ts'
 import { PEER_MESSAGE_MAX_BYTES, PeerFrameKind } from '../protocol/index.ts'
+
+/**
+ * The PeerJS class. A bundler (Vite, the browser SDK) loads peerjs's ES build, whose default export is the class;
+ * Node (a script run from source, e.g. under tsx) loads its CommonJS build, whose default import is the module
+ * object: there the class is its `Peer`. Without this a Node driver silently fell back to the relay.
+ */
+const Peer = (DefaultPeer as unknown as { Peer?: typeof DefaultPeer }).Peer ?? DefaultPeer
+type Peer = DefaultPeer
 
 /** Chromium allows ~500 RTCPeerConnections per tab lifetime: keep a bounded pool of open ones and reuse them. */
 const MAX_OPEN_CONNECTIONS = 32
