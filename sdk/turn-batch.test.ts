@@ -16,6 +16,19 @@ describe('TurnBatch', () => {
     expect(got).toEqual([[0, 1, 2, 3, 4], [5]])
   })
 
+  it("'queued-tasks' waits for the tasks already queued: items pushed from several events go together", async () => {
+    const got: number[][] = []
+    const b = new TurnBatch<number>((items) => got.push(items), { until: 'queued-tasks' })
+    // Three events already queued (as three worker results would be), each pushing one item.
+    for (let i = 0; i < 3; i++) setImmediate(() => b.push(i))
+    await new Promise((r) => setTimeout(r, 5))
+    expect(got).toEqual([[0, 1, 2]])
+    // On an idle loop it still goes at once (in the next task).
+    b.push(3)
+    await new Promise((r) => setImmediate(r))
+    expect(got).toEqual([[0, 1, 2], [3]])
+  })
+
   it('cuts a turn by item count and by bytes, keeping the order', async () => {
     const got: string[][] = []
     const b = new TurnBatch<string>((items) => got.push(items), { maxItems: 3, maxBytes: () => 10, sizeOf: (s) => s.length })

@@ -15,14 +15,25 @@ export class TurnBatch<T> {
 
   constructor(
     private readonly deliver: (items: T[]) => void,
-    private readonly budget: { maxItems?: number; maxBytes?: number | (() => number); sizeOf?: (item: T) => number } = {},
+    private readonly budget: {
+      maxItems?: number
+      maxBytes?: number | (() => number)
+      sizeOf?: (item: T) => number
+      /**
+       * 'queued-tasks': hand over after the event-loop tasks already queued have run, not at the end of this one.
+       * Where each item comes in a task of its own (a worker's result is a message event), a busy loop then sends
+       * many in one message; an idle one still sends at once.
+       */
+      until?: 'turn' | 'queued-tasks'
+    } = {},
   ) {}
 
   push(item: T): void {
     this.items.push(item)
     if (this.scheduled) return
     this.scheduled = true
-    queueMicrotask(() => this.flush())
+    if (this.budget.until === 'queued-tasks') afterQueuedTasks(() => this.flush())
+    else queueMicrotask(() => this.flush())
   }
 
   get size(): number {
@@ -58,6 +69,26 @@ export class TurnBatch<T> {
     this.items = []
   }
 }
+
+/**
+ * Runs `fn` after the tasks already in the event loop's queue: a MessageChannel message goes to the back of it (no
+ * 4 ms clamp, unlike a nested setTimeout); Node has setImmediate.
+ */
+function afterQueuedTasks(fn: () => void): void {
+  const g = globalThis as { setImmediate?: (cb: () => void) => unknown }
+  if (g.setImmediate) {
+    g.setImmediate(fn)
+    return
+  }
+  const ch = (afterQueuedTasks as { channel?: MessageChannel }).channel ?? new MessageChannel()
+  if (!(afterQueuedTasks as { channel?: MessageChannel }).channel) {
+    ;(afterQueuedTasks as { channel?: MessageChannel }).channel = ch
+    ch.port1.onmessage = () => (pending.shift() as () => void)()
+  }
+  pending.push(fn)
+  ch.port2.postMessage(0)
+}
+const pending: (() => void)[] = []
 
 /**
  * A batched message (submits, results, object updates) is budgeted to this share of the frame limit in force, so

