@@ -28,6 +28,7 @@ export async function benchCluster(nodes: number, cpus: number, objectStoreMemor
   return {
     url,
     nodes: h.nodes,
+    browser,
     baseline,
     async stop() {
       await h.close()

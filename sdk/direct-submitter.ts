@@ -291,7 +291,7 @@ export class DirectSubmitter implements TaskScheduling {
     let inflight = 0
     for (const l of shape.leases) {
       if (!l.reclaimed || !l.used) this.fill(l)
-      inflight += l.inflight.size
+      if (!l.reclaimed) inflight += l.inflight.size // a lease asked back takes no more: it counts for nothing
       if (!l.inflight.size) this.idle(l)
     }
     const queued = shape.queue.length
@@ -321,7 +321,8 @@ export class DirectSubmitter implements TaskScheduling {
   /** Pushes queued tasks to a lease while it has fewer in flight than the next one's depth allows. */
   private fill(l: HeldLease): void {
     const q = l.shape.queue
-    if (l.inflight.size >= this.headDepth(l.shape) || (l.shape.strategy === 'SPREAD' && l.used)) return
+    // Nothing to push leaves an idle lease's linger running (every result of the shape pumps all its leases).
+    if (!q.length || l.inflight.size >= this.headDepth(l.shape) || (l.shape.strategy === 'SPREAD' && l.used)) return
     l.used = true
     if (l.idleTimer) clearTimeout(l.idleTimer)
     l.idleTimer = undefined
