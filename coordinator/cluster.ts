@@ -116,7 +116,16 @@ export class Cluster {
     this.objects.onOwnerEmpty = (owner) => this.ownerEmpty(owner as Session)
     this.heartbeatTimeoutMs = opts.heartbeatTimeoutMs ?? 5000
     if (opts.monitor !== false) {
-      this.monitor = setInterval(() => this.checkHeartbeats(), Math.min(1000, this.heartbeatTimeoutMs / 2))
+      const every = Math.min(1000, this.heartbeatTimeoutMs / 2)
+      let last = Date.now()
+      this.monitor = setInterval(() => {
+        // A tick this late means the process could not read its sockets meanwhile: nodes are not blamed for it.
+        const now = Date.now()
+        const late = now - last - every
+        last = now
+        if (late > MONITOR_SLACK_MS) this.nodes.noteStall(late)
+        this.checkHeartbeats()
+      }, every)
       this.monitor.unref?.()
     }
   }
@@ -559,6 +568,9 @@ export class Cluster {
     }
   }
 }
+
+/** A monitor tick later than this is the coordinator stalling, not timer jitter. */
+const MONITOR_SLACK_MS = 250
 
 /** How many worker channels one node may carry (a worker per CPU, and per job it ran). */
 const MAX_RELAY_CHANNELS = 4096
