@@ -46,7 +46,7 @@ export default defineConfig(({ mode }) => {
           // --expose-gc: reference-counting tests collect garbage on demand.
           test: {
             name: 'unit',
-            include: ['{sdk,coordinator,worker-page,sim}/**/*.test.ts'],
+            include: ['{sdk,coordinator,worker-page,sim}/**/*.test.ts', 'bench/sim/**/*.test.ts'],
             environment: 'node',
             execArgv: ['--expose-gc'],
           },

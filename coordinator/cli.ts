@@ -267,7 +267,7 @@ program
 program
   .command('bench')
   .description('benchmarks, each beside its baseline measured in the same run; writes bench/results/*.json')
-  .argument('[parts...]', 'which: tasks, actors, objects (default: all)')
+  .argument('[parts...]', 'which: tasks, tasks-page, actors, objects, scale (default: all)')
   .action(async (parts: string[]) => {
     const { runBench } = await import('../bench/run.ts')
     await runBench(parts)
