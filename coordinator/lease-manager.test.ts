@@ -184,6 +184,29 @@ describe('the peer relay', () => {
     expect(onN.of('delete-objects').flatMap((m) => m.objectIds)).toEqual([id])
   })
 
+  it('passes plain inline results on unregistered (nothing kept), beside the ones the directory must count', async () => {
+    cluster = new Cluster({ log: () => {} })
+    const n = await node(cluster, 1)
+    const d = await driver(cluster)
+    requestLeases(d)
+    await tick()
+    const [lease] = leasesOf(d)
+    const plain = newTaskId(d.jobId as JobId)
+    const large = newTaskId(d.jobId as JobId)
+    relayResults(n, lease!, [
+      { taskId: plain, attempt: 0, ok: true, returns: [new Uint8Array([1])] },
+      { taskId: large, attempt: 0, ok: true, returns: [{ stored: 1000 }] },
+    ])
+    await tick()
+    const msgs = d.of('peer-recv').flatMap((m) => m.msgs) as { registered?: true; results: { taskId: string }[] }[]
+    expect(msgs.map((m) => [m.registered ?? false, m.results.map((r) => r.taskId)])).toEqual([
+      [true, [large]],
+      [false, [plain]],
+    ])
+    expect(cluster.objects.read(objectIdOf(plain as TaskId, 1))).toBeUndefined()
+    expect(cluster.objects.read(objectIdOf(large as TaskId, 1))).toMatchObject({ size: 1000 })
+  })
+
   it('lets a node relay only results, and a driver write only to nodes', async () => {
     cluster = new Cluster({ log: () => {} })
     const n = await node(cluster, 1)

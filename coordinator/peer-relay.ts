@@ -45,8 +45,16 @@ export class PeerRelay {
       const results = parsed.msg
       const lease = this.deps.leases.get(results.leaseId)
       if (lease && lease.nodeId === node.nodeId && lease.lease.owner === toAddress && to && !to.closed) {
-        this.register(to, lease.lease.jobId, node.nodeId as string, results)
-        out.push(results)
+        // Only results that leave objects the coordinator must count are entered in the directory; plain inline
+        // values (relayed only because no direct link opened) go to the owner as they are, and cost nothing here.
+        const counted = results.results.filter(mustRegister)
+        const plain = counted.length === results.results.length ? [] : results.results.filter((r) => !mustRegister(r))
+        if (counted.length) {
+          const msg = { ...results, results: counted }
+          this.register(to, lease.lease.jobId, node.nodeId as string, msg)
+          out.push(msg)
+        }
+        if (plain.length) out.push({ type: 'results', leaseId: results.leaseId, results: plain })
       } else this.discard(node, results.results)
       // What the tasks' workers let go at their end goes only now, after their results took what they contain.
       for (const r of results.results) if (r.scope) this.deps.endScope(node, r.scope)
@@ -83,4 +91,10 @@ export class PeerRelay {
     }
     if (orphans.length) node.send({ type: 'delete-objects', objectIds: orphans })
   }
+}
+
+/** Whether a result leaves objects the directory must know: stored or ref-holding returns, or a scope to end. */
+function mustRegister(r: TaskResult): boolean {
+  if (r.scope) return true
+  return r.ok && (!!r.nestedRefs?.length || r.returns.some((x) => !(x instanceof Uint8Array)))
 }

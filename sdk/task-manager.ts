@@ -148,6 +148,7 @@ export class TaskManager {
    * it may be, else it becomes the error of every return.
    */
   completed(t: OwnedTask, r: TaskResult, nodeId: string, registered: boolean): void {
+    if (t.phase === 'done') return // cancelled or failed meanwhile: its returns already hold their error
     if (!r.ok) return this.attemptFailed(t, r.error, r.userError)
     const s = t.spec
     if (r.returns.length !== s.numReturns)
@@ -176,6 +177,7 @@ export class TaskManager {
 
   /** An attempt failed: a system failure is retried while retries are left, a user error only with retryExceptions. */
   attemptFailed(t: OwnedTask, error: WireError, userError: boolean): void {
+    if (t.phase === 'done') return
     const { maxRetries, retryExceptions } = t.spec
     const left = maxRetries === -1 || t.attempt < maxRetries
     const name = (error.data?.remoteName as string | undefined) ?? error.name

@@ -60,6 +60,10 @@ describe('task events (the state API rows)', () => {
     expect(te.list().map((r) => r.taskId)).toEqual([id(6), id(5), id(4), id(3)])
     expect(te.summarize().droppedRows).toBe(2)
     expect(te.live).toBe(4)
+    // A late report of an evicted row does not bring it back (it would stay live, counted pending, forever).
+    te.report([ev(1, 'RUNNING', 20)], JOB, undefined)
+    expect(te.list().map((r) => r.taskId)).not.toContain(id(1))
+    expect(te.live).toBe(4)
   })
 
   it('evicting stays cheap however many rows went before (a Map is not used as a queue)', () => {

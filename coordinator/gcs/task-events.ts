@@ -40,6 +40,9 @@ export class TaskEvents {
    */
   private liveOrder = new Deque<string>()
   private finishedOrder = new Deque<string>()
+  /** Rows evicted lately (as many as the table holds): a late report of one does not bring it back, live forever. */
+  private evicted = new Set<string>()
+  private evictedOrder = new Deque<string>()
   /** The row of each task's latest attempt. */
   private latest = new Map<string, TaskRow>()
   /** Who reported each live task (its owner), for fate sharing when the owner goes. */
@@ -190,7 +193,7 @@ export class TaskEvents {
     if (prev && attempt < prev.attempt) return undefined
     if (prev && attempt === prev.attempt) return prev
     if (!canCreate) return undefined
-    if (!prev && jobId === undefined) return undefined
+    if (!prev && (jobId === undefined || this.evicted.has(`${taskId}:${attempt}`))) return undefined
     // A newer attempt means the older one is over, whether or not its end was reported (a restarted actor's calls).
     if (prev && !finished(prev.state)) this.apply(prev, 'FAILED', time, {})
     const row = prev
@@ -293,6 +296,9 @@ export class TaskEvents {
         this.rows.delete(key)
         if (this.latest.get(r.taskId) === r) this.latest.delete(r.taskId)
         this.dropped++
+        this.evicted.add(key)
+        this.evictedOrder.push(key)
+        if (this.evictedOrder.length > this.maxRows) this.evicted.delete(this.evictedOrder.shift() as string)
         return
       }
     }
