@@ -105,7 +105,11 @@ export interface CoordinatorProcess {
 export async function startCoordinatorProcess(timeoutMs = 30_000): Promise<CoordinatorProcess> {
   const port = await freePort()
   const cli = fileURLToPath(new URL('../../coordinator/shoal.mjs', import.meta.url))
-  const child: ChildProcess = spawn(process.execPath, [cli, 'start', '--port', String(port)], { stdio: ['ignore', 'pipe', 'pipe'] })
+  // SHOAL_COORDINATOR_NODE_ARGS, e.g. '--cpu-prof --cpu-prof-dir=/tmp/prof', profiles the coordinator under the load.
+  const nodeArgs = (process.env.SHOAL_COORDINATOR_NODE_ARGS ?? '').split(/\s+/).filter(Boolean)
+  const child: ChildProcess = spawn(process.execPath, [...nodeArgs, cli, 'start', '--port', String(port)], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
   killOnExit(child)
   const deaths = new Map<string, number>()
   const lines: string[] = []
