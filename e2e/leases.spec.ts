@@ -52,6 +52,39 @@ describe('leases and direct submission', () => {
     }
   })
 
+  it('short tasks run in batches on a node; a slow one among them neither holds back nor loses the others', async () => {
+    const mesh = await cluster().connect()
+    const maybeSlow = mesh.remote(async function maybeSlow(ms: number, i: number) {
+      if (ms) await new Promise((r) => setTimeout(r, ms))
+      return i
+    })
+    // Learned short, then pipelined: many go to a worker in one message, so far fewer peer messages than tasks.
+    await mesh.get(maybeSlow.remote(0, 0), { timeout: T })
+    const before = mesh.peerStats.direct
+    const n = 2000
+    expect(
+      await mesh.get(
+        Array.from({ length: n }, (_, i) => maybeSlow.remote(0, i)),
+        { timeout: T },
+      ),
+    ).toEqual(Array.from({ length: n }, (_, i) => i))
+    expect(mesh.peerStats.direct - before).toBeLessThan(n / 2)
+    // One slow task in a burst of quick ones on one lease (the node's 2 CPUs, pinned): those before it in its batch
+    // come back while it runs; those after it wait for it, as tasks pipelined to a busy lease do.
+    const oneLease = maybeSlow.options({ numCpus: 2, schedulingStrategy: { nodeId: cluster().nodes[0]?.nodeId as string, soft: false } })
+    await mesh.get(oneLease.remote(0, 0), { timeout: T })
+    const refs = Array.from({ length: 40 }, (_, i) => oneLease.remote(i === 5 ? 3000 : 0, i))
+    const { ready } = await mesh.wait(refs, { numReturns: 40, timeout: 2000 })
+    expect(new Set(ready)).toEqual(new Set(refs.slice(0, 5)))
+    // Cancelling the slow one (force) stops its worker: the rest of its batch fails as a crash would, and is retried
+    // by its owner; every other task comes back once, with its value.
+    await mesh.cancel(refs[5] as never, { force: true })
+    const values = await Promise.all(refs.map((r) => mesh.get(r, { timeout: T }).catch((e: Error) => e.name)))
+    expect(values[5]).toBe('TaskCancelledError')
+    expect(values.filter((v, i) => i !== 5)).toEqual(Array.from({ length: 40 }, (_, i) => i).filter((i) => i !== 5))
+    await mesh.close()
+  })
+
   it('a browser driver and a Node driver share the cluster at once, and both finish', async () => {
     const page = await cluster().driverPage()
     const fromPage = page.evaluate(`(async () => {

@@ -50,6 +50,13 @@ export interface NodeWorkers {
   retire(jobId: string | undefined, channels: readonly string[]): void
   byTask(taskId: string): WorkerSlot | undefined
   run(w: WorkerSlot, t: ExecTask & { source: string; funcName: string }): Promise<ExecResult>
+  /**
+   * Several short tasks in one message (optional: without it every task goes alone). The first results may come
+   * ahead through `onBatchResults`; it resolves with the rest from index `from` (-1: the worker failed, and these
+   * are failures for every task not reported yet).
+   */
+  runMany?(w: WorkerSlot, ts: (ExecTask & { source: string; funcName: string })[]): Promise<{ from: number; results: ExecResult[] }>
+  onBatchResults?: (w: WorkerSlot, from: number, results: ExecResult[]) => void
   createActor(w: WorkerSlot, t: ExecTask & { source: string; className: string; maxConcurrency: number }): Promise<ExecResult>
   callActor(w: WorkerSlot, t: ExecTask & { method: string }): Promise<ExecResult>
   /** A frame from the coordinator for one of the workers' channels. */
@@ -93,6 +100,15 @@ interface HostedActor {
   units: ResourceUnits
 }
 
+/** A function whose last task here ran shorter than this (ms) may run in batches. */
+const BATCH_TASK_MS = 2
+/** Most tasks in one message to a worker (a batch of short ones ends within milliseconds). */
+const BATCH_MAX = 32
+/** A batch running longer than this (ms) is stuck (a task that was short before is not now): a cancel stops it. */
+const BATCH_STUCK_MS = 1000
+/** Whether a pushed task's arguments are all inline (a large one needs its object pinned while it runs). */
+const isInline = (t: PushedTask) => t.args.every((a) => a instanceof Uint8Array)
+
 /** A task pushed under a lease, and the way it came (its result goes back the same way, or through the coordinator). */
 interface Pushed extends PushedTask {
   route: Route
@@ -103,7 +119,8 @@ interface LeaseRun {
   lease: Lease
   namespace: string
   queue: Deque<Pushed>
-  running: { task: Pushed; worker: WorkerSlot; started: number } | undefined
+  /** What its worker runs now: one task, or a batch of short ones of one function (see pumpLease). */
+  running: { batch: Pushed[]; worker: WorkerSlot; started: number; cancelled?: Set<string>; reported: number } | undefined
   /** The running task waits in get/wait: the lease's resources are lent meanwhile. */
   blocked: boolean
   /** Its results of this turn, one message per way back (straight to the owner, or through the coordinator). */
@@ -139,6 +156,8 @@ export class NodeAgent {
   private leases = new Map<string, LeaseRun>()
   /** The lease of each running leased task, by task id (a blocked or crashed worker names its task). */
   private runningLeased = new Map<string, LeaseRun>()
+  /** How long each function's last task ran here (ms): only short ones go to a worker in batches. */
+  private fnMs = new Map<string, number>()
   private ended = new Set<string>()
   private verifier: LeaseCheck | undefined
   private readonly events: TaskEventReporter
@@ -172,6 +191,10 @@ export class NodeAgent {
     )
     this.links.onMessage = (from, raw, route) => this.onPeerMessage(from, raw, route)
     workers.onCrash = (w, reason) => this.workerCrashed(w, reason)
+    workers.onBatchResults = (w, from, results) => {
+      const run = this.leaseRunningOn(w)
+      if (run?.running) this.batchResults(run, from, results, performance.now() - run.running.started)
+    }
     workers.onRelay = (channel, frame) => this.send({ type: 'relay-up', channel, frame })
     workers.onChannelsClosed = (channels) => this.send({ type: 'relay-close', channels })
     transport.onMessage = (m) => this.onMessage(m)
@@ -335,24 +358,46 @@ export class NodeAgent {
       run.queue.remove(t)
       return
     }
-    if (run.running?.task.taskId !== msg.taskId) return
-    // The owner already failed it: its worker stops, and nothing is reported.
-    this.stopRunning(run)
+    const r = run.running
+    if (!r?.batch.slice(r.reported).some((t) => t.taskId === msg.taskId)) return
+    // The owner already failed it: nothing is reported for it. Alone in its worker, the worker stops. In a batch of
+    // short tasks it is only forgotten (the batch ends within milliseconds), unless the batch is stuck: then the
+    // worker stops, and the batch's other tasks fail as a worker crash would make them (their owners retry them).
+    if (r.batch.length > 1 && performance.now() - r.started < BATCH_STUCK_MS) {
+      ;(r.cancelled ??= new Set()).add(msg.taskId)
+      return
+    }
+    this.stopRunning(run, msg.taskId)
     this.pumpLease(run)
   }
 
-  /** Stops the task running under a lease (its worker goes; what the worker owned shares its fate). */
-  private stopRunning(run: LeaseRun): void {
+  /**
+   * Stops what runs under a lease (its worker goes; what the worker owned shares its fate). Given the task it was
+   * stopped for (a cancel), the batch's other tasks fail as after a worker crash; without (the owner is gone), none
+   * is reported.
+   */
+  private stopRunning(run: LeaseRun, forTask?: string): void {
     const r = run.running
     if (!r) return
     run.running = undefined
-    this.runningLeased.delete(r.task.taskId)
+    const unreported = r.batch.slice(r.reported)
+    for (const t of unreported) this.runningLeased.delete(t.taskId)
     if (run.blocked) {
       run.blocked = false
       this.send({ type: 'lease-blocked', leaseId: run.lease.leaseId, blocked: false })
     }
-    this.stats.running--
+    this.stats.running -= unreported.length
     this.workers.terminate(r.worker)
+    if (forTask === undefined) return
+    for (const t of unreported) {
+      if (t.taskId === forTask || r.cancelled?.has(t.taskId)) continue
+      const message = `The worker running task ${t.taskId} was stopped to cancel task ${forTask} of its batch`
+      this.reportLeased(run, t, {
+        ok: false,
+        error: systemError('WORKER_CRASHED', 'WorkerCrashedError', message, { taskId: t.taskId }),
+        userError: false,
+      })
+    }
   }
 
   /** The coordinator ended a lease: returned (nothing runs under it), or its owner died (`kill`: stop what runs). */
@@ -366,7 +411,11 @@ export class NodeAgent {
     if (kill) this.stopRunning(run)
   }
 
-  /** Starts the lease's next task if its worker is free. */
+  /**
+   * Starts the lease's next task if its worker is free. Short tasks of one function waiting together (the owner
+   * pipelines only functions it saw finish quickly) go to the worker in one message, up to BATCH_MAX: a message each
+   * way per task was most of the node page's cost for a short task.
+   */
   private pumpLease(run: LeaseRun): void {
     if (run.running || !run.queue.length || this.stopped) return
     const t = run.queue.shift() as Pushed
@@ -379,36 +428,70 @@ export class NodeAgent {
       })
       return this.pumpLease(run)
     }
+    const batch = [t]
+    if (this.workers.runMany && (this.fnMs.get(t.functionId) ?? Number.POSITIVE_INFINITY) < BATCH_TASK_MS && isInline(t))
+      while (batch.length < BATCH_MAX) {
+        const next = run.queue.peek()
+        if (next?.functionId !== t.functionId || !isInline(next)) break
+        batch.push(run.queue.shift() as Pushed)
+      }
     const w = this.workers.acquire(run.lease.jobId, t.taskId)
     const started = performance.now()
-    run.running = { task: t, worker: w, started }
-    this.runningLeased.set(t.taskId, run)
-    this.stats.running++
+    const running: NonNullable<LeaseRun['running']> = { batch, worker: w, started, reported: 0 }
+    run.running = running
     // What the task is rides along: this report may reach the coordinator before its owner's first one.
     const resources = fromUnits(run.lease.units)
-    const task = { name: t.name, funcName: t.funcName, type: 'NORMAL_TASK' as const, resources }
-    this.events.state(t.taskId, t.attempt, 'RUNNING', { workerId: w.id as never, nodeId: this.nodeId as never, task })
-    this.onActivity({ kind: 'task-start', text: `${t.name} started on worker ${w.id.slice(0, 8)}` })
-    const exec: ExecTask = {
-      taskId: t.taskId,
-      attempt: t.attempt,
-      jobId: run.lease.jobId,
-      namespace: run.namespace,
-      name: t.name,
-      args: [],
-      numReturns: t.numReturns,
-      resources,
-    }
-    void this.withArgs(t.args, (args) => this.workers.run(w, { ...exec, args, source: fn.source, funcName: fn.name })).then((r) => {
+    const execs = batch.map((b) => {
+      this.runningLeased.set(b.taskId, run)
+      this.stats.running++
+      const task = { name: b.name, funcName: b.funcName, type: 'NORMAL_TASK' as const, resources }
+      this.events.state(b.taskId, b.attempt, 'RUNNING', { workerId: w.id as never, nodeId: this.nodeId as never, task })
+      this.onActivity({ kind: 'task-start', text: `${b.name} started on worker ${w.id.slice(0, 8)}` })
+      const exec: ExecTask = {
+        taskId: b.taskId,
+        attempt: b.attempt,
+        jobId: run.lease.jobId,
+        namespace: run.namespace,
+        name: b.name,
+        args: [],
+        numReturns: b.numReturns,
+        resources,
+      }
+      return { ...exec, source: fn.source, funcName: fn.name }
+    })
+    const finish = (from: number, results: ExecResult[]) => {
       this.workers.release(w)
-      if (run.running?.task !== t) return // cancelled, killed or crashed meanwhile: already settled
+      if (run.running !== running) return // cancelled, killed or crashed meanwhile: already settled
+      this.batchResults(run, from < 0 ? running.reported : from, results, performance.now() - started)
       run.running = undefined
-      this.runningLeased.delete(t.taskId)
       run.blocked = false
-      this.stats.running--
-      this.storeReturns(t.taskId, r)
-      this.reportLeased(run, t, r, performance.now() - started, w.id)
       this.pumpLease(run)
+    }
+    if (batch.length === 1) {
+      const exec = execs[0] as (typeof execs)[number]
+      void this.withArgs(t.args, (args) => this.workers.run(w, { ...exec, args })).then((r) => finish(0, [r]))
+    } else {
+      const many = execs.map((e, i) => ({ ...e, args: (batch[i] as Pushed).args.map((a) => (a as Uint8Array).slice()) }))
+      void (this.workers.runMany as NonNullable<NodeWorkers['runMany']>)(w, many).then((r) => finish(r.from, r.results))
+    }
+  }
+
+  /** Results of the running batch's tasks `from`… (in order; a range already reported is not reported again). */
+  private batchResults(run: LeaseRun, from: number, results: readonly ExecResult[], elapsed: number): void {
+    const r = run.running
+    if (!r) return
+    results.forEach((x, i) => {
+      const at = from + i
+      const b = r.batch[at]
+      if (!b || at < r.reported) return
+      r.reported = at + 1
+      this.runningLeased.delete(b.taskId)
+      this.stats.running--
+      const ms = x.ms ?? elapsed
+      this.fnMs.set(b.functionId, ms)
+      if (r.cancelled?.has(b.taskId)) return // its owner already failed it
+      this.storeReturns(b.taskId, x)
+      this.reportLeased(run, b, x, ms, r.worker.id)
     })
   }
 
@@ -589,7 +672,7 @@ export class NodeAgent {
   /** A leased task started or stopped waiting in get/wait: its lease's resources are lent meanwhile (as in Ray). */
   taskBlocked(taskId: string, blocked: boolean): void {
     const run = this.runningLeased.get(taskId)
-    if (!run || run.running?.task.taskId !== taskId || run.blocked === blocked) return
+    if (!run || !run.running?.batch.some((t) => t.taskId === taskId) || run.blocked === blocked) return
     run.blocked = blocked
     this.send({ type: 'lease-blocked', leaseId: run.lease.leaseId, blocked })
   }
@@ -604,23 +687,32 @@ export class NodeAgent {
     return true
   }
 
+  /** The lease whose task (or batch) runs on this worker, if any (a node serves a handful of leases). */
+  private leaseRunningOn(w: WorkerSlot): LeaseRun | undefined {
+    for (const run of this.leases.values()) if (run.running?.worker === w) return run
+    return undefined
+  }
+
   private workerCrashed(w: WorkerSlot, reason: string): void {
-    const run = w.taskId ? this.runningLeased.get(w.taskId) : undefined
+    const run = this.leaseRunningOn(w)
     const r = run?.running
     if (run && r?.worker === w) {
       run.running = undefined
-      this.runningLeased.delete(r.task.taskId)
       if (run.blocked) {
         run.blocked = false
         this.send({ type: 'lease-blocked', leaseId: run.lease.leaseId, blocked: false })
       }
-      this.stats.running--
-      const message = `The worker running task ${r.task.taskId} died: ${reason}`
-      this.reportLeased(run, r.task, {
-        ok: false,
-        error: systemError('WORKER_CRASHED', 'WorkerCrashedError', message, { taskId: r.task.taskId }),
-        userError: false,
-      })
+      for (const t of r.batch.slice(r.reported)) {
+        this.runningLeased.delete(t.taskId)
+        this.stats.running--
+        if (r.cancelled?.has(t.taskId)) continue
+        const message = `The worker running task ${t.taskId} died: ${reason}`
+        this.reportLeased(run, t, {
+          ok: false,
+          error: systemError('WORKER_CRASHED', 'WorkerCrashedError', message, { taskId: t.taskId }),
+          userError: false,
+        })
+      }
       this.pumpLease(run)
     }
     const hosted = w.actorId ? this.actors.get(w.actorId) : undefined

@@ -26,6 +26,8 @@ export class WorkerPool implements NodeWorkers {
   onCrash: (w: WorkerSlot, reason: string) => void = () => {}
   onRelay: (channel: string, frame: Uint8Array) => void = () => {}
   onChannelsClosed: (channels: string[]) => void = () => {}
+  /** A running batch's first results, ahead of the rest (see runMany). */
+  onBatchResults: (w: WorkerSlot, from: number, results: ExecResult[]) => void = () => {}
 
   constructor(
     private readonly ctx: Omit<ExecutorContext, 'workerId'>,
@@ -68,7 +70,8 @@ export class WorkerPool implements NodeWorkers {
       } else if (m.__shoal === 'close') {
         w.channels.delete(m.channel)
         this.onChannelsClosed([m.channel])
-      } else this.died(w, m.reason)
+      } else if (m.__shoal === 'results') this.onBatchResults(w, m.from, m.results as ExecResult[])
+      else this.died(w, m.reason)
     })
     worker.addEventListener('error', (ev) => {
       ev.preventDefault()
@@ -132,6 +135,24 @@ export class WorkerPool implements NodeWorkers {
 
   run(w: WorkerSlot, t: ExecTask & { source: string; funcName: string }): Promise<ExecResult> {
     return this.call(w, (api) => api.run(t))
+  }
+
+  /**
+   * Several short tasks in one message. The results of the first may come ahead through `onBatchResults`; this
+   * resolves with the rest (`from` is the index of the first). A failure to call the worker fails those not come yet.
+   */
+  async runMany(w: WorkerSlot, ts: (ExecTask & { source: string; funcName: string })[]): Promise<{ from: number; results: ExecResult[] }> {
+    try {
+      return await (w as PooledWorker).api.runMany(ts)
+    } catch (e) {
+      const reason = `the worker could not run them: ${(e as Error).message ?? String(e)}`
+      const failed: ExecResult = {
+        ok: false,
+        error: { name: 'WorkerCrashedError', code: 'WORKER_CRASHED', message: reason },
+        userError: false,
+      }
+      return { from: -1, results: ts.map(() => failed) }
+    }
   }
 
   createActor(w: WorkerSlot, t: ExecTask & { source: string; className: string; maxConcurrency: number }): Promise<ExecResult> {

@@ -7,6 +7,12 @@ export type WorkerToPage =
   | { __shoal: 'close'; channel: string }
   /** The worker is about to stop itself (`self.close()`): the page treats it as a crash. */
   | { __shoal: 'closing'; reason: string }
+  /**
+   * Results of a batch's first tasks, sent while its later ones still run (a batch that takes longer than a few
+   * milliseconds must not hold back the results of its quick tasks): results[i] is the batch's task `from + i`, an
+   * ExecResult (worker-page/executor.worker.ts).
+   */
+  | { __shoal: 'results'; from: number; results: unknown[] }
 
 /** What the page posts to the worker's down port: a frame from the coordinator for one of its channels. */
 export interface PageToWorker {
