@@ -76,6 +76,18 @@ class SimWorkers implements NodeWorkers {
     return this.start('task', w, t)
   }
 
+  onBatchResults: (w: WorkerSlot, from: number, results: ExecResult[]) => void = () => {}
+
+  /**
+   * A batch runs its tasks one after another in the worker; each result goes ahead as soon as it is in (the real
+   * worker sends what finished every few ms: this is one of the orders that allows). A crash mid-batch abandons the
+   * rest, as a terminated worker's.
+   */
+  async runMany(w: WorkerSlot, ts: ExecTask[]): Promise<{ from: number; results: ExecResult[] }> {
+    for (let i = 0; i < ts.length - 1; i++) this.onBatchResults(w, i, [await this.start('task', w, ts[i] as ExecTask)])
+    return { from: ts.length - 1, results: [await this.start('task', w, ts[ts.length - 1] as ExecTask)] }
+  }
+
   createActor(w: WorkerSlot, t: ExecTask): Promise<ExecResult> {
     return this.start('create', w, t)
   }
