@@ -119,7 +119,9 @@ describe('sim nodes (bench/sim) speak the real protocol', () => {
       limit: 10_000,
     })
     expect(failed.length).toBeGreaterThan(0)
-    expect(failed.every((t) => t.nodeId === victim.nodeId)).toBe(true)
+    // Any attempt 0 that failed elsewhere is listed with its history, so a failure here says what happened.
+    const elsewhere = failed.filter((t) => t.nodeId !== victim.nodeId)
+    expect(elsewhere.map((t) => [t.taskId, t.nodeId, t.errorType, t.events.map((e) => `${e.state}@${e.nodeId ?? '-'}`)])).toEqual([])
     expect(retried.map((t) => t.taskId).sort()).toEqual(failed.map((t) => t.taskId).sort())
     expect(retried.every((t) => t.nodeId !== victim.nodeId)).toBe(true)
     const s = fleet.stats()
