@@ -97,7 +97,7 @@ export class LeaseManager {
     const resources = toUnits(msg.resources)
     const key = JSON.stringify([resources, msg.strategy, msg.preferNode ?? null])
     const existing = mine.get(msg.shapeId)
-    if (existing && existing.queueKey?.endsWith(key)) {
+    if (existing?.queueKey?.endsWith(key)) {
       existing.count = Math.min(MAX_COUNT_PER_REQUEST, existing.count + msg.count)
       existing.head = msg.head
       return this.deps.scheduler.requestPass()

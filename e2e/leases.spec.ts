@@ -81,7 +81,7 @@ describe('leases and direct submission', () => {
     await mesh.cancel(refs[5] as never, { force: true })
     const values = await Promise.all(refs.map((r) => mesh.get(r, { timeout: T }).catch((e: Error) => e.name)))
     expect(values[5]).toBe('TaskCancelledError')
-    expect(values.filter((v, i) => i !== 5)).toEqual(Array.from({ length: 40 }, (_, i) => i).filter((i) => i !== 5))
+    expect(values.filter((_, i) => i !== 5)).toEqual(Array.from({ length: 40 }, (_, i) => i).filter((i) => i !== 5))
     await mesh.close()
   })
 
