@@ -1,6 +1,6 @@
 import { ValidationError } from '../sdk/errors.ts'
 import { type ObjectId, objectIdOf, type TaskId } from '../sdk/ids.ts'
-import { type ClientMessageOf, type PeerMessageOf, parsePeerMessage, type TaskResult } from '../sdk/protocol/index.ts'
+import { type ClientMessageOf, leavesObjects, type PeerMessageOf, parsePeerMessage, type TaskResult } from '../sdk/protocol/index.ts'
 import type { ObjectDirectory } from './gcs/object-directory.ts'
 import type { LeaseManager } from './lease-manager.ts'
 import type { Session } from './session.ts'
@@ -47,8 +47,8 @@ export class PeerRelay {
       if (lease && lease.nodeId === node.nodeId && lease.lease.owner === toAddress && to && !to.closed) {
         // Only results that leave objects the coordinator must count are entered in the directory; plain inline
         // values (relayed only because no direct link opened) go to the owner as they are, and cost nothing here.
-        const counted = results.results.filter(mustRegister)
-        const plain = counted.length === results.results.length ? [] : results.results.filter((r) => !mustRegister(r))
+        const counted = results.results.filter(leavesObjects)
+        const plain = counted.length === results.results.length ? [] : results.results.filter((r) => !leavesObjects(r))
         if (counted.length) {
           const msg = { ...results, results: counted }
           this.register(to, lease.lease.jobId, node.nodeId as string, msg)
@@ -91,10 +91,4 @@ export class PeerRelay {
     }
     if (orphans.length) node.send({ type: 'delete-objects', objectIds: orphans })
   }
-}
-
-/** Whether a result leaves objects the directory must know: stored or ref-holding returns, or a scope to end. */
-function mustRegister(r: TaskResult): boolean {
-  if (r.scope) return true
-  return r.ok && (!!r.nestedRefs?.length || r.returns.some((x) => !(x instanceof Uint8Array)))
 }

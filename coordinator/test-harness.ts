@@ -2,6 +2,7 @@ import { decodeFrames, encodeValue } from '../sdk/codec.ts'
 import { functionIdOf, type JobId, newTaskId, objectIdOf, randomHex, type TaskId } from '../sdk/ids.ts'
 import type { Assignment, ClientMessage, Lease, ObjectUpdate, ServerMessage, TaskResult, TaskSpec } from '../sdk/protocol/index.ts'
 import { PROTOCOL_VERSION } from '../sdk/protocol/index.ts'
+import { taskSpec } from '../sdk/task-spec.fixture.ts'
 import type { Cluster } from './cluster.ts'
 import { Session } from './session.ts'
 
@@ -71,22 +72,8 @@ const SOURCE = 'function f(x) { return x }'
 export function task(d: FakeConn & { jobId: JobId }, over: Partial<TaskSpec> = {}): TaskSpec & { returnId: string } {
   const functionId = functionIdOf(SOURCE)
   d.send({ type: 'register-functions', functions: [{ functionId, name: 'f', kind: 'function', source: SOURCE }] })
-  const taskId = newTaskId(d.jobId)
-  const spec: TaskSpec = {
-    taskId,
-    type: 'NORMAL_TASK',
-    functionId,
-    name: 'f',
-    funcName: 'f',
-    args: [{ v: encodeValue(1, 'x') }],
-    numReturns: 1,
-    resources: { CPU: 1 },
-    maxRetries: 3,
-    retryExceptions: false,
-    strategy: 'DEFAULT',
-    ...over,
-  }
-  return Object.assign(spec, { returnId: objectIdOf(taskId as TaskId, 1) })
+  const spec = taskSpec(d.jobId, functionId, over)
+  return Object.assign(spec, { returnId: objectIdOf(spec.taskId as TaskId, 1) })
 }
 
 export const ok = (a: Assignment) => ({ taskId: a.taskId, attempt: a.attempt, ok: true as const, returns: [encodeValue(a.attempt, 'r')] })

@@ -1,7 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 import { decodeValue, encodeValue } from './codec.ts'
 import { DirectSubmitter } from './direct-submitter.ts'
-import { functionIdOf, type JobId, newNodeId, newTaskId, objectIdOf, type TaskId } from './ids.ts'
+import { functionIdOf, type JobId, newNodeId, objectIdOf, type TaskId } from './ids.ts'
 import { ObjectTable } from './object-table.ts'
 import {
   type ClientMessage,
@@ -18,6 +18,7 @@ import {
 import { ReferenceCounter } from './reference-counter.ts'
 import { TaskEventReporter } from './task-event-reporter.ts'
 import { type OwnedValue, TaskManager } from './task-manager.ts'
+import { taskSpec } from './task-spec.fixture.ts'
 import type { PeerLinks, Route } from './transport/peer-links.ts'
 
 const JOB = '0000002a' as JobId
@@ -93,20 +94,7 @@ function owner() {
     resolved,
     /** Submits a task as `remote` does: its returns are owned and expected first. */
     submit(over: Partial<TaskSpec> = {}): TaskSpec {
-      const s: TaskSpec = {
-        taskId: newTaskId(JOB),
-        type: 'NORMAL_TASK',
-        functionId: F,
-        name: 'f',
-        funcName: 'f',
-        args: [{ v: encodeValue(1, 'x') }],
-        numReturns: 1,
-        resources: { CPU: 1 },
-        maxRetries: 3,
-        retryExceptions: false,
-        strategy: 'DEFAULT',
-        ...over,
-      }
+      const s = taskSpec(JOB, F, over)
       for (let i = 1; i <= s.numReturns; i++) {
         const id = objectIdOf(s.taskId as TaskId, i)
         held.push(refs.own(id))

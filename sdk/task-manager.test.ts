@@ -7,6 +7,7 @@ import type { ClientMessage, TaskResult, TaskSpec } from './protocol/index.ts'
 import { ReferenceCounter } from './reference-counter.ts'
 import { type TaskEvent, TaskEventReporter } from './task-event-reporter.ts'
 import { type OwnedTask, type OwnedValue, TaskManager, type TaskScheduling } from './task-manager.ts'
+import { taskSpec } from './task-spec.fixture.ts'
 
 const JOB = '0000002a' as JobId
 const FN = functionIdOf('function f(x) { return x }')
@@ -89,22 +90,7 @@ function owner() {
   }
 }
 
-function spec(over: Partial<TaskSpec> = {}): TaskSpec {
-  return {
-    taskId: newTaskId(JOB),
-    type: 'NORMAL_TASK',
-    functionId: FN,
-    name: 'f',
-    funcName: 'f',
-    args: [{ v: encodeValue(1, 'x') }],
-    numReturns: 1,
-    resources: { CPU: 1 },
-    maxRetries: 3,
-    retryExceptions: false,
-    strategy: 'DEFAULT',
-    ...over,
-  }
-}
+const spec = (over: Partial<TaskSpec> = {}): TaskSpec => taskSpec(JOB, FN, over)
 
 const ok = (t: OwnedTask, ...values: unknown[]): TaskResult => ({
   taskId: t.spec.taskId,

@@ -80,14 +80,14 @@ function afterQueuedTasks(fn: () => void): void {
     g.setImmediate(fn)
     return
   }
-  const ch = (afterQueuedTasks as { channel?: MessageChannel }).channel ?? new MessageChannel()
-  if (!(afterQueuedTasks as { channel?: MessageChannel }).channel) {
-    ;(afterQueuedTasks as { channel?: MessageChannel }).channel = ch
-    ch.port1.onmessage = () => (pending.shift() as () => void)()
+  if (!nextTask) {
+    nextTask = new MessageChannel()
+    nextTask.port1.onmessage = () => (pending.shift() as () => void)()
   }
   pending.push(fn)
-  ch.port2.postMessage(0)
+  nextTask.port2.postMessage(0)
 }
+let nextTask: MessageChannel | undefined
 const pending: (() => void)[] = []
 
 /**

@@ -8,6 +8,7 @@ import {
   type FunctionDef,
   type LargeArg,
   type Lease,
+  leavesObjects,
   type ObjectUpdate,
   type PeerMessageOf,
   type PushedTask,
@@ -504,11 +505,7 @@ export class NodeAgent {
     if (r.ok) this.stats.finished++
     else this.stats.failed++
     this.onActivity({ kind: 'task-end', text: `${t.name} ${r.ok ? 'finished' : `failed: ${r.error.message}`}` })
-    const needsCoordinator =
-      t.route === 'relay' ||
-      r.usedChannel === true ||
-      !!r.scope ||
-      (r.ok && (!!r.nestedRefs?.length || r.returns.some((x) => !(x instanceof Uint8Array))))
+    const needsCoordinator = t.route === 'relay' || r.usedChannel === true || leavesObjects(r)
     const result = this.resultOf(t.taskId, t.attempt, r)
     if (ms !== undefined) result.ms = Math.round(ms * 1000) / 1000
     if (workerId) result.workerId = workerId as never

@@ -74,6 +74,16 @@ export const PeerFrameKind = {
 } as const
 
 /** A rough size of a peer message: its values plus a few hundred bytes per task (to cut batches under a frame limit). */
+/**
+ * Whether a task's result leaves objects the coordinator must count: stored (large) or ref-holding returns, or a
+ * scope whose releases it must run. Such a result goes through the coordinator, which enters its returns in the
+ * object directory; any other travels straight to its owner. (A node's result or a worker's, wire or not.)
+ */
+export function leavesObjects(r: { ok: boolean; returns?: readonly unknown[]; nestedRefs?: readonly string[]; scope?: unknown }): boolean {
+  if (r.scope) return true
+  return r.ok && (!!r.nestedRefs?.length || !!r.returns?.some((x) => !(x instanceof Uint8Array)))
+}
+
 export function sizeOfPeerMessage(m: PeerMessage): number {
   let n = 256
   if (m.type === 'push') {
