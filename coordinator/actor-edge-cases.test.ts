@@ -1,7 +1,8 @@
+import { createHmac } from 'node:crypto'
 import { afterEach, describe, expect, it } from 'vitest'
 import { encodeValue } from '../sdk/codec.ts'
 import { type JobId, newActorId, newPutObjectId } from '../sdk/ids.ts'
-import type { TaskSpec } from '../sdk/protocol/index.ts'
+import { type Lease, leaseSigningText, type TaskSpec } from '../sdk/protocol/index.ts'
 import { Cluster } from './cluster.ts'
 import { driver, leasesOf, node, ok, relayResults, requestLeases, submit, task, tick } from './test-harness.ts'
 
@@ -45,51 +46,103 @@ function actorSpecs(d: D, over: Partial<NonNullable<TaskSpec['actor']>> = {}, ar
   return { actorId, creation, call }
 }
 
-// Regression tests for bugs found in review (each hung a user's get, or freed what a restart needed).
-/** A live actor on a 2-CPU node, and two calls: c1 waits for a normal task's result (dep), c2 is ready. */
-async function actorWithTwoCalls() {
-  const n = await node(cluster, 2)
+/** The actor states told to a caller for one actor, in order. */
+const statesOf = (d: D, actorId: string) => d.of('actor-state').filter((m) => m.actorId === actorId)
+
+/** A live actor on a 1-CPU node, created by `d`. */
+async function liveActor(over: Partial<NonNullable<TaskSpec['actor']>> = {}) {
+  const n1 = await node(cluster, 1)
   const d = await driver(cluster)
-  const { creation, call } = actorSpecs(d)
-  submit(d, [creation])
+  const specs = actorSpecs(d, over)
+  submit(d, [specs.creation])
   await tick()
-  n.send({ type: 'task-results', results: [ok(n.assignments()[0]!)] })
+  n1.send({ type: 'task-results', results: [ok(n1.assignments()[0]!)] })
   await tick()
-  // A plain task of the driver's (it owns it: the coordinator knows its return once published, pending).
-  const dep = task(d, { maxRetries: 0, resources: { CPU: 1 } })
-  d.send({ type: 'publish', objects: [{ objectId: dep.returnId }] })
-  await tick()
-  const c1 = call([{ ref: dep.returnId }])
-  const c2 = call()
-  submit(d, [c1, c2])
-  await tick()
-  return { n, d, dep, c1, c2 }
+  return { n1, d, ...specs }
 }
 
+describe('actor calls go from the caller to the actor node (the coordinator gives actor leases)', () => {
+  it('a caller gets an actor lease signed for the actor node, and the coordinator refuses calls submitted to it', async () => {
+    cluster = new Cluster({ log: () => {} })
+    const { n1, d, actorId, call } = await liveActor()
+    d.send({ type: 'actor-lease-request', actorId: actorId as never })
+    await tick()
+    const [alive] = statesOf(d, actorId)
+    expect(alive?.state).toBe('ALIVE')
+    const lease = alive?.state === 'ALIVE' ? alive.lease : undefined
+    expect(lease).toMatchObject({ nodeId: n1.nodeId, owner: d.peerId, jobId: d.jobId, units: {}, actor: { actorId, incarnation: 0 } })
+    const key = n1.of('welcome')[0]?.leaseKey as string
+    const { sig, ...unsigned } = lease as Lease
+    expect(createHmac('sha256', Buffer.from(key, 'hex')).update(leaseSigningText(unsigned)).digest('hex')).toBe(sig)
+    // The old way through the coordinator is closed: the call's return holds why.
+    const c = call()
+    submit(d, [c])
+    await tick()
+    expect(d.objects().find((o) => o.objectId === c.returnId)?.error?.message).toMatch(/actor calls go to the actor's node/)
+    expect(n1.assignments().filter((a) => a.taskId === c.taskId)).toHaveLength(0)
+  })
+
+  it("the node's results under an actor lease reach its caller through the relay, and no one else", async () => {
+    cluster = new Cluster({ log: () => {} })
+    const { n1, d, actorId, call } = await liveActor()
+    const other = await driver(cluster)
+    d.send({ type: 'actor-lease-request', actorId: actorId as never })
+    await tick()
+    const alive = statesOf(d, actorId)[0]
+    const lease = (alive?.state === 'ALIVE' && alive.lease) as Lease
+    const c = call()
+    relayResults(n1, lease, [{ taskId: c.taskId, attempt: 0, ok: true, returns: [{ stored: 300_000 }] }])
+    // Under the lease but to someone else: dropped.
+    n1.send({ type: 'peer-send', to: other.peerId, msgs: [{ type: 'results', leaseId: lease.leaseId, results: [] }] })
+    await tick()
+    const got = d.of('peer-recv').flatMap((m) => m.msgs) as { registered?: boolean }[]
+    expect(got).toHaveLength(1)
+    expect(got[0]?.registered).toBe(true) // a stored return: entered in the directory for its owner
+    expect(cluster.objects.read(c.returnId as never)?.locations?.has(n1.nodeId)).toBe(true)
+    expect(other.of('peer-recv')).toHaveLength(0)
+  })
+
+  it('callers hear RESTARTING when the worker dies, then ALIVE with a new lease on the new node; the old node dying later changes nothing', async () => {
+    cluster = new Cluster({ log: () => {} })
+    const { n1, d, actorId, creation } = await liveActor({ maxRestarts: 1, maxTaskRetries: 1 })
+    d.send({ type: 'actor-lease-request', actorId: actorId as never })
+    await tick()
+    const n2 = await node(cluster, 1)
+    requestLeases(d, { CPU: 1 }, 1, { nodeId: n1.nodeId, soft: false }) // a lease takes n1's CPU: the restart goes to n2
+    n1.send({ type: 'actor-died', actorId: actorId as never, attempt: 0, reason: 'worker crashed' })
+    await tick()
+    expect(statesOf(d, actorId).map((m) => m.state)).toEqual(['ALIVE', 'RESTARTING'])
+    const restarting = statesOf(d, actorId)[1]
+    expect(restarting?.state === 'RESTARTING' && restarting.maxTaskRetries).toBe(1)
+    const re = n2.assignments().find((x) => x.taskId === creation.taskId)!
+    n2.send({ type: 'task-results', results: [ok(re)] })
+    await tick()
+    const again = statesOf(d, actorId)[2]
+    expect(again?.state === 'ALIVE' && again.lease.nodeId).toBe(n2.nodeId)
+    expect(again?.state === 'ALIVE' && again.lease.actor?.incarnation).toBe(1)
+    n1.disconnect()
+    await tick()
+    expect(statesOf(d, actorId)).toHaveLength(3)
+  })
+
+  it('a caller of a dead or unknown actor hears DEAD with why, and callers of a killed actor are told', async () => {
+    cluster = new Cluster({ log: () => {} })
+    const { d, actorId } = await liveActor()
+    d.send({ type: 'actor-lease-request', actorId: actorId as never })
+    const unknown = newActorId(d.jobId as JobId)
+    d.send({ type: 'actor-lease-request', actorId: unknown as never })
+    await tick()
+    const gone = statesOf(d, unknown)[0]
+    expect(gone?.state === 'DEAD' && gone.error.message).toMatch(/no actor .* exists/)
+    d.send({ type: 'kill-actor', reqId: 3, actorId: actorId as never, noRestart: true })
+    await tick()
+    const dead = statesOf(d, actorId).at(-1)
+    expect(dead?.state === 'DEAD' && dead.error.code).toBe('ACTOR_DIED')
+    expect(dead?.state === 'DEAD' && dead.error.message).toMatch(/killed by mesh.kill/)
+  })
+})
+
 describe('actor and relay edge cases', () => {
-  it('an actor call queued behind a call whose argument failed still runs', async () => {
-    cluster = new Cluster({ log: () => {} })
-    const { n, d, dep, c1, c2 } = await actorWithTwoCalls()
-    expect(n.assignments().filter((a) => a.type === 'ACTOR_TASK')).toHaveLength(0) // c2 waits behind c1: ok
-    // The dep failed at its owner, which publishes the error.
-    const error = { name: 'TaskError', code: 'TASK_ERROR', message: 'boom', data: { remoteName: 'Error' } }
-    d.send({ type: 'publish', objects: [{ objectId: dep.returnId, error }] })
-    await tick()
-    await tick()
-    // c1 fails with dep's error (correct) ...
-    expect(d.objects().find((o) => o.objectId === c1.returnId)?.error).toBeTruthy()
-    // ... but c2, whose args are ready, is never sent to the actor:
-    expect(n.assignments().filter((a) => a.taskId === c2.taskId)).toHaveLength(1)
-  })
-
-  it('an actor call queued behind a cancelled call still runs', async () => {
-    cluster = new Cluster({ log: () => {} })
-    const { n, d, c1, c2 } = await actorWithTwoCalls()
-    d.send({ type: 'cancel', reqId: 5, objectId: c1.returnId as never, force: false })
-    await tick()
-    expect(n.assignments().filter((a) => a.taskId === c2.taskId)).toHaveLength(1)
-  })
-
   it('a fetch that joins a relay mid-stream gets the whole object (a second upload)', async () => {
     cluster = new Cluster({ log: () => {} })
     const n = await node(cluster, 1)
@@ -129,38 +182,6 @@ describe('actor and relay edge cases', () => {
     n.send(chunk(512 * 1024))
     await tick()
     expect(d2.of('object-chunk').map((c) => c.offset)).toEqual([0, 262144, 524288])
-  })
-
-  it('an actor call retried after a worker crash survives the old node dying later', async () => {
-    cluster = new Cluster({ log: () => {} })
-    const n1 = await node(cluster, 1)
-    const d = await driver(cluster)
-    const { actorId, creation, call } = actorSpecs(d, { maxRestarts: 1, maxTaskRetries: 1 })
-    submit(d, [creation])
-    await tick()
-    n1.send({ type: 'task-results', results: [ok(n1.assignments()[0]!)] })
-    await tick()
-    const c = call()
-    submit(d, [c])
-    await tick()
-    expect(n1.assignments().filter((x) => x.taskId === c.taskId)).toHaveLength(1)
-    // n1 is busy with something else long-running so the restart goes elsewhere
-    const n2 = await node(cluster, 1)
-    requestLeases(d, { CPU: 1 }, 1, { nodeId: n1.nodeId, soft: false }) // a lease takes n1's CPU
-    n1.send({ type: 'actor-died', actorId: actorId as never, attempt: 0, reason: 'worker crashed' })
-    await tick()
-    const re = n2.assignments().find((x) => x.taskId === creation.taskId)!
-    expect(re).toBeTruthy()
-    n2.send({ type: 'task-results', results: [ok(re)] })
-    await tick()
-    const c2 = n2.assignments().find((x) => x.taskId === c.taskId)!
-    expect(c2.attempt).toBe(1)
-    // n1 dies while the retried call runs on n2
-    n1.disconnect()
-    await tick()
-    n2.send({ type: 'task-results', results: [ok(c2)] })
-    await tick()
-    expect(d.objects().find((o) => o.objectId === c.returnId)).toBeTruthy()
   })
 
   it('an actor keeps its constructor arguments for restarts, and frees them when it dies', async () => {

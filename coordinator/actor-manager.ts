@@ -1,6 +1,6 @@
 import { ActorDiedError, ValidationError, type WireError } from '../sdk/errors.ts'
-import { objectIdOf, type TaskId } from '../sdk/ids.ts'
-import type { ActorState } from '../sdk/protocol/index.ts'
+import { objectIdOf, randomHex, type TaskId } from '../sdk/ids.ts'
+import type { ActorState, Lease } from '../sdk/protocol/index.ts'
 import type { ActorRow } from '../sdk/state.ts'
 import type { NodeRecord, NodeTable } from './gcs/nodes.ts'
 import type { TaskEvents } from './gcs/task-events.ts'
@@ -13,8 +13,6 @@ export interface ActorTaskOps {
   fail(rec: TaskRecord, error: WireError): void
   /** A getIfExists creation found its actor: settled as ready without running. */
   actorAliasReady(rec: TaskRecord): void
-  /** Sends a task attempt to a node. */
-  dispatch(rec: TaskRecord, node: NodeRecord): void
   /** Takes a task off the node it was sent to without giving resources back (they went with a dead worker or node). */
   forgetPlacement(rec: TaskRecord): void
   /** An actor restarts: its creation runs again. */
@@ -39,18 +37,27 @@ interface ActorRecord {
   nodeId: string | null
   restarts: number
   deathCause: string | null
+  /** Why its last incarnation ended (told to callers while it restarts). */
+  lostBecause: string | null
   /** The node holding this actor's resources (from dispatch of its creation until death or node loss). */
   allocatedOn: string | null
   creation: TaskRecord
   /**
-   * Calls not yet sent to the node (waiting for the actor or for their arguments), in submission order per caller:
-   * as in Ray, one caller's calls run in the order it made them, and a call waiting for its arguments holds back
-   * only the calls of its own caller.
+   * Who calls it, by the id each asked with (a getIfExists handle has an alias id), and the actor lease each holds
+   * for the incarnation alive now. Callers send their calls straight to the actor's node under these leases; the
+   * coordinator never sees a call (Ray's direct actor calls).
    */
-  pending: Map<Session, TaskRecord[]>
-  inflight: Map<string, TaskRecord>
-  /** Every handle to it is gone: it ends once the calls already submitted are done (Ray's actor ref counting). */
+  callers: Map<Session, Map<string, Lease | undefined>>
+  /** Every handle to it is gone (callers keep theirs while they have calls pending): it ends (Ray's actor ref counting). */
   unreferenced: boolean
+}
+
+/** An actor lease given out, for the relay (a node's results go only to the lease's owner) and for task events. */
+export interface ActorLeaseRecord {
+  lease: Lease
+  owner: Session
+  nodeId: string
+  actorId: string
 }
 
 /**
@@ -65,6 +72,12 @@ export class ActorManager {
   private named = new Map<string, string>()
   /** Actors by the object their handles refer to (the creation task's return), for handle counting. */
   private byHandle = new Map<string, string>()
+  /** Actor leases of live incarnations, by lease id. */
+  private leases = new Map<string, ActorLeaseRecord>()
+  /** Per `node:job`, how many actor leases callers of that job hold on that node (it may report their calls' events). */
+  private leasesOnNode = new Map<string, number>()
+  /** The actors each caller asked to call (to forget it when it leaves). */
+  private byCaller = new Map<Session, Set<ActorRecord>>()
 
   constructor(
     private readonly tasks: ActorTaskOps,
@@ -74,6 +87,10 @@ export class ActorManager {
       nodeSession(nodeId: string): Session | undefined
       /** An incarnation of the actor ended: its worker's channel must end too (fate sharing). */
       incarnationEnded(actorId: string): void
+      /** A caller's peer address (its calls' results come back to it there). */
+      addressOf(s: Session): string | undefined
+      /** Signs a lease with its node's key; undefined if the node has none (it is going). */
+      sign(unsigned: Omit<Lease, 'sig'>): Lease | undefined
     },
   ) {}
 
@@ -120,10 +137,10 @@ export class ActorManager {
       nodeId: null,
       restarts: 0,
       deathCause: null,
+      lostBecause: null,
       allocatedOn: null,
       creation: rec,
-      pending: new Map(),
-      inflight: new Map(),
+      callers: new Map(),
       unreferenced: false,
     }
   }
@@ -162,7 +179,7 @@ export class ActorManager {
     const actor = this.resolve(rec.spec.actorId)
     if (!actor || actor.state === 'DEAD') return
     actor.state = 'ALIVE'
-    this.pump(actor.actorId)
+    this.tellCallers(actor)
   }
 
   creationFailed(rec: TaskRecord, error: WireError): void {
@@ -171,79 +188,115 @@ export class ActorManager {
     this.die(actor, `its constructor failed: ${error.message}`)
   }
 
-  /** An actor call arrived: it takes its place in line now, whether or not its arguments are ready. */
-  enqueueCall(rec: TaskRecord): void {
-    const actor = this.resolve(rec.spec.actorId)
-    if (!actor) {
-      this.tasks.fail(rec, new ValidationError(`no actor ${rec.spec.actorId} exists on this coordinator`).toWire())
-      return
-    }
-    if (actor.state === 'DEAD') {
-      this.tasks.fail(rec, new ActorDiedError(actor.actorId, actor.deathCause ?? 'dead').toWire())
-      return
-    }
-    // While it restarts, a call that could not be retried fails at once, as Ray's fast fail with max_task_retries=0.
-    if (actor.state === 'RESTARTING' && actor.maxTaskRetries === 0) {
-      this.tasks.fail(rec, new ActorDiedError(actor.actorId, 'it is restarting, and maxTaskRetries is 0').toWire())
-      return
-    }
-    if (!actor.methods.includes(rec.spec.method ?? '')) {
-      this.tasks.fail(rec, new ValidationError(`${actor.className} has no method '${rec.spec.method}'`).toWire())
-      return
-    }
-    rec.resources = {}
-    this.queueOf(actor, rec).push(rec)
-  }
-
-  private queueOf(actor: ActorRecord, rec: TaskRecord): TaskRecord[] {
-    let q = actor.pending.get(rec.owner)
-    if (!q) actor.pending.set(rec.owner, (q = []))
-    return q
-  }
-
-  private pendingCount(actor: ActorRecord): number {
-    let n = 0
-    for (const q of actor.pending.values()) n += q.length
-    return n
-  }
-
-  requeueCall(rec: TaskRecord): void {
-    const actor = this.resolve(rec.spec.actorId)
-    if (!actor || actor.state === 'DEAD') return this.tasks.fail(rec, new ActorDiedError(rec.spec.actorId ?? '?', 'dead').toWire())
-    actor.inflight.delete(rec.spec.taskId)
-    this.queueOf(actor, rec).unshift(rec)
-    this.pump(actor.actorId)
-  }
-
-  /** Sends calls whose turn has come: per caller, in order, stopping at the first whose arguments are not ready. */
-  pump(actorId: string): void {
+  /**
+   * A caller wants to call an actor (`actorId` as its handle names it): it hears the actor's state now (if there is
+   * one to tell: an actor still being created is not yet callable) and at every change, until the actor is dead.
+   */
+  requestLease(caller: Session, actorId: string): void {
     const actor = this.resolve(actorId)
-    if (actor?.state !== 'ALIVE' || !actor.nodeId) return
-    const node = this.deps.nodes.get(actor.nodeId)
-    if (node?.state !== 'ALIVE') return
-    for (const [caller, q] of actor.pending) {
-      while (q.length) {
-        const head = q[0] as TaskRecord
-        if (head.phase === 'done') {
-          q.shift()
-          continue
-        }
-        if (head.missing > 0) break
-        q.shift()
-        actor.inflight.set(head.spec.taskId, head)
-        this.tasks.dispatch(head, node)
-      }
-      if (!q.length) actor.pending.delete(caller)
+    if (!actor) {
+      const error = new ValidationError(`no actor ${actorId} exists on this coordinator`).toWire()
+      return caller.send({ type: 'actor-state', actorId, state: 'DEAD', error })
     }
+    let asked = actor.callers.get(caller)
+    if (!asked) {
+      actor.callers.set(caller, (asked = new Map()))
+      let mine = this.byCaller.get(caller)
+      if (!mine) this.byCaller.set(caller, (mine = new Set()))
+      mine.add(actor)
+    }
+    // Asked again (its node refused a call): any lease it held for this id is replaced.
+    const held = asked.get(actorId)
+    if (held) this.forgetLease(held.leaseId)
+    asked.set(actorId, undefined)
+    this.tellCaller(actor, caller, actorId)
   }
 
-  /** A call finished or failed: the calls behind it may go now (a failed or cancelled head must not block them). */
-  callDone(rec: TaskRecord): void {
-    const actor = this.resolve(rec.spec.actorId)
-    if (!actor) return
-    actor.inflight.delete(rec.spec.taskId)
-    this.pump(actor.actorId)
-    this.endIfUnreferenced(actor)
+  /** An actor lease given out for a live incarnation (for the relay and for events). */
+  lease(leaseId: string): Readonly<ActorLeaseRecord> | undefined {
+    return this.leases.get(leaseId)
+  }
+
+  /** Whether callers of `jobId` hold actor leases on `nodeId` (it may report their calls' events). */
+  callsOnNode(nodeId: string, jobId: string): boolean {
+    return (this.leasesOnNode.get(`${nodeId}:${jobId}`) ?? 0) > 0
+  }
+
+  private tellCallers(actor: ActorRecord): void {
+    for (const [caller, asked] of actor.callers) for (const id of asked.keys()) this.tellCaller(actor, caller, id)
+    if (actor.state === 'DEAD') this.forgetCallers(actor)
+  }
+
+  private tellCaller(actor: ActorRecord, caller: Session, askedId: string): void {
+    if (caller.closed) return
+    const { maxTaskRetries } = actor
+    if (actor.state === 'DEAD') {
+      const error = new ActorDiedError(actor.actorId, actor.deathCause ?? 'dead').toWire()
+      return caller.send({ type: 'actor-state', actorId: askedId, state: 'DEAD', error })
+    }
+    if (actor.state === 'RESTARTING')
+      return caller.send({
+        type: 'actor-state',
+        actorId: askedId,
+        state: 'RESTARTING',
+        reason: actor.lostBecause ?? 'restarting',
+        maxTaskRetries,
+      })
+    if (actor.state !== 'ALIVE' || !actor.nodeId) return // not callable yet: told once it is
+    const address = this.deps.addressOf(caller)
+    if (!address) {
+      const error = new ValidationError('a caller must say its peerId in hello to call actors').toWire()
+      return caller.send({ type: 'actor-state', actorId: askedId, state: 'DEAD', error })
+    }
+    const lease = this.deps.sign({
+      leaseId: randomHex(16),
+      nodeId: actor.nodeId,
+      owner: address,
+      jobId: caller.jobId as string,
+      units: {},
+      actor: { actorId: actor.actorId, incarnation: actor.creation.attempt },
+    })
+    if (!lease) return // its node is going: its death will be told
+    actor.callers.get(caller)?.set(askedId, lease)
+    this.leases.set(lease.leaseId, { lease, owner: caller, nodeId: actor.nodeId, actorId: actor.actorId })
+    const key = `${actor.nodeId}:${lease.jobId}`
+    this.leasesOnNode.set(key, (this.leasesOnNode.get(key) ?? 0) + 1)
+    caller.send({ type: 'actor-state', actorId: askedId, state: 'ALIVE', lease, maxTaskRetries })
+  }
+
+  private forgetLease(leaseId: string): void {
+    const rec = this.leases.get(leaseId)
+    if (!rec) return
+    this.leases.delete(leaseId)
+    const key = `${rec.nodeId}:${rec.lease.jobId}`
+    const n = (this.leasesOnNode.get(key) ?? 1) - 1
+    if (n > 0) this.leasesOnNode.set(key, n)
+    else this.leasesOnNode.delete(key)
+  }
+
+  /** The incarnation's leases end with it (its callers are told the new state, and get new leases if it comes back). */
+  private revokeLeases(actor: ActorRecord): void {
+    for (const asked of actor.callers.values())
+      for (const [id, lease] of asked) {
+        if (!lease) continue
+        this.forgetLease(lease.leaseId)
+        asked.set(id, undefined)
+      }
+  }
+
+  private forgetCallers(actor: ActorRecord): void {
+    this.revokeLeases(actor)
+    for (const caller of actor.callers.keys()) this.byCaller.get(caller)?.delete(actor)
+    actor.callers.clear()
+  }
+
+  /** A caller left: its actor leases end (what it called keeps running; the results have no one to go to). */
+  callerGone(caller: Session): void {
+    for (const actor of this.byCaller.get(caller) ?? []) {
+      for (const lease of actor.callers.get(caller)?.values() ?? []) if (lease) this.forgetLease(lease.leaseId)
+      actor.callers.delete(caller)
+    }
+    this.byCaller.delete(caller)
   }
 
   /**
@@ -262,7 +315,7 @@ export class ActorManager {
   }
 
   private endIfUnreferenced(actor: ActorRecord): void {
-    if (!actor.unreferenced || actor.state === 'DEAD' || this.pendingCount(actor) || actor.inflight.size) return
+    if (!actor.unreferenced || actor.state === 'DEAD') return
     this.die(actor, 'all references to the actor were removed')
   }
 
@@ -276,8 +329,8 @@ export class ActorManager {
 
   /**
    * `mesh.kill(handle)`: the actor dies at once. With `noRestart: false` it is restarted instead, if its
-   * `maxRestarts` allows (as Ray's `ray.kill(actor, no_restart=False)`), its calls in flight retried per
-   * `maxTaskRetries`.
+   * `maxRestarts` allows (as Ray's `ray.kill(actor, no_restart=False)`); its callers retry their calls in flight
+   * per `maxTaskRetries`.
    */
   kill(actorId: string, noRestart = true, reason = 'killed by mesh.kill()'): void {
     const actor = this.resolve(actorId)
@@ -314,16 +367,10 @@ export class ActorManager {
     actor.state = 'RESTARTING'
     actor.restarts++
     actor.nodeId = null
-    for (const call of [...actor.inflight.values()].reverse()) {
-      const left = actor.maxTaskRetries === -1 || call.attempt < actor.maxTaskRetries
-      actor.inflight.delete(call.spec.taskId)
-      // Off its old node for good: that node's later death must not touch the call's next attempt.
-      this.tasks.forgetPlacement(call)
-      if (left) {
-        call.attempt++
-        this.queueOf(actor, call).unshift(call)
-      } else this.tasks.fail(call, new ActorDiedError(actor.actorId, `${reason} while this call ran`).toWire())
-    }
+    actor.lostBecause = reason
+    // Its callers retry what they had in flight (within maxTaskRetries) once it is alive again.
+    this.revokeLeases(actor)
+    this.tellCallers(actor)
     const creation = actor.creation
     // Not placed yet (still waiting for a node, or for its arguments): it keeps its place; nothing ran to undo.
     if (creation.phase === 'queued' || (creation.phase === 'waiting-deps' && creation.missing > 0)) return
@@ -350,9 +397,8 @@ export class ActorManager {
     const err = new ActorDiedError(actor.actorId, cause).toWire()
     // A creation still queued or running never completes now.
     if (actor.creation.phase !== 'done') this.tasks.fail(actor.creation, err)
-    for (const call of [...actor.inflight.values(), ...[...actor.pending.values()].flat()]) this.tasks.fail(call, err)
-    actor.inflight.clear()
-    actor.pending.clear()
+    // Its callers fail what they have pending with the reason.
+    this.tellCallers(actor)
   }
 
   /**

@@ -92,11 +92,13 @@ export class Cluster {
         for (const sub of this.actorChannels.get(actorId) ?? []) this.disconnected(sub)
         this.actorChannels.delete(actorId)
       },
+      addressOf: (s) => this.addressOf(s),
+      sign: (unsigned) => this.leases.sign(unsigned),
     })
     this.tasks.actors = this.actors
     this.relay = new PeerRelay({
       objects: this.objects,
-      leases: this.leases,
+      leaseOf: (leaseId) => this.leases.get(leaseId) ?? this.actors.lease(leaseId),
       sessionAt: (address) => this.sessionAt(address),
       addressOf: (s) => this.addressOf(s),
       endScope: (node, scope) => this.endScope(node, scope),
@@ -187,6 +189,9 @@ export class Cluster {
         return this.leases.blocked(s, msg.leaseId, msg.blocked)
       case 'peer-send':
         return this.relay.send(s, msg)
+      case 'actor-lease-request':
+        this.requireRole(s, 'driver', msg.type)
+        return this.actors.requestLease(s, msg.actorId)
       case 'put':
         this.requireRole(s, 'driver', msg.type)
         return this.transfers.onPut(s, msg)
@@ -379,6 +384,7 @@ export class Cluster {
       const why = s.isJobRoot ? 'cancelled because its job ended' : 'cancelled because the task that submitted it ended with its worker'
       this.tasks.ownerGone(s, why)
       this.leases.ownerGone(s)
+      this.actors.callerGone(s)
       this.events.ownerGone(s, (taskId) => new TaskCancelledError(taskId, why).toWire())
       this.actors.ownerGone(
         s,
@@ -506,7 +512,10 @@ export class Cluster {
         continue
       }
       const jobId = jobIdOfTask(e.taskId as TaskId)
-      if (e.state !== 'RUNNING' || !this.leases.holdsJob(s.nodeId as string, jobId)) continue
+      // What a node may say of others' tasks: that it runs them (or, for an actor's call, that it waits its turn).
+      const nodeState = e.state === 'RUNNING' || e.state === 'PENDING_ACTOR_TASK_ORDERING_OR_CONCURRENCY'
+      const runsJob = this.leases.holdsJob(s.nodeId as string, jobId) || this.actors.callsOnNode(s.nodeId as string, jobId)
+      if (!nodeState || !runsJob) continue
       this.events.report([{ ...e, nodeId: s.nodeId }], jobId, undefined, this.jobs.get(jobId)?.state === 'RUNNING')
     }
   }
@@ -518,7 +527,7 @@ export class Cluster {
   private cancel(s: Session, objectId: ObjectId, force: boolean): void {
     const taskId = taskIdOfObject(objectId)
     if (jobIdOfTask(taskId) !== s.jobId) throw new ValidationError(`cancel: ${objectId} is not of this job`)
-    if (this.tasks.get(taskId)) return this.tasks.cancel(objectId, force)
+    if (this.tasks.get(taskId)) return this.tasks.cancel(objectId)
     // Its owner: the one that reported it, or (if its report is still on the way) the owner of its published return.
     const owner = (this.events.ownerOf(taskId) ?? this.objects.read(objectId)?.owner) as Session | undefined
     if (owner && owner !== s && !owner.closed) owner.send({ type: 'cancel-owned', taskId, force })

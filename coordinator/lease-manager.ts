@@ -79,6 +79,13 @@ export class LeaseManager {
     return key.toString('hex')
   }
 
+  /** Signs a lease (a worker lease, or an actor lease) with its node's key; undefined if the node has none. */
+  sign(unsigned: Omit<Lease, 'sig'>): Lease | undefined {
+    const key = this.keys.get(unsigned.nodeId)
+    if (!key) return undefined
+    return { ...unsigned, sig: createHmac('sha256', key).update(leaseSigningText(unsigned)).digest('hex') }
+  }
+
   /** Whether `nodeId` holds a lease of `jobId` now (it may report events of that job's tasks). */
   holdsJob(nodeId: string, jobId: string): boolean {
     if ((this.jobsOnNode.get(nodeId)?.get(jobId) ?? 0) > 0) return true
@@ -143,8 +150,14 @@ export class LeaseManager {
       return
     }
     if (req.count <= 0) this.requests.get(req.owner)?.delete(req.shapeId) // its last lease: no longer waiting
-    const unsigned = { leaseId: randomHex(16), nodeId: node.nodeId, owner: req.ownerAddress, jobId: req.jobId, units: req.resources }
-    const lease: Lease = { ...unsigned, sig: createHmac('sha256', key).update(leaseSigningText(unsigned)).digest('hex') }
+    const lease = this.sign({
+      leaseId: randomHex(16),
+      nodeId: node.nodeId,
+      owner: req.ownerAddress,
+      jobId: req.jobId,
+      units: req.resources,
+    })
+    if (!lease) return
     const rec: LeaseRecord = { lease, owner: req.owner, shapeId: req.shapeId, nodeId: node.nodeId, blocked: false }
     this.leases.set(lease.leaseId, rec)
     this.reclaimable.set(lease.leaseId, rec)

@@ -1,8 +1,8 @@
 import { ValidationError } from '../sdk/errors.ts'
 import { type ObjectId, objectIdOf, type TaskId } from '../sdk/ids.ts'
+import type { Lease } from '../sdk/protocol/index.ts'
 import { type ClientMessageOf, leavesObjects, type PeerMessageOf, parsePeerMessage, type TaskResult } from '../sdk/protocol/index.ts'
 import type { ObjectDirectory } from './gcs/object-directory.ts'
-import type { LeaseManager } from './lease-manager.ts'
 import type { Session } from './session.ts'
 
 const NODE_ID = /^[0-9a-f]{56}$/
@@ -18,7 +18,8 @@ export class PeerRelay {
   constructor(
     private readonly deps: {
       objects: ObjectDirectory
-      leases: LeaseManager
+      /** A worker lease or an actor lease given out now: a node's results under it go to its owner only. */
+      leaseOf(leaseId: string): { lease: Lease; nodeId: string } | undefined
       /** The session at a peer address: a node, a driver, or a task's connection on a node. */
       sessionAt(address: string): Session | undefined
       addressOf(s: Session): string | undefined
@@ -43,7 +44,7 @@ export class PeerRelay {
       if ('problem' in parsed) throw new ValidationError(`a peer message was refused: ${parsed.problem}`)
       if (parsed.msg.type !== 'results') throw new ValidationError(`a node may relay only results, not '${parsed.msg.type}'`)
       const results = parsed.msg
-      const lease = this.deps.leases.get(results.leaseId)
+      const lease = this.deps.leaseOf(results.leaseId)
       if (lease && lease.nodeId === node.nodeId && lease.lease.owner === toAddress && to && !to.closed) {
         // Only results that leave objects the coordinator must count are entered in the directory; plain inline
         // values (relayed only because no direct link opened) go to the owner as they are, and cost nothing here.

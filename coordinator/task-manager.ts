@@ -19,8 +19,9 @@ export type { TaskRecord }
 const NULL_VALUE = encodeValue(null, 'null')
 
 /**
- * The tasks the coordinator places itself — actors' creations and calls (Ray's GCS owns actors) — from submit to
- * result, with retries and cancellation. Plain tasks never come here: their owners lease workers and push them.
+ * The tasks the coordinator places itself — actors' creations (Ray's GCS places actors) — from submit to result.
+ * Plain tasks never come here (their owners lease workers and push them), nor actor calls (their callers send them
+ * to the actor's node under an actor lease).
  */
 export class TaskManager implements ActorTaskOps {
   private tasks = new Map<string, TaskRecord>()
@@ -59,7 +60,8 @@ export class TaskManager implements ActorTaskOps {
     }
     const spec = parsed.output
     if (spec.type === 'NORMAL_TASK') return this.rejectRaw(owner, raw, 'plain tasks go to leased nodes (lease-request), not through submit')
-    if (spec.type === 'ACTOR_TASK' && spec.actorId) spec.actorId = this.actors.canonical(spec.actorId)
+    if (spec.type === 'ACTOR_TASK')
+      return this.rejectRaw(owner, raw, "actor calls go to the actor's node (actor-lease-request), not through submit")
     const { objects, events, functions } = this.deps
     if (jobIdOfTask(spec.taskId as TaskId) !== owner.jobId) return this.rejectRaw(owner, raw, 'the task id does not belong to this job')
     if (this.tasks.has(spec.taskId) || events.get(spec.taskId)) return // a duplicate submit: the first one stands
@@ -101,8 +103,7 @@ export class TaskManager implements ActorTaskOps {
       objects.pin(id)
       rec.pinned.push(id)
     }
-    if (spec.type === 'ACTOR_CREATION_TASK' && !this.actors.register(rec)) return
-    if (spec.type === 'ACTOR_TASK') this.actors.enqueueCall(rec)
+    if (!this.actors.register(rec)) return
     for (const id of deps) {
       if (objects.isReady(id)) continue
       rec.missing++
@@ -120,7 +121,6 @@ export class TaskManager implements ActorTaskOps {
       const err = this.deps.objects.read(a.ref as ObjectId)?.error
       if (err) return this.fail(rec, err)
     }
-    if (rec.spec.type === 'ACTOR_TASK') return this.actors.pump(rec.spec.actorId as string)
     rec.preferNode = this.whereTheDataIs(rec)
     this.queue(rec)
   }
@@ -163,7 +163,7 @@ export class TaskManager implements ActorTaskOps {
     else this.deps.scheduler.enqueue(rec)
   }
 
-  /** Sends a task attempt to a node. Used by the scheduler, and by the actor manager for actor calls. */
+  /** Sends an actor's creation to a node (the scheduler placed it there). */
   dispatch(rec: TaskRecord, node: NodeRecord): void {
     const session = this.deps.nodeSession(node.nodeId)
     if (!session) {
@@ -203,7 +203,7 @@ export class TaskManager implements ActorTaskOps {
       this.actors.creationDispatched(rec, node.nodeId)
     }
     this.deps.events.state(s.taskId, 'SUBMITTED_TO_WORKER', { attempt: rec.attempt, nodeId: node.nodeId })
-    session.pushAssignment(a, s.type === 'ACTOR_TASK' ? undefined : this.deps.functions.get(s.functionId))
+    session.pushAssignment(a, this.deps.functions.get(s.functionId))
   }
 
   /** getIfExists found a live actor of that name: the creation is settled as ready without running. */
@@ -284,7 +284,6 @@ export class TaskManager implements ActorTaskOps {
     }
     this.deps.events.state(s.taskId, 'FINISHED', { attempt: rec.attempt })
     this.done(rec, s.type === 'ACTOR_CREATION_TASK')
-    if (s.type === 'ACTOR_TASK') this.actors.callDone(rec)
   }
 
   private shouldRetry(rec: TaskRecord, error: WireError, userError: boolean): boolean {
@@ -300,11 +299,6 @@ export class TaskManager implements ActorTaskOps {
   retry(rec: TaskRecord, error: WireError): void {
     this.deps.events.failed(rec.spec.taskId, rec.attempt, error)
     rec.attempt++
-    if (rec.spec.type === 'ACTOR_TASK') {
-      rec.phase = 'waiting-deps'
-      this.deps.events.state(rec.spec.taskId, 'PENDING_NODE_ASSIGNMENT', { attempt: rec.attempt })
-      return this.actors.requeueCall(rec)
-    }
     this.queue(rec, true)
   }
 
@@ -318,7 +312,6 @@ export class TaskManager implements ActorTaskOps {
     this.deps.events.failed(s.taskId, rec.attempt, error)
     this.done(rec)
     if (s.type === 'ACTOR_CREATION_TASK') this.actors.creationFailed(rec, error)
-    if (s.type === 'ACTOR_TASK') this.actors.callDone(rec)
   }
 
   /** A successful actor creation keeps its arguments pinned: a restart needs them again (released at its death). */
@@ -359,21 +352,13 @@ export class TaskManager implements ActorTaskOps {
     this.deps.scheduler.requestPass()
   }
 
-  /** `mesh.cancel(ref)` of an actor call: one not sent yet never runs; one already running is not interrupted. */
-  cancel(objectId: ObjectId, force: boolean, reason = 'cancelled'): void {
-    const taskId = taskIdOfObject(objectId)
-    const rec = this.tasks.get(taskId)
-    if (!rec) return // already finished: nothing to cancel, as in Ray
-    if (rec.spec.type === 'ACTOR_CREATION_TASK') throw new ValidationError('cancel: use kill() for actors')
-    // An actor call already running is not interrupted (as in Ray): the actor's state must not be left half-changed.
-    if (rec.spec.type === 'ACTOR_TASK' && rec.phase === 'assigned') return
-    if (rec.phase === 'assigned' && rec.nodeId)
-      this.deps.nodeSession(rec.nodeId)?.send({ type: 'cancel-task', taskId: rec.spec.taskId, force })
-    this.fail(rec, new TaskCancelledError(rec.spec.taskId, reason).toWire())
+  /** `mesh.cancel(ref)` of a task the coordinator placed: an actor's creation, which only kill() ends. */
+  cancel(objectId: ObjectId): void {
+    if (this.tasks.get(taskIdOfObject(objectId))) throw new ValidationError('cancel: use kill() for actors')
   }
 
   /**
-   * The connection that submitted actor calls went away. Its calls end with their actor (the actor manager ends the
+   * The connection that created actors went away. Their creations end with their actors (the actor manager ends the
    * actors it owned); here it only stops being tracked.
    */
   ownerGone(owner: Session, _reason: string): void {

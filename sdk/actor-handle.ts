@@ -1,6 +1,6 @@
 import { type ActorHandleWire, registerActorHandleClass } from './codec.ts'
 import { ValidationError } from './errors.ts'
-import type { ActorId } from './ids.ts'
+import type { ActorId, ObjectId } from './ids.ts'
 import type { ObjectRef } from './object-ref.ts'
 import { type ActorOptions, ActorOptionsSchema, parseOptions } from './options.ts'
 import type { ActorCreation, Resources, SchedulingStrategy } from './protocol/index.ts'
@@ -14,7 +14,15 @@ export interface ActorSubmitter {
     args: unknown[],
     spec: { actor: ActorCreation; resources: Resources; strategy: SchedulingStrategy },
   ): { actorId: ActorId; ready: ObjectRef<null> }
-  submitActorTask(actorId: ActorId, className: string, method: string, args: unknown[], numReturns: number): ObjectRef[]
+  /** `handleId`: the object the actor's handles are counted through (kept alive while the call is pending). */
+  submitActorTask(
+    actorId: ActorId,
+    className: string,
+    method: string,
+    args: unknown[],
+    numReturns: number,
+    handleId?: ObjectId,
+  ): ObjectRef[]
 }
 
 type AnyClass = abstract new (...args: never[]) => object
@@ -64,7 +72,7 @@ export class ActorHandleBase {
         (numReturns: number) =>
         (...args: unknown[]) => {
           if (!this.submitter) throw new ValidationError(`this handle to ${className} was decoded outside a Shoal connection`)
-          const refs = this.submitter.submitActorTask(actorId, className, m, args, numReturns)
+          const refs = this.submitter.submitActorTask(actorId, className, m, args, numReturns, this.readyRef?.id)
           return numReturns === 1 ? refs[0] : numReturns === 0 ? undefined : refs
         }
       Object.defineProperty(this, m, {

@@ -1,3 +1,4 @@
+import { ActorCallSubmitter } from './actor-call-submitter.ts'
 import { ActorClass, type ActorHandle, ActorHandleBase, type ActorSubmitter } from './actor-handle.ts'
 import { type DecodeContext, decodeValue } from './codec.ts'
 import { DirectSubmitter } from './direct-submitter.ts'
@@ -57,6 +58,8 @@ export class Mesh implements ActorSubmitter {
   /** The normal tasks this connection owns, and how they reach leased nodes. */
   private readonly tasks: TaskManager
   private readonly direct: DirectSubmitter
+  /** How actor calls reach their actor's node. */
+  private readonly actorCalls: ActorCallSubmitter
   /** @internal Task events on their way to the coordinator (the state API). */
   readonly events: TaskEventReporter
   /** The peer wire: to nodes directly, or through the coordinator. */
@@ -145,7 +148,7 @@ export class Mesh implements ActorSubmitter {
       assertOpen: () => this.assertOpen(),
       own: (id) => this.refs.own(id),
       expect: (id) => this.objects.expect(id),
-      submitOwned: (spec, rejected) => this.tasks.submit(spec, rejected),
+      submitOwned: (spec, rejected, keepAlive) => this.tasks.submit(spec, rejected, keepAlive),
       escape: (ids) => this.escape(ids),
       inDirectory: (ids) => {
         for (const id of ids) this.published.add(id)
@@ -172,6 +175,20 @@ export class Mesh implements ActorSubmitter {
       this.tasks,
     )
     this.tasks.scheduling = this.direct
+    this.actorCalls = new ActorCallSubmitter(
+      {
+        namespace,
+        objects: this.objects,
+        links: this.links,
+        requestLease: (actorId) => {
+          this.submitter.flush()
+          this.transport.send({ type: 'actor-lease-request', actorId })
+        },
+        pushBudget: () => batchBytesFor(this.transport.maxFrameBytes),
+      },
+      this.tasks,
+    )
+    this.tasks.actorCalls = this.actorCalls
     // A page keeps its large puts and serves them itself; a Node driver hands them to the coordinator (it may exit).
     this.servesPuts = !!peers && typeof (globalThis as { window?: unknown }).window !== 'undefined'
     this.transfer = new ObjectTransfer(
@@ -403,6 +420,7 @@ export class Mesh implements ActorSubmitter {
     this.closedReason = 'closed by the driver'
     this.refs.close()
     this.direct.close()
+    this.actorCalls.close()
     this.links.close()
     this.events.close()
     this.peers?.stop()
@@ -415,6 +433,7 @@ export class Mesh implements ActorSubmitter {
   flushNow(): void {
     this.submitter.flush()
     this.direct.flush()
+    this.actorCalls.flush()
     this.refs.flush()
     this.links.flush()
     this.transport.flush()
@@ -493,8 +512,9 @@ export class Mesh implements ActorSubmitter {
     const parsed = parsePeerMessage(raw)
     if ('problem' in parsed) return console.warn(`[shoal] a peer message from ${from} was refused: ${parsed.problem}`)
     const msg = parsed.msg
-    if (msg.type === 'results') this.direct.onResults(from, msg, route)
-    // push and cancel are for nodes: a driver ignores them
+    if (msg.type !== 'results') return // push and cancel are for nodes: a driver ignores them
+    if (this.actorCalls.owns(msg.leaseId)) this.actorCalls.onResults(from, msg, route)
+    else this.direct.onResults(from, msg, route)
   }
 
   // ---- ActorSubmitter ----
@@ -663,6 +683,9 @@ export class Mesh implements ActorSubmitter {
       case 'cancel-owned':
         this.tasks.cancel(msg.taskId, msg.force)
         return
+      case 'actor-state':
+        this.actorCalls.onActorState(msg)
+        return
       case 'delete-objects':
         this.transfer.dropServed(msg.objectIds)
         return
@@ -671,7 +694,6 @@ export class Mesh implements ActorSubmitter {
         return
       case 'welcome':
       case 'assign':
-      case 'cancel-task':
       case 'kill-actor':
       case 'relay-down':
       case 'retire-workers':
@@ -687,6 +709,7 @@ export class Mesh implements ActorSubmitter {
     this.closedReason = `the connection to the coordinator was lost: ${reason}`
     this.refs.close()
     this.direct.close()
+    this.actorCalls.close()
     this.links.close()
     this.events.close()
     const err = new ConnectionError(this.closedReason)

@@ -14,6 +14,7 @@ import {
   type Resources,
   type SchedulingStrategy,
 } from './protocol/index.ts'
+import { pushedTaskOf } from './pushed-task.ts'
 import type { OwnedTask, TaskManager, TaskScheduling } from './task-manager.ts'
 import type { PeerLinks, Route } from './transport/peer-links.ts'
 import { sizeOfValues, TurnBatch } from './turn-batch.ts'
@@ -334,7 +335,7 @@ export class DirectSubmitter implements TaskScheduling {
       if (t.phase !== 'queued') continue
       l.inflight.set(t.spec.taskId, t)
       this.tasks.pushed(t, l.lease.leaseId, l.lease.nodeId)
-      const pushed = this.pushedOf(t)
+      const pushed = pushedTaskOf(t, this.ch.objects)
       const bytes = sizeOfValues(pushed.args)
       const batch = t.carriesRefs ? viaCoordinator : direct
       // A push stays under the budget, so one relayed through the coordinator fits its frames.
@@ -360,27 +361,6 @@ export class DirectSubmitter implements TaskScheduling {
       functions.push(def)
     }
     return { type: 'push', lease: l.lease, namespace: this.ch.namespace, tasks, ...(functions.length && { functions }) }
-  }
-
-  /** The task as its node runs it: its ref arguments become their values, or (large) where to pull them from. */
-  private pushedOf(t: OwnedTask): PushedTask {
-    const s = t.spec
-    return {
-      taskId: s.taskId,
-      attempt: t.attempt,
-      functionId: s.functionId,
-      name: s.name,
-      funcName: s.funcName,
-      args: s.args.map((a) => ('v' in a ? a.v : this.argValue(a.ref as ObjectId))),
-      numReturns: s.numReturns,
-      ...(t.carriesRefs && { carriesRefs: true as const }),
-    }
-  }
-
-  private argValue(id: ObjectId): Uint8Array | LargeArg {
-    const e = this.ch.objects.peek(id)
-    if (e?.data && e.data.byteLength <= INLINE_OBJECT_MAX_BYTES) return e.data
-    return { ref: id, size: e?.size ?? e?.data?.byteLength ?? 0, locations: e?.locations ?? [] }
   }
 
   private sendPeer(l: HeldLease, msg: PeerMessage, viaCoordinator: boolean): void {

@@ -5,7 +5,7 @@ import type { TaskResult, TaskSpec } from './protocol/index.ts'
 import type { ReferenceCounter } from './reference-counter.ts'
 import type { TaskEventReporter } from './task-event-reporter.ts'
 
-/** A normal task this connection owns, from submit until its result (or final error) is in its return objects. */
+/** A task this connection owns (a normal task or an actor call), from submit until its result (or final error) is in its return objects. */
 export interface OwnedTask {
   spec: TaskSpec
   attempt: number
@@ -46,13 +46,18 @@ export interface TaskManagerChannel {
   registered(ids: ObjectId[]): void
 }
 
-/** Where ready tasks go to be leased and pushed (the normal task submitter). */
+/** Where ready tasks go to be pushed: to leased nodes (normal tasks), or to their actor's node (actor calls). */
 export interface TaskScheduling {
+  /** A new task, before it waits for its arguments (actor calls keep the order they were made in). */
+  submitted?(t: OwnedTask): void
+  /** The task's arguments are ready (`front`: it goes again, ahead of the others). */
   enqueue(t: OwnedTask, front: boolean): void
   /** Takes a queued task out of line (cancelled). */
   dequeue(t: OwnedTask): void
   /** Tells the node running a pushed task to stop it. */
   cancelPushed(t: OwnedTask, force: boolean): void
+  /** A task ended before it was pushed (its argument failed, it was cancelled): actor calls behind it may go now. */
+  settled?(t: OwnedTask): void
 }
 
 /**
@@ -63,6 +68,7 @@ export interface TaskScheduling {
 export class TaskManager {
   private tasks = new Map<string, OwnedTask>()
   scheduling!: TaskScheduling
+  actorCalls!: TaskScheduling
 
   constructor(private readonly ch: TaskManagerChannel) {}
 
@@ -74,8 +80,11 @@ export class TaskManager {
     return this.tasks.get(taskId)
   }
 
-  /** A new task: its return objects are expected here; it waits for its top-level ref arguments, then is queued. */
-  submit(spec: TaskSpec, rejected?: WireError): void {
+  /**
+   * A new task: its return objects are expected here; it waits for its top-level ref arguments, then is queued.
+   * `keepAlive` are objects it needs alive while pending beyond its arguments (an actor call: its actor's handle).
+   */
+  submit(spec: TaskSpec, rejected?: WireError, keepAlive: readonly ObjectId[] = []): void {
     const { objects, refs, events } = this.ch
     const deps = spec.args.flatMap((a) => ('ref' in a ? [a.ref as ObjectId] : []))
     const nested = (spec.nestedRefs ?? []) as ObjectId[]
@@ -84,7 +93,7 @@ export class TaskManager {
       attempt: 0,
       phase: 'waiting-deps',
       missing: 0,
-      retained: [...deps, ...nested],
+      retained: [...deps, ...nested, ...keepAlive],
       carriesRefs: nested.length > 0,
     }
     this.tasks.set(spec.taskId, t)
@@ -95,10 +104,12 @@ export class TaskManager {
         funcName: spec.funcName,
         type: spec.type,
         resources: spec.resources,
+        ...(spec.actorId && { actorId: spec.actorId }),
         ...(spec.parentTaskId && { parentTaskId: spec.parentTaskId }),
       },
     })
     if (rejected) return this.fail(t, rejected)
+    this.schedulingOf(t).submitted?.(t)
     const subscribe: ObjectId[] = []
     for (const id of deps) {
       if (objects.ensure(id)) subscribe.push(id)
@@ -127,7 +138,11 @@ export class TaskManager {
     t.leaseId = undefined
     t.nodeId = undefined
     this.ch.events.state(t.spec.taskId, t.attempt, 'PENDING_NODE_ASSIGNMENT')
-    this.scheduling.enqueue(t, front)
+    this.schedulingOf(t).enqueue(t, front)
+  }
+
+  private schedulingOf(t: OwnedTask): TaskScheduling {
+    return t.spec.type === 'ACTOR_TASK' ? this.actorCalls : this.scheduling
   }
 
   /** The task goes back to the front of its queue as the same attempt (it never ran: its push was lost). */
@@ -200,10 +215,17 @@ export class TaskManager {
 
   /**
    * Cancels an owned task: queued, it never runs; pushed, its node stops it. Its returns hold TaskCancelledError at
-   * once. Returns false if the task is not (or no longer) pending here. (Recursive cancel needs nothing more: what the
+   * once. An actor call already sent is dropped by its node if it has not started, and is answered either way (a
+   * running call is never interrupted, as in Ray). Returns false if the task is not (or no longer) pending here. (Recursive cancel needs nothing more: what the
    * stopped task submitted was owned by its worker, and shares its fate.)
    */
   cancel(taskId: string, force: boolean, reason = 'cancelled'): boolean {
+    const t = this.tasks.get(taskId)
+    // An actor call already at its node is dropped there only if it has not started (the node answers which).
+    if (t?.phase === 'pushed' && t.spec.type === 'ACTOR_TASK') {
+      this.actorCalls.cancelPushed(t, force)
+      return true
+    }
     return this.abort(taskId, new TaskCancelledError(taskId, reason).toWire(), force)
   }
 
@@ -211,8 +233,8 @@ export class TaskManager {
   abort(taskId: string, error: WireError, force = false): boolean {
     const t = this.tasks.get(taskId)
     if (!t) return false
-    if (t.phase === 'queued') this.scheduling.dequeue(t)
-    else if (t.phase === 'pushed') this.scheduling.cancelPushed(t, force)
+    if (t.phase === 'queued') this.schedulingOf(t).dequeue(t)
+    else if (t.phase === 'pushed') this.schedulingOf(t).cancelPushed(t, force)
     this.fail(t, error)
     return true
   }
@@ -228,7 +250,9 @@ export class TaskManager {
       this.ch.objects.resolve(objectId, { error })
     }
     this.ch.events.state(s.taskId, t.attempt, 'FAILED', { error })
+    const pushed = t.phase === 'pushed'
     this.done(t)
+    if (!pushed) this.schedulingOf(t).settled?.(t)
     this.ch.resolvedOwned(values)
   }
 

@@ -45,8 +45,11 @@ export interface SubmitChannel {
   own<T>(id: ObjectId): ObjectRef<T>
   /** The returns of a task are expected here (from its node, or from the coordinator for an actor's). */
   expect(id: ObjectId): void
-  /** A normal task: this connection owns it and sends it to nodes itself (see TaskManager); `rejected` fails it at once. */
-  submitOwned(spec: TaskSpec, rejected?: WireError): void
+  /**
+   * A task this connection owns and sends to nodes itself (see TaskManager); `rejected` fails it at once; `keepAlive`
+   * lives while it is pending.
+   */
+  submitOwned(spec: TaskSpec, rejected?: WireError, keepAlive?: readonly ObjectId[]): void
   /** These objects' refs leave this connection (inside a value, or to a task the coordinator runs): see Mesh.escape. */
   escape(ids: readonly ObjectId[]): void
   /** These objects are in the coordinator's directory (returns of the tasks it runs). */
@@ -128,8 +131,8 @@ export class TaskSubmitter implements RemoteFunctionSubmitter, Pick<ActorSubmitt
     })
   }
 
-  /** A normal task: owned here. Refs nested in its arguments leave this connection with it. */
-  private own(spec: TaskSpec): ObjectRef[] {
+  /** A normal task or an actor call: owned here. Refs nested in its arguments leave this connection with it. */
+  private own(spec: TaskSpec, keepAlive?: readonly ObjectId[]): ObjectRef[] {
     const refs = this.returnsOf(spec)
     if (spec.nestedRefs?.length) this.channel.escape(spec.nestedRefs as ObjectId[])
     // Each inline argument is at most 100 KiB (larger ones were put), but together they may not fit any frame.
@@ -141,7 +144,7 @@ export class TaskSubmitter implements RemoteFunctionSubmitter, Pick<ActorSubmitt
             `task ${spec.name} (${spec.taskId}) was not submitted: its arguments are ${bytes} bytes in one message, over the coordinator's ${limit}-byte limit: pass large values with put()`,
           ).toWire()
         : undefined
-    this.channel.submitOwned(spec, tooBig)
+    this.channel.submitOwned(spec, tooBig, keepAlive)
     return refs
   }
 
@@ -170,25 +173,39 @@ export class TaskSubmitter implements RemoteFunctionSubmitter, Pick<ActorSubmitt
     return { actorId, ready: ready as ObjectRef<null> }
   }
 
-  submitActorTask(actorId: ActorId, className: string, method: string, args: unknown[], numReturns: number): ObjectRef[] {
+  /**
+   * An actor call: owned here, and sent by this connection straight to the actor's node (see ActorCallSubmitter). The
+   * actor's handle object lives while the call is pending, so the actor cannot end under it.
+   */
+  submitActorTask(
+    actorId: ActorId,
+    className: string,
+    method: string,
+    args: unknown[],
+    numReturns: number,
+    handleId?: ObjectId,
+  ): ObjectRef[] {
     this.channel.assertOpen()
     const nested: ObjectId[] = []
-    return this.enqueue({
-      taskId: newTaskId(this.channel.jobId),
-      type: 'ACTOR_TASK',
-      functionId: '',
-      name: `${className}.${method}`,
-      funcName: `${className}.${method}`,
-      args: this.encodeArgs(args, `${className}.${method}`, nested),
-      numReturns,
-      resources: {},
-      maxRetries: 0,
-      retryExceptions: false,
-      strategy: 'DEFAULT',
-      actorId,
-      method,
-      ...(nested.length && { nestedRefs: nested }),
-    })
+    return this.own(
+      {
+        taskId: newTaskId(this.channel.jobId),
+        type: 'ACTOR_TASK',
+        functionId: '',
+        name: `${className}.${method}`,
+        funcName: `${className}.${method}`,
+        args: this.encodeArgs(args, `${className}.${method}`, nested),
+        numReturns,
+        resources: {},
+        maxRetries: 0,
+        retryExceptions: false,
+        strategy: 'DEFAULT',
+        actorId,
+        method,
+        ...(nested.length && { nestedRefs: nested }),
+      },
+      handleId && [handleId],
+    )
   }
 
   /** A new object id for a `put` of this job. */
@@ -227,7 +244,7 @@ export class TaskSubmitter implements RemoteFunctionSubmitter, Pick<ActorSubmitt
   }
 
   /**
-   * An actor creation or call: the coordinator runs it, so every ref it takes (top-level or nested) must be known
+   * An actor creation: the coordinator places it, so every ref it takes (top-level or nested) must be known
    * there first (the publish goes out before the submit, on the same socket).
    */
   private enqueue(spec: TaskSpec): ObjectRef[] {

@@ -138,7 +138,6 @@ export class Simulation {
         if (m.type === 'assign')
           for (const t of m.tasks)
             this.note(`${n.name} is assigned ${t.type} ${t.taskId.slice(0, 8)}#${t.attempt} (${(t.units.CPU ?? 0) / RESOURCE_UNITS} CPU)`)
-        else if (m.type === 'cancel-task') this.note(`${n.name} is told to cancel ${m.taskId.slice(0, 8)}`)
       },
     )
     this.nodes.push(n)

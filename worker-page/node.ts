@@ -1,7 +1,8 @@
 import { Deque } from '../sdk/deque.ts'
-import type { WireError } from '../sdk/errors.ts'
+import { TaskCancelledError, type WireError } from '../sdk/errors.ts'
 import { functionIdOf, objectIdOf, type TaskId } from '../sdk/ids.ts'
 import {
+  ACTOR_NOT_HERE,
   type Assignment,
   type ClientMessage,
   FUNCTION_MISSING,
@@ -91,15 +92,40 @@ export interface NodeActivity {
 
 /** An actor this node hosts: its worker and the calls waiting for a concurrency slot. */
 interface HostedActor {
+  actorId: string
   worker: WorkerSlot
   maxConcurrency: number
   running: number
-  queue: Deque<Assignment>
+  /** Calls whose turn came (in each caller's order), waiting for a concurrency slot. */
+  queue: Deque<ActorCall>
+  /** Its callers, by their actor lease for this incarnation. */
+  callers: Map<string, ActorCaller>
   /** Which incarnation this is (its creation's attempt). */
   attempt: number
   /** What the actor holds while it lives: what its calls report as their assigned resources. */
   units: ResourceUnits
 }
+
+/** One caller of a hosted actor (one actor lease): its calls run in the order of their `seq`, whatever way they came. */
+interface ActorCaller {
+  lease: Lease
+  namespace: string
+  /** The seq of the call whose turn is next. */
+  next: number
+  /** Calls that came ahead of their turn (a relayed call overtaken by a direct one), by seq. */
+  early: Map<number, Pushed>
+  /** Calls cancelled before their turn came: skipped (answered as cancelled) when it does. */
+  cancelled: Set<string>
+  results: Record<Route, TurnBatch<TaskResult>>
+}
+
+interface ActorCall {
+  t: Pushed
+  caller: ActorCaller
+}
+
+/** Most callers remembered per actor incarnation (the oldest is forgotten: its next call is refused, and it asks again). */
+const MAX_CALLERS_PER_ACTOR = 10_000
 
 /** A function whose last task here ran shorter than this (ms) may run in batches. */
 const BATCH_TASK_MS = 2
@@ -113,6 +139,8 @@ const isInline = (t: PushedTask) => t.args.every((a) => a instanceof Uint8Array)
 /** A task pushed under a lease, and the way it came (its result goes back the same way, or through the coordinator). */
 interface Pushed extends PushedTask {
   route: Route
+  /** An actor call's wait for its turn was reported. */
+  waitReported?: boolean
 }
 
 /** A lease this node serves: its tasks run one at a time, in the order pushed, in a worker of the lease's job. */
@@ -155,6 +183,8 @@ export class NodeAgent {
   private functions = new Map<string, FunctionDef>()
   private actors = new Map<string, HostedActor>()
   private leases = new Map<string, LeaseRun>()
+  /** The actor and caller of each actor lease in use here. */
+  private actorLeases = new Map<string, { actor: HostedActor; caller: ActorCaller }>()
   /** The lease of each running leased task, by task id (a blocked or crashed worker names its task). */
   private runningLeased = new Map<string, LeaseRun>()
   /** How long each function's last task ran here (ms): only short ones go to a worker in batches. */
@@ -238,6 +268,7 @@ export class NodeAgent {
     if (this.heartbeat) clearInterval(this.heartbeat)
     this.workers.terminateAll()
     this.actors.clear()
+    this.actorLeases.clear()
     this.leases.clear()
     this.runningLeased.clear()
     this.events.close()
@@ -266,8 +297,6 @@ export class NodeAgent {
       case 'lease-ended':
         for (const id of msg.leaseIds) this.endLease(id, msg.kill)
         return
-      case 'cancel-task':
-        return this.cancelAssigned(msg.taskId)
       case 'kill-actor':
         if (this.dropActor(msg.actorId)) this.onActivity({ kind: 'actor', text: `actor ${msg.actorId.slice(0, 8)} killed` })
         return
@@ -299,6 +328,7 @@ export class NodeAgent {
       case 'lease-revoked':
       case 'lease-reclaim':
       case 'cancel-owned':
+      case 'actor-state':
         return
       default:
         msg satisfies never
@@ -311,17 +341,20 @@ export class NodeAgent {
     const parsed = parsePeerMessage(raw)
     if ('problem' in parsed) return console.warn(`[shoal node] a peer message from ${from} was refused: ${parsed.problem}`)
     const msg = parsed.msg
-    if (msg.type === 'push') void this.onPush(from, msg, route)
+    if (msg.type === 'push') void (msg.lease.actor ? this.onActorPush(from, msg, route) : this.onPush(from, msg, route))
     else if (msg.type === 'cancel') this.onCancel(from, msg)
+  }
+
+  /** Answers every task of a push with a refusal (the owner retries them, or fails them, as the code says). */
+  private refusePush(from: string, msg: PeerMessageOf<'push'>, route: Route, code: string, why: string): void {
+    const error = systemError(code, 'ValidationError', `node ${this.nodeId} refused the tasks: ${why}`)
+    const results = msg.tasks.map((t) => ({ taskId: t.taskId, attempt: t.attempt, ok: false as const, error, userError: false }))
+    this.links.send(from, { type: 'results', leaseId: msg.lease.leaseId, results }, route)
   }
 
   private async onPush(from: string, msg: PeerMessageOf<'push'>, route: Route): Promise<void> {
     const { lease } = msg
-    const refuse = (why: string) => {
-      const error = systemError('LEASE_INVALID', 'ValidationError', `node ${this.nodeId} refused the tasks: ${why}`)
-      const results = msg.tasks.map((t) => ({ taskId: t.taskId, attempt: t.attempt, ok: false as const, error, userError: false }))
-      this.links.send(from, { type: 'results', leaseId: lease.leaseId, results }, route)
-    }
+    const refuse = (why: string) => this.refusePush(from, msg, route, 'LEASE_INVALID', why)
     if (lease.owner !== from) return refuse(`the lease belongs to ${lease.owner}, not ${from}`)
     if (this.ended.has(lease.leaseId)) return refuse(`lease ${lease.leaseId} has ended`)
     let run = this.leases.get(lease.leaseId)
@@ -352,6 +385,8 @@ export class NodeAgent {
   }
 
   private onCancel(from: string, msg: PeerMessageOf<'cancel'>): void {
+    const call = this.actorLeases.get(msg.leaseId)
+    if (call) return call.caller.lease.owner === from ? this.cancelActorCall(call.actor, call.caller, msg.taskId) : undefined
     const run = this.leases.get(msg.leaseId)
     if (!run || run.lease.owner !== from) return
     for (const t of run.queue) {
@@ -505,34 +540,24 @@ export class NodeAgent {
     if (r.ok) this.stats.finished++
     else this.stats.failed++
     this.onActivity({ kind: 'task-end', text: `${t.name} ${r.ok ? 'finished' : `failed: ${r.error.message}`}` })
-    const needsCoordinator = t.route === 'relay' || r.usedChannel === true || leavesObjects(r)
     const result = this.resultOf(t.taskId, t.attempt, r)
     if (ms !== undefined) result.ms = Math.round(ms * 1000) / 1000
     if (workerId) result.workerId = workerId as never
-    run.results[needsCoordinator ? 'relay' : 'direct'].push(result)
+    run.results[this.routeOf(t, r)].push(result)
+  }
+
+  /** How a result goes back: the way its task came, unless the coordinator must see it first (see reportLeased). */
+  private routeOf(t: Pushed, r: ExecResult): Route {
+    return t.route === 'relay' || r.usedChannel === true || leavesObjects(r) ? 'relay' : 'direct'
   }
 
   private resultsTo(lease: Lease, route: Route): TurnBatch<TaskResult> {
     return new TurnBatch((results) => this.links.send(lease.owner, { type: 'results', leaseId: lease.leaseId, results }, route))
   }
 
-  // ---- actors (placed by the coordinator) ----
+  // ---- actors (placed by the coordinator, called directly by their callers) ----
 
   private accept(t: Assignment): void {
-    if (t.type === 'ACTOR_TASK') {
-      const a = this.actors.get(t.actorId as string)
-      if (!a)
-        return this.reportAssigned(t, {
-          ok: false,
-          error: systemError('ACTOR_DIED', 'ActorDiedError', `actor ${t.actorId} is not on this node`, { actorId: t.actorId }),
-          userError: false,
-        })
-      const waits = a.running >= a.maxConcurrency || a.queue.length > 0
-      a.queue.push(t)
-      this.pumpActor(a)
-      if (waits) this.events.state(t.taskId, t.attempt, 'PENDING_ACTOR_TASK_ORDERING_OR_CONCURRENCY', { nodeId: this.nodeId as never })
-      return
-    }
     const fn = this.functions.get(t.functionId)
     if (!fn || t.type !== 'ACTOR_CREATION_TASK')
       return this.reportAssigned(t, {
@@ -541,46 +566,155 @@ export class NodeAgent {
         userError: false,
       })
     // A newer incarnation of an actor this node still hosts replaces the old one (never two at once).
-    this.dropActor(t.actorId as string)
-    const w = this.workers.spawnForActor(t.actorId as string, t.jobId)
+    const actorId = t.actorId as string
+    this.dropActor(actorId)
+    const w = this.workers.spawnForActor(actorId, t.jobId)
     const maxConcurrency = t.actor?.maxConcurrency ?? 1
-    this.actors.set(t.actorId as string, { worker: w, maxConcurrency, running: 0, queue: new Deque(), attempt: t.attempt, units: t.units })
+    this.actors.set(actorId, {
+      actorId,
+      worker: w,
+      maxConcurrency,
+      running: 0,
+      queue: new Deque(),
+      callers: new Map(),
+      attempt: t.attempt,
+      units: t.units,
+    })
     this.started(t, w)
     void this.withArgs(t.args, (args) =>
       this.workers.createActor(w, { ...this.execTask(t, args), source: fn.source, className: fn.name, maxConcurrency }),
     ).then((r) => {
-      if (this.actors.get(t.actorId as string)?.worker !== w) return // killed, crashed or replaced meanwhile: settled
+      if (this.actors.get(actorId)?.worker !== w) return // killed, crashed or replaced meanwhile: settled
       this.finishedAssigned(t, r)
-      if (!r.ok) this.dropActor(t.actorId as string)
-      else this.onActivity({ kind: 'actor', text: `actor ${fn.name} ${String(t.actorId).slice(0, 8)} is alive` })
+      if (!r.ok) this.dropActor(actorId)
+      else this.onActivity({ kind: 'actor', text: `actor ${fn.name} ${actorId.slice(0, 8)} is alive` })
     })
+  }
+
+  /**
+   * Calls pushed by a caller under its actor lease (signed by the coordinator for this actor's incarnation here).
+   * Each caller's calls start in the order of their `seq` (Ray's actor task ordering), whichever way each came; a
+   * call seen before (sent again after a lost link) is not run twice.
+   */
+  private async onActorPush(from: string, msg: PeerMessageOf<'push'>, route: Route): Promise<void> {
+    const { lease } = msg
+    const { actorId, incarnation } = lease.actor as NonNullable<Lease['actor']>
+    const notHere = () =>
+      this.refusePush(from, msg, route, ACTOR_NOT_HERE, `actor ${actorId} (incarnation ${incarnation}) is not on this node`)
+    if (lease.owner !== from) return this.refusePush(from, msg, route, 'LEASE_INVALID', `the lease belongs to ${lease.owner}, not ${from}`)
+    let a = this.actors.get(actorId)
+    if (a?.attempt !== incarnation) return notHere()
+    let caller = a.callers.get(lease.leaseId)
+    if (!caller) {
+      if (!this.verifier || !(await this.verifier.verify(lease)))
+        return this.refusePush(from, msg, route, 'LEASE_INVALID', 'the actor lease is not signed by the coordinator for this node')
+      a = this.actors.get(actorId)
+      if (a?.attempt !== incarnation || this.stopped) return notHere()
+      caller = a.callers.get(lease.leaseId)
+      if (!caller) {
+        caller = {
+          lease,
+          namespace: msg.namespace,
+          next: 0,
+          early: new Map(),
+          cancelled: new Set(),
+          results: { direct: this.resultsTo(lease, 'direct'), relay: this.resultsTo(lease, 'relay') },
+        }
+        a.callers.set(lease.leaseId, caller)
+        this.actorLeases.set(lease.leaseId, { actor: a, caller })
+        if (a.callers.size > MAX_CALLERS_PER_ACTOR) {
+          const oldest = a.callers.keys().next().value as string
+          a.callers.delete(oldest)
+          this.actorLeases.delete(oldest)
+        }
+      }
+    } else if (caller.lease.sig !== lease.sig)
+      return this.refusePush(from, msg, route, 'LEASE_INVALID', 'the lease does not match the one first shown')
+    if (caller.early.size + msg.tasks.length > MAX_QUEUED_PER_LEASE)
+      return this.refusePush(from, msg, route, 'LEASE_INVALID', `more than ${MAX_QUEUED_PER_LEASE} calls waiting under one lease`)
+    for (const t of msg.tasks) {
+      if (t.seq === undefined || t.method === undefined) {
+        const error = systemError('LEASE_INVALID', 'ValidationError', `call ${t.taskId} under an actor lease has no seq or method`)
+        caller.results[route].push({ taskId: t.taskId as never, attempt: t.attempt, ok: false, error, userError: false })
+        continue
+      }
+      if (t.seq < caller.next || caller.early.has(t.seq)) continue // seen before: it runs (or ran) once
+      caller.early.set(t.seq, { ...t, route })
+    }
+    this.admitCalls(a, caller)
+  }
+
+  /** Moves a caller's calls whose turn came into the actor's queue, in seq order, and starts what may start. */
+  private admitCalls(a: HostedActor, caller: ActorCaller): void {
+    for (let t = caller.early.get(caller.next); t; t = caller.early.get(caller.next)) {
+      caller.early.delete(caller.next)
+      caller.next++
+      if (caller.cancelled.delete(t.taskId)) this.answerCancelled(caller, t)
+      else a.queue.push({ t, caller })
+    }
+    this.pumpActor(a)
+    const task = (t: Pushed) => ({ name: t.name, funcName: t.funcName, type: 'ACTOR_TASK' as const, resources: {}, actorId: a.actorId })
+    for (const { t } of a.queue)
+      if (!t.waitReported) {
+        t.waitReported = true
+        this.events.state(t.taskId, t.attempt, 'PENDING_ACTOR_TASK_ORDERING_OR_CONCURRENCY', {
+          nodeId: this.nodeId as never,
+          task: task(t),
+        })
+      }
   }
 
   private pumpActor(a: HostedActor): void {
     while (a.running < a.maxConcurrency && a.queue.length) {
-      const t = a.queue.shift() as Assignment
+      const { t, caller } = a.queue.shift() as ActorCall
       a.running++
-      this.started(t, a.worker)
-      void this.withArgs(t.args, (args) =>
-        this.workers.callActor(a.worker, { ...this.execTask(t, args), method: t.method as string }),
-      ).then((r) => {
-        if (this.actors.get(t.actorId as string) !== a) return // the actor died meanwhile: its calls were settled
+      this.stats.running++
+      const task = { name: t.name, funcName: t.funcName, type: 'ACTOR_TASK' as const, resources: {}, actorId: a.actorId }
+      this.events.state(t.taskId, t.attempt, 'RUNNING', { workerId: a.worker.id as never, nodeId: this.nodeId as never, task })
+      this.onActivity({ kind: 'task-start', text: `${t.name} started on worker ${a.worker.id.slice(0, 8)}` })
+      const started = performance.now()
+      const exec: ExecTask = {
+        taskId: t.taskId,
+        attempt: t.attempt,
+        jobId: caller.lease.jobId,
+        namespace: caller.namespace,
+        name: t.name,
+        args: [],
+        numReturns: t.numReturns,
+        // An actor call holds nothing of its own: it runs on what its actor holds (Ray's get_assigned_resources).
+        resources: fromUnits(a.units),
+        actorId: a.actorId,
+      }
+      void this.withArgs(t.args, (args) => this.workers.callActor(a.worker, { ...exec, args, method: t.method as string })).then((r) => {
+        if (this.actors.get(a.actorId) !== a) return // the actor died meanwhile: its callers were told by the coordinator
         a.running--
-        this.finishedAssigned(t, r)
+        this.stats.running--
+        this.storeReturns(t.taskId, r)
+        if (r.ok) this.stats.finished++
+        else this.stats.failed++
+        this.onActivity({ kind: 'task-end', text: `${t.name} ${r.ok ? 'finished' : `failed: ${r.error.message}`}` })
+        const result = this.resultOf(t.taskId, t.attempt, r)
+        result.ms = Math.round((performance.now() - started) * 1000) / 1000
+        result.workerId = a.worker.id as never
+        caller.results[this.routeOf(t, r)].push(result)
         this.pumpActor(a)
       })
     }
   }
 
-  /** The coordinator cancels an actor call not started yet (a running one is never interrupted). */
-  private cancelAssigned(taskId: string): void {
-    for (const a of this.actors.values()) {
-      for (const t of a.queue) {
-        if (t.taskId !== taskId) continue
-        a.queue.remove(t)
-        return
-      }
+  /** A caller cancels a call: one not started yet never runs (answered as cancelled); a running one is not interrupted. */
+  private cancelActorCall(a: HostedActor, caller: ActorCaller, taskId: string): void {
+    for (const c of a.queue) {
+      if (c.t.taskId !== taskId) continue
+      a.queue.remove(c)
+      return this.answerCancelled(caller, c.t)
     }
+    for (const t of caller.early.values()) if (t.taskId === taskId) caller.cancelled.add(taskId)
+  }
+
+  private answerCancelled(caller: ActorCaller, t: Pushed): void {
+    const error = new TaskCancelledError(t.taskId, 'cancelled before it started').toWire()
+    caller.results[t.route].push({ taskId: t.taskId as never, attempt: t.attempt, ok: false, error, userError: false })
   }
 
   /**
@@ -622,6 +756,7 @@ export class NodeAgent {
     }
   }
 
+  /** An actor's creation started. */
   private started(t: Assignment, w: WorkerSlot): void {
     this.stats.running++
     this.events.state(t.taskId, t.attempt, 'RUNNING', { workerId: w.id as never, nodeId: this.nodeId as never })
@@ -679,6 +814,7 @@ export class NodeAgent {
     const a = this.actors.get(actorId)
     if (!a) return false
     this.actors.delete(actorId)
+    for (const leaseId of a.callers.keys()) this.actorLeases.delete(leaseId)
     this.stats.running -= a.running
     this.workers.terminate(a.worker)
     return true

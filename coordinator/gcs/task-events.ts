@@ -125,7 +125,10 @@ export class TaskEvents {
   /** The owner of these tasks went away (Ray's fate sharing): whatever of theirs had not finished failed with `error`. */
   ownerGone(owner: object, errorOf: (taskId: string) => WireError): void {
     this.goneOwners.add(owner)
-    this.failLive((row) => this.owners.get(row) === owner, errorOf)
+    // An actor call its actor already runs goes on without its caller (nothing stops it; only its result is lost):
+    // its row stays RUNNING until its job ends. Every other task of the owner ended with it.
+    const runsOn = (row: TaskRow) => row.type === 'ACTOR_TASK' && row.state === 'RUNNING'
+    this.failLive((row) => this.owners.get(row) === owner && !runsOn(row), errorOf)
   }
 
   /**

@@ -237,6 +237,11 @@ export const ClientMessageSchema = v.variant('type', [
   v.strictObject({ type: v.literal('lease-return'), leaseIds: v.array(hex(32)) }),
   /** A node: the task running under this lease waits in get/wait (its resources are lent meanwhile), or stopped. */
   v.strictObject({ type: v.literal('lease-blocked'), leaseId: hex(32), blocked: v.boolean() }),
+  /**
+   * A caller wants to call this actor: the coordinator answers with `actor-state` now and at every change of the
+   * actor's life (an actor lease for each incarnation that is alive) until the actor is dead.
+   */
+  v.strictObject({ type: v.literal('actor-lease-request'), actorId: hex(32) }),
   /** Peer messages for `to`, through the coordinator (no direct channel, or they must stay in order with this socket). */
   v.strictObject({ type: v.literal('peer-send'), to: PeerAddressSchema, msgs: v.pipe(v.array(v.unknown()), v.maxLength(100_000)) }),
 ])
@@ -300,7 +305,6 @@ export type ServerMessage =
   /** A frame for one of a node's workers (see `relay-up`). */
   | { type: 'relay-down'; channel: string; frame: Uint8Array }
   | { type: 'assign'; tasks: Assignment[]; functions: FunctionDef[] }
-  | { type: 'cancel-task'; taskId: string; force: boolean }
   | { type: 'kill-actor'; actorId: string }
   /** A chunk of a large object: to a driver that fetched it, or to a node asked to store it. */
   | { type: 'object-chunk'; objectId: string; offset: number; total: number; data: Uint8Array }
@@ -327,6 +331,16 @@ export type ServerMessage =
   | { type: 'lease-reclaim'; leaseIds: string[] }
   /** To a node: these leases ended (returned, or their owner died: then `kill` stops what still runs under them). */
   | { type: 'lease-ended'; leaseIds: string[]; kill: boolean }
+  /**
+   * To a caller of an actor (`actorId` as it asked, maybe a getIfExists alias): the actor is alive (with an actor
+   * lease to call it under), restarting (calls in flight went with the old incarnation), or dead (why, in `error`).
+   */
+  | ActorStateMessage
+
+export type ActorStateMessage =
+  | { type: 'actor-state'; actorId: string; state: 'ALIVE'; lease: Lease; maxTaskRetries: number }
+  | { type: 'actor-state'; actorId: string; state: 'RESTARTING'; reason: string; maxTaskRetries: number }
+  | { type: 'actor-state'; actorId: string; state: 'DEAD'; error: WireError }
 
 export interface RTCIceServerLike {
   urls: string | string[]

@@ -23,6 +23,9 @@ export const PushedTaskSchema = v.strictObject({
    * did with them first (borrows, releases) and in order.
    */
   carriesRefs: v.optional(v.literal(true)),
+  /** An actor call (under an actor lease): the method, and its place in the caller's order for this incarnation. */
+  method: v.optional(v.pipe(v.string(), v.maxLength(256))),
+  seq: v.optional(attempt),
 })
 export type PushedTask = v.InferOutput<typeof PushedTaskSchema>
 
@@ -36,7 +39,10 @@ export const PeerMessageSchema = v.variant('type', [
     tasks: v.array(PushedTaskSchema),
     functions: v.optional(v.array(FunctionDefSchema)),
   }),
-  /** Owner → node: stop this task (queued: dropped; running: its worker is stopped). */
+  /**
+   * Owner → node: stop this task (queued: dropped; running: its worker is stopped). An actor call is only dropped if
+   * it has not started (the node answers it as cancelled); a running one is never interrupted.
+   */
   v.strictObject({ type: v.literal('cancel'), leaseId: hex(32), taskId: hex(48), force: v.boolean() }),
   /**
    * Node → owner: results of tasks pushed under a lease. `registered` is set by the coordinator only, when it relayed
@@ -106,3 +112,9 @@ export function sizeOfPeerMessage(m: PeerMessage): number {
  * the owner sends the function again with the task, as the same attempt.
  */
 export const FUNCTION_MISSING = 'FUNCTION_MISSING'
+
+/**
+ * The error code of a result for an actor call whose node does not host that incarnation of the actor (it died, or
+ * moved): the call never ran; its caller asks the coordinator where the actor is now and sends it again.
+ */
+export const ACTOR_NOT_HERE = 'ACTOR_NOT_HERE'

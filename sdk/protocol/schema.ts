@@ -96,6 +96,11 @@ export const LeaseSchema = v.strictObject({
   owner: PeerAddressSchema,
   jobId: hex(8),
   units: ResourceUnitsSchema,
+  /**
+   * An actor lease: the right of `owner` to call this incarnation of an actor hosted on `nodeId` (it holds no
+   * resources of its own: the actor does). Calls under it carry a sequence number; the node runs them in that order.
+   */
+  actor: v.optional(v.strictObject({ actorId: hex(32), incarnation: attempt })),
   sig: hex(64),
 })
 export type Lease = v.InferOutput<typeof LeaseSchema>
@@ -106,7 +111,8 @@ export function leaseSigningText(l: Omit<Lease, 'sig'>): string {
     .sort()
     .map((k) => `${k}=${l.units[k]}`)
     .join(',')
-  return `${l.leaseId}|${l.nodeId}|${l.owner}|${l.jobId}|${units}`
+  const actor = l.actor ? `|actor=${l.actor.actorId}:${l.actor.incarnation}` : ''
+  return `${l.leaseId}|${l.nodeId}|${l.owner}|${l.jobId}|${units}${actor}`
 }
 
 /** A large task argument: which object, how big, and which nodes hold it. */

@@ -1,0 +1,244 @@
+import { describe, expect, it } from 'vitest'
+import { ActorCallSubmitter } from './actor-call-submitter.ts'
+import { decodeValue, encodeValue } from './codec.ts'
+import { type ActorId, type JobId, newActorId, newNodeId, newTaskId, type ObjectId, objectIdOf, type TaskId } from './ids.ts'
+import { ObjectTable } from './object-table.ts'
+import {
+  ACTOR_NOT_HERE,
+  type ClientMessage,
+  type Lease,
+  type PeerMessage,
+  type PeerMessageOf,
+  type PushedTask,
+  type TaskResult,
+  type TaskSpec,
+} from './protocol/index.ts'
+import { ReferenceCounter } from './reference-counter.ts'
+import { TaskEventReporter } from './task-event-reporter.ts'
+import { TaskManager, type TaskScheduling } from './task-manager.ts'
+import { taskSpec } from './task-spec.fixture.ts'
+import type { PeerLinks, Route } from './transport/peer-links.ts'
+
+const JOB = '0000002b' as JobId
+const CALLER = `d-${'1'.repeat(54)}`
+
+async function turn(): Promise<void> {
+  for (let i = 0; i < 10; i++) await Promise.resolve()
+}
+
+let nextLease = 1
+function actorLease(actorId: string, nodeId: string, incarnation = 0): Lease {
+  return {
+    leaseId: (nextLease++).toString(16).padStart(32, '0'),
+    nodeId,
+    owner: CALLER,
+    jobId: JOB,
+    units: {},
+    actor: { actorId, incarnation },
+    sig: '0'.repeat(64),
+  }
+}
+
+/** A caller as `Mesh` wires it (real TaskManager, ObjectTable, ReferenceCounter), its sockets replaced by recorders. */
+function caller() {
+  const objects = new ObjectTable()
+  const control: ClientMessage[] = []
+  const peer: { to: string; msg: PeerMessage; route: Route | undefined }[] = []
+  const refs = new ReferenceCounter({ release: () => {}, borrow: () => {}, unborrow: () => {} }, (id) => objects.delete(id))
+  const tm = new TaskManager({
+    objects,
+    refs,
+    events: new TaskEventReporter(() => {}),
+    subscribe: () => {},
+    resolvedOwned: () => {},
+    registered: () => {},
+  })
+  const links = { send: (to: string, msg: PeerMessage, route?: Route) => peer.push({ to, msg, route }) } as unknown as PeerLinks
+  const ac = new ActorCallSubmitter(
+    {
+      namespace: 'ns',
+      objects,
+      links,
+      requestLease: (actorId) => control.push({ type: 'actor-lease-request', actorId }),
+      pushBudget: () => 1 << 20,
+    },
+    tm,
+  )
+  tm.actorCalls = ac
+  tm.scheduling = {} as TaskScheduling
+  const held: unknown[] = []
+  const actorId = newActorId(JOB) as ActorId
+  const o = {
+    tm,
+    ac,
+    actorId,
+    objects,
+    control,
+    /** `handle.m.remote(x)`, or with a ref argument. */
+    call(arg: { v: unknown } | { ref: ObjectId } = { v: 1 }): TaskSpec {
+      const s = taskSpec(JOB, '', {
+        type: 'ACTOR_TASK',
+        name: 'A.m',
+        funcName: 'A.m',
+        actorId,
+        method: 'm',
+        resources: {},
+        maxRetries: 0,
+        args: ['ref' in arg ? { ref: arg.ref } : { v: encodeValue(arg.v, 'x') }],
+      })
+      const id = objectIdOf(s.taskId as TaskId, 1)
+      held.push(refs.own(id))
+      objects.expect(id)
+      tm.submit(s)
+      return s
+    },
+    alive(nodeId: string = newNodeId(), incarnation = 0, maxTaskRetries = 0): Lease {
+      const lease = actorLease(actorId, nodeId, incarnation)
+      ac.onActorState({ type: 'actor-state', actorId, state: 'ALIVE', lease, maxTaskRetries })
+      return lease
+    },
+    pushed: (lease?: Lease): PushedTask[] =>
+      peer
+        .map((p) => p.msg)
+        .filter((m): m is PeerMessageOf<'push'> => m.type === 'push' && (!lease || m.lease.leaseId === lease.leaseId))
+        .flatMap((m) => m.tasks),
+    cancels: () => peer.map((p) => p.msg).filter((m) => m.type === 'cancel'),
+    results(lease: Lease, results: TaskResult[]): void {
+      ac.onResults(lease.nodeId, { type: 'results', leaseId: lease.leaseId, results }, 'direct')
+    },
+    value: (s: TaskSpec) => {
+      const data = objects.read(objectIdOf(s.taskId as TaskId, 1))?.data
+      return data && decodeValue(data)
+    },
+    error: (s: TaskSpec) => objects.read(objectIdOf(s.taskId as TaskId, 1))?.error,
+  }
+  return o
+}
+
+const okResult = (t: PushedTask, v: unknown = t.seq): TaskResult => ({
+  taskId: t.taskId as never,
+  attempt: t.attempt,
+  ok: true,
+  returns: [encodeValue(v, 'r')],
+})
+
+describe('ActorCallSubmitter (direct actor calls, caller side)', () => {
+  it('asks the coordinator once, then pushes calls in the order made, numbered from 0 per lease', async () => {
+    const c = caller()
+    const calls = [c.call({ v: 'a' }), c.call({ v: 'b' }), c.call({ v: 'c' })]
+    await turn()
+    expect(c.control.filter((m) => m.type === 'actor-lease-request')).toHaveLength(1)
+    expect(c.pushed()).toHaveLength(0) // not callable yet
+    const lease = c.alive()
+    await turn()
+    expect(c.pushed(lease).map((t) => [t.taskId, t.seq, t.method])).toEqual(calls.map((s, i) => [s.taskId, i, 'm']))
+    c.results(
+      lease,
+      c.pushed(lease).map((t) => okResult(t)),
+    )
+    expect(calls.map((s) => c.value(s))).toEqual([0, 1, 2])
+  })
+
+  it('a call waiting for its argument holds back the later calls of its caller; a failed argument fails only its call', async () => {
+    const c = caller()
+    const dep = objectIdOf(newTaskId(JOB), 1)
+    c.objects.expect(dep)
+    const first = c.call({ ref: dep })
+    const second = c.call()
+    const lease = c.alive()
+    await turn()
+    expect(c.pushed(lease)).toHaveLength(0)
+    c.objects.resolve(dep, { error: { name: 'TaskError', code: 'TASK_ERROR', message: 'boom' } })
+    await turn()
+    expect(c.error(first)?.message).toBe('boom')
+    expect(c.pushed(lease).map((t) => [t.taskId, t.seq])).toEqual([[second.taskId, 0]])
+  })
+
+  it('a cancelled call not yet pushed never goes; a pushed one is asked of the node, which answers it', async () => {
+    const c = caller()
+    const a = c.call()
+    const b = c.call()
+    await turn()
+    c.tm.cancel(a.taskId, false)
+    const lease = c.alive()
+    await turn()
+    expect(c.error(a)?.code).toBe('TASK_CANCELLED')
+    expect(c.pushed(lease).map((t) => [t.taskId, t.seq])).toEqual([[b.taskId, 0]])
+    c.tm.cancel(b.taskId, false)
+    expect(c.cancels()).toHaveLength(1)
+    expect(c.error(b)).toBeUndefined() // the node says whether it ran
+    c.results(lease, [okResult(c.pushed(lease)[0] as PushedTask, 'ran')])
+    expect(c.value(b)).toBe('ran')
+  })
+
+  it('on RESTARTING, calls in flight run again on the next incarnation within maxTaskRetries, first and in order', async () => {
+    const c = caller()
+    const calls = [c.call(), c.call()]
+    const l1 = c.alive(newNodeId(), 0, 1)
+    await turn()
+    c.ac.onActorState({ type: 'actor-state', actorId: c.actorId, state: 'RESTARTING', reason: 'node x died', maxTaskRetries: 1 })
+    const later = c.call()
+    await turn()
+    const l2 = c.alive(newNodeId(), 1, 1)
+    await turn()
+    expect(c.pushed(l2).map((t) => [t.taskId, t.attempt, t.seq])).toEqual([
+      [calls[0]?.taskId, 1, 0],
+      [calls[1]?.taskId, 1, 1],
+      [later.taskId, 0, 2],
+    ])
+    // A late answer from the old incarnation is not taken.
+    c.results(l1, [okResult(c.pushed(l1)[0] as PushedTask, 'old')])
+    expect(c.value(calls[0] as TaskSpec)).toBeUndefined()
+    // Lost again with no retries left: it fails, saying why.
+    c.ac.onActorState({ type: 'actor-state', actorId: c.actorId, state: 'RESTARTING', reason: 'worker crashed', maxTaskRetries: 1 })
+    expect(c.error(calls[0] as TaskSpec)?.message).toMatch(/worker crashed while this call ran/)
+  })
+
+  it('while it restarts with maxTaskRetries 0, a new call fails at once (Ray fast-fails it)', async () => {
+    const c = caller()
+    const first = c.call()
+    c.alive()
+    await turn()
+    c.ac.onActorState({ type: 'actor-state', actorId: c.actorId, state: 'RESTARTING', reason: 'node x died', maxTaskRetries: 0 })
+    expect(c.error(first)?.message).toMatch(/node x died while this call ran/)
+    const s = c.call()
+    expect(c.error(s)?.code).toBe('ACTOR_DIED')
+  })
+
+  it('on DEAD, every call pending fails with the reason, and later calls too', async () => {
+    const c = caller()
+    const a = c.call()
+    c.alive()
+    await turn()
+    const error = { name: 'ActorDiedError', code: 'ACTOR_DIED', message: 'The actor died: killed by mesh.kill()' }
+    c.ac.onActorState({ type: 'actor-state', actorId: c.actorId, state: 'DEAD', error })
+    const b = c.call()
+    expect(c.error(a)?.message).toBe(error.message)
+    expect(c.error(b)?.message).toBe(error.message)
+  })
+
+  it('a node that does not host the actor refuses: the caller asks again and resends in order, then gives up', async () => {
+    const c = caller()
+    const calls = [c.call(), c.call()]
+    const l1 = c.alive()
+    await turn()
+    const error = { name: 'ValidationError', code: ACTOR_NOT_HERE, message: 'not here' }
+    const refuse = (l: Lease) =>
+      c.results(
+        l,
+        c.pushed(l).map((t) => ({ taskId: t.taskId as never, attempt: t.attempt, ok: false as const, error, userError: false })),
+      )
+    refuse(l1)
+    await new Promise((r) => setTimeout(r, 60))
+    expect(c.control.filter((m) => m.type === 'actor-lease-request')).toHaveLength(2)
+    let lease = c.alive()
+    await turn()
+    expect(c.pushed(lease).map((t) => [t.taskId, t.seq])).toEqual(calls.map((s, i) => [s.taskId, i]))
+    for (let i = 0; i < 3; i++) {
+      refuse(lease)
+      lease = c.alive()
+      await turn()
+    }
+    expect(c.error(calls[0] as TaskSpec)?.message).toMatch(/kept refusing/)
+  })
+})
