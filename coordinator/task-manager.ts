@@ -1,6 +1,6 @@
 import * as v from 'valibot'
 import { encodeValue } from '../sdk/codec.ts'
-import { ActorUnschedulableError, TaskCancelledError, ValidationError, type WireError } from '../sdk/errors.ts'
+import { ActorUnschedulableError, ValidationError, type WireError } from '../sdk/errors.ts'
 import { jobIdOfTask, type ObjectId, objectIdOf, type TaskId, taskIdOfObject } from '../sdk/ids.ts'
 import { type Assignment, type TaskResult, TaskSpecSchema } from '../sdk/protocol/index.ts'
 import { quantityProblem, type ResourceUnits, release, toUnits } from '../sdk/resources.ts'

@@ -5,8 +5,6 @@ import {
   type ClientMessage,
   FUNCTION_MISSING,
   type FunctionDef,
-  INLINE_OBJECT_MAX_BYTES,
-  type LargeArg,
   type Lease,
   type PeerMessage,
   type PeerMessageOf,

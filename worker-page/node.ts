@@ -804,7 +804,7 @@ export class NodeAgent {
   /** A leased task started or stopped waiting in get/wait: its lease's resources are lent meanwhile (as in Ray). */
   taskBlocked(taskId: string, blocked: boolean): void {
     const run = this.runningLeased.get(taskId)
-    if (!run || !run.running?.batch.some((t) => t.taskId === taskId) || run.blocked === blocked) return
+    if (!run?.running?.batch.some((t) => t.taskId === taskId) || run.blocked === blocked) return
     run.blocked = blocked
     this.send({ type: 'lease-blocked', leaseId: run.lease.leaseId, blocked })
   }

@@ -363,7 +363,7 @@ export class PeerMesh {
     ;(conn as { __shoal?: boolean }).__shoal = true
     const register = () => {
       const current = this.links.get(conn.peer)
-      if (!current || current.conn.dataChannel?.readyState !== 'open') this.links.set(conn.peer, { conn, backlog: [], draining: false })
+      if (current?.conn.dataChannel?.readyState !== 'open') this.links.set(conn.peer, { conn, backlog: [], draining: false })
     }
     if (conn.open) register()
     else conn.once('open', register)
