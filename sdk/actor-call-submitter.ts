@@ -133,7 +133,6 @@ export class ActorCallSubmitter implements TaskScheduling {
 
   /** What the coordinator says of an actor this connection calls. */
   onActorState(msg: ActorStateMessage): void {
-    console.log(`state ${msg.actorId.slice(0, 8)} ${msg.state} ${msg.state === 'ALIVE' ? msg.lease.leaseId.slice(0, 6) : ''}`)
     const a = this.actors.get(msg.actorId)
     if (!a || a.state === 'DEAD') return
     if (msg.state === 'ALIVE') {
@@ -274,9 +273,6 @@ export class ActorCallSubmitter implements TaskScheduling {
       a.inflight.set(t.spec.taskId, t)
       this.tasks.pushed(t, lease.leaseId, lease.nodeId)
       const pushed: PushedTask = { ...pushedTaskOf(t, this.ch.objects), method: t.spec.method as string, seq: a.nextSeq++ }
-      console.log(
-        `push ${a.actorId.slice(0, 8)} ${t.spec.taskId.slice(0, 8)}#${t.attempt} seq ${pushed.seq} lease ${lease.leaseId.slice(0, 6)} ${t.carriesRefs ? 'relay' : 'direct'}`,
-      )
       const bytes = sizeOfValues(pushed.args)
       // A call whose arguments hold refs goes through the coordinator (it must see them first); the node restores
       // the order by seq, whichever way each call came.

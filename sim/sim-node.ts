@@ -84,8 +84,10 @@ class SimWorkers implements NodeWorkers {
    * rest, as a terminated worker's.
    */
   async runMany(w: WorkerSlot, ts: ExecTask[]): Promise<{ from: number; results: ExecResult[] }> {
-    for (let i = 0; i < ts.length - 1; i++) this.onBatchResults(w, i, [await this.start('task', w, ts[i] as ExecTask)])
-    return { from: ts.length - 1, results: [await this.start('task', w, ts[ts.length - 1] as ExecTask)] }
+    const kind = (t: ExecTask) => ('method' in t ? 'call' : 'task')
+    for (let i = 0; i < ts.length - 1; i++) this.onBatchResults(w, i, [await this.start(kind(ts[i] as ExecTask), w, ts[i] as ExecTask)])
+    const last = ts[ts.length - 1] as ExecTask
+    return { from: ts.length - 1, results: [await this.start(kind(last), w, last)] }
   }
 
   createActor(w: WorkerSlot, t: ExecTask): Promise<ExecResult> {

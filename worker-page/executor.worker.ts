@@ -335,10 +335,11 @@ const api = {
     return runTask(t).then((r) => transfer({ ...r, ms: performance.now() - t0 }))
   },
   /**
-   * Several short tasks of one lease in one message, run one after another (a message each way per task is most of
-   * a node page's cost for a no-op task). Each result says how long its task ran.
+   * Several short tasks of one lease (or calls of one caller to this worker's actor, which runs one call at a time)
+   * in one message, run one after another (a message each way per task is most of a node page's cost for a no-op
+   * task). Each result says how long its task ran.
    */
-  async runMany(ts: (ExecTask & { source: string; funcName: string })[]): Promise<{ from: number; results: ExecResult[] }> {
+  async runMany(ts: BatchItem[]): Promise<{ from: number; results: ExecResult[] }> {
     const out: ExecResult[] = []
     let sent = 0
     // Every few milliseconds what finished goes ahead (a later task of the batch may wait or run long).
@@ -352,7 +353,7 @@ const api = {
     try {
       for (const t of ts) {
         const t0 = performance.now()
-        const r = await runTask(t)
+        const r = await ('method' in t ? callMethod(t) : runTask(t))
         out.push({ ...r, ms: performance.now() - t0 })
       }
     } finally {
@@ -369,13 +370,21 @@ const api = {
     }).then(transfer)
   },
   callActor(t: ExecTask & { method: string }): Promise<ExecResult> {
-    return execute(t, false, (args) => {
-      if (!actor) throw new ValidationError('this worker hosts no actor')
-      const m = actor.instance[t.method]
-      if (typeof m !== 'function') throw new ValidationError(`${actor.className} has no method '${t.method}'`)
-      return (m as (...a: unknown[]) => unknown).apply(actor.instance, args)
-    }).then(transfer)
+    return callMethod(t).then(transfer)
   },
 }
+
+/** Runs one call of this worker's actor. */
+function callMethod(t: ExecTask & { method: string }): Promise<ExecResult> {
+  return execute(t, false, (args) => {
+    if (!actor) throw new ValidationError('this worker hosts no actor')
+    const m = actor.instance[t.method]
+    if (typeof m !== 'function') throw new ValidationError(`${actor.className} has no method '${t.method}'`)
+    return (m as (...a: unknown[]) => unknown).apply(actor.instance, args)
+  })
+}
+
+/** One item of a batch: a task (its function's source) or a call of the worker's actor (its method). */
+export type BatchItem = (ExecTask & { source: string; funcName: string }) | (ExecTask & { method: string })
 export type ExecutorApi = typeof api
 Comlink.expose(api)

@@ -24,7 +24,7 @@ import type { FramedTransport } from '../sdk/transport/framed.ts'
 import { PeerLinks, type Route } from '../sdk/transport/peer-links.ts'
 import type { PeerMesh } from '../sdk/transport/peer-mesh.ts'
 import { batchBytesFor, sizeOfValues, TurnBatch } from '../sdk/turn-batch.ts'
-import type { ExecArg, ExecResult, ExecTask } from './executor.worker.ts'
+import type { BatchItem, ExecArg, ExecResult, ExecTask } from './executor.worker.ts'
 import { type LeaseCheck, LeaseVerifier } from './lease-verifier.ts'
 
 /** A worker as the node sees it. */
@@ -57,7 +57,7 @@ export interface NodeWorkers {
    * ahead through `onBatchResults`; it resolves with the rest from index `from` (-1: the worker failed, and these
    * are failures for every task not reported yet).
    */
-  runMany?(w: WorkerSlot, ts: (ExecTask & { source: string; funcName: string })[]): Promise<{ from: number; results: ExecResult[] }>
+  runMany?(w: WorkerSlot, ts: BatchItem[]): Promise<{ from: number; results: ExecResult[] }>
   onBatchResults?: (w: WorkerSlot, from: number, results: ExecResult[]) => void
   createActor(w: WorkerSlot, t: ExecTask & { source: string; className: string; maxConcurrency: number }): Promise<ExecResult>
   callActor(w: WorkerSlot, t: ExecTask & { method: string }): Promise<ExecResult>
@@ -100,6 +100,10 @@ interface HostedActor {
   queue: Deque<ActorCall>
   /** Its callers, by their actor lease for this incarnation. */
   callers: Map<string, ActorCaller>
+  /** Calls running in its worker as one batch (see pumpActor). */
+  batch: ActorRun | undefined
+  /** How long its last call ran (ms): only an actor with short calls gets them in batches. */
+  callMs: number | undefined
   /** Which incarnation this is (its creation's attempt). */
   attempt: number
   /** What the actor holds while it lives: what its calls report as their assigned resources. */
@@ -122,6 +126,13 @@ interface ActorCaller {
 interface ActorCall {
   t: Pushed
   caller: ActorCaller
+}
+
+/** Calls started together in an actor's worker (one, or a batch), and how many of them were answered. */
+interface ActorRun {
+  calls: ActorCall[]
+  reported: number
+  started: number
 }
 
 /** Most callers remembered per actor incarnation (the oldest is forgotten: its next call is refused, and it asks again). */
@@ -223,6 +234,8 @@ export class NodeAgent {
     this.links.onMessage = (from, raw, route) => this.onPeerMessage(from, raw, route)
     workers.onCrash = (w, reason) => this.workerCrashed(w, reason)
     workers.onBatchResults = (w, from, results) => {
+      const hosted = w.actorId ? this.actors.get(w.actorId) : undefined
+      if (hosted?.worker === w && hosted.batch) return this.actorResults(hosted, hosted.batch, from, results)
       const run = this.leaseRunningOn(w)
       if (run?.running) this.batchResults(run, from, results, performance.now() - run.running.started)
     }
@@ -577,6 +590,8 @@ export class NodeAgent {
       running: 0,
       queue: new Deque(),
       callers: new Map(),
+      batch: undefined,
+      callMs: undefined,
       attempt: t.attempt,
       units: t.units,
     })
@@ -664,42 +679,82 @@ export class NodeAgent {
       }
   }
 
+  /**
+   * Starts the calls whose turn came, up to the actor's concurrency. An actor that runs one call at a time and whose
+   * last call was short takes the calls waiting (of inline arguments) in one message, as a lease's short tasks go:
+   * they run one after another in its worker, in this order, and what finished comes back every few ms.
+   */
   private pumpActor(a: HostedActor): void {
     while (a.running < a.maxConcurrency && a.queue.length) {
-      const { t, caller } = a.queue.shift() as ActorCall
+      const calls = [a.queue.shift() as ActorCall]
+      const batching = a.maxConcurrency === 1 && this.workers.runMany && (a.callMs ?? Number.POSITIVE_INFINITY) < BATCH_TASK_MS
+      if (batching && isInline(calls[0]?.t as Pushed))
+        while (calls.length < BATCH_MAX && a.queue.length && isInline((a.queue.peek() as ActorCall).t))
+          calls.push(a.queue.shift() as ActorCall)
       a.running++
-      this.stats.running++
-      const task = { name: t.name, funcName: t.funcName, type: 'ACTOR_TASK' as const, resources: {}, actorId: a.actorId }
-      this.events.state(t.taskId, t.attempt, 'RUNNING', { workerId: a.worker.id as never, nodeId: this.nodeId as never, task })
-      this.onActivity({ kind: 'task-start', text: `${t.name} started on worker ${a.worker.id.slice(0, 8)}` })
       const started = performance.now()
-      const exec: ExecTask = {
-        taskId: t.taskId,
-        attempt: t.attempt,
-        jobId: caller.lease.jobId,
-        namespace: caller.namespace,
-        name: t.name,
-        args: [],
-        numReturns: t.numReturns,
-        // An actor call holds nothing of its own: it runs on what its actor holds (Ray's get_assigned_resources).
-        resources: fromUnits(a.units),
-        actorId: a.actorId,
-      }
-      void this.withArgs(t.args, (args) => this.workers.callActor(a.worker, { ...exec, args, method: t.method as string })).then((r) => {
-        if (this.actors.get(a.actorId) !== a) return // the actor died meanwhile: its callers were told by the coordinator
-        a.running--
-        this.stats.running--
-        this.storeReturns(t.taskId, r)
-        if (r.ok) this.stats.finished++
-        else this.stats.failed++
-        this.onActivity({ kind: 'task-end', text: `${t.name} ${r.ok ? 'finished' : `failed: ${r.error.message}`}` })
-        const result = this.resultOf(t.taskId, t.attempt, r)
-        result.ms = Math.round((performance.now() - started) * 1000) / 1000
-        result.workerId = a.worker.id as never
-        caller.results[this.routeOf(t, r)].push(result)
-        this.pumpActor(a)
+      const run = { calls, reported: 0, started }
+      const execs = calls.map(({ t, caller }) => {
+        this.stats.running++
+        const task = { name: t.name, funcName: t.funcName, type: 'ACTOR_TASK' as const, resources: {}, actorId: a.actorId }
+        this.events.state(t.taskId, t.attempt, 'RUNNING', { workerId: a.worker.id as never, nodeId: this.nodeId as never, task })
+        this.onActivity({ kind: 'task-start', text: `${t.name} started on worker ${a.worker.id.slice(0, 8)}` })
+        const exec: ExecTask & { method: string } = {
+          taskId: t.taskId,
+          attempt: t.attempt,
+          jobId: caller.lease.jobId,
+          namespace: caller.namespace,
+          name: t.name,
+          args: [],
+          numReturns: t.numReturns,
+          // An actor call holds nothing of its own: it runs on what its actor holds (Ray's get_assigned_resources).
+          resources: fromUnits(a.units),
+          actorId: a.actorId,
+          method: t.method as string,
+        }
+        return exec
       })
+      const finish = (from: number, results: readonly ExecResult[]) => {
+        if (this.actors.get(a.actorId) !== a) return // the actor died meanwhile: its callers were told by the coordinator
+        this.actorResults(a, run, from < 0 ? run.reported : from, results)
+        a.running--
+        if (a.batch === run) a.batch = undefined
+        this.pumpActor(a)
+      }
+      const first = calls[0] as ActorCall
+      if (calls.length === 1)
+        void this.withArgs(first.t.args, (args) =>
+          this.workers.callActor(a.worker, { ...(execs[0] as ExecTask & { method: string }), args }),
+        ).then((r) => finish(0, [r]))
+      else {
+        a.batch = run
+        const many = execs.map((e, i) => ({ ...e, args: ((calls[i] as ActorCall).t.args as Uint8Array[]).map((x) => x.slice()) }))
+        void (this.workers.runMany as NonNullable<NodeWorkers['runMany']>)(a.worker, many).then((r) => finish(r.from, r.results))
+      }
     }
+  }
+
+  /** Results of calls `from`… of a run of an actor's calls (in order; a range already reported is not reported again). */
+  private actorResults(a: HostedActor, run: ActorRun, from: number, results: readonly ExecResult[]): void {
+    const elapsed = performance.now() - run.started
+    results.forEach((r, i) => {
+      const at = from + i
+      const call = run.calls[at]
+      if (!call || at < run.reported) return
+      run.reported = at + 1
+      const { t, caller } = call
+      this.stats.running--
+      this.storeReturns(t.taskId, r)
+      if (r.ok) this.stats.finished++
+      else this.stats.failed++
+      this.onActivity({ kind: 'task-end', text: `${t.name} ${r.ok ? 'finished' : `failed: ${r.error.message}`}` })
+      const ms = r.ms ?? elapsed
+      a.callMs = ms
+      const result = this.resultOf(t.taskId, t.attempt, r)
+      result.ms = Math.round(ms * 1000) / 1000
+      result.workerId = a.worker.id as never
+      caller.results[this.routeOf(t, r)].push(result)
+    })
   }
 
   /** A caller cancels a call: one not started yet never runs (answered as cancelled); a running one is not interrupted. */

@@ -1,7 +1,7 @@
 import * as Comlink from 'comlink'
 import { newWorkerId } from '../sdk/ids.ts'
 import { isWorkerToPage, type PageToWorker } from '../sdk/protocol/index.ts'
-import type { ExecResult, ExecTask, ExecutorApi, ExecutorContext } from './executor.worker.ts'
+import type { BatchItem, ExecResult, ExecTask, ExecutorApi, ExecutorContext } from './executor.worker.ts'
 import type { NodeWorkers, WorkerSlot } from './node.ts'
 
 /** One dedicated Web Worker. A worker belongs to one job from its first task on, and an actor's worker to that actor. */
@@ -141,7 +141,7 @@ export class WorkerPool implements NodeWorkers {
    * Several short tasks in one message. The results of the first may come ahead through `onBatchResults`; this
    * resolves with the rest (`from` is the index of the first). A failure to call the worker fails those not come yet.
    */
-  async runMany(w: WorkerSlot, ts: (ExecTask & { source: string; funcName: string })[]): Promise<{ from: number; results: ExecResult[] }> {
+  async runMany(w: WorkerSlot, ts: BatchItem[]): Promise<{ from: number; results: ExecResult[] }> {
     try {
       return await (w as PooledWorker).api.runMany(ts)
     } catch (e) {
