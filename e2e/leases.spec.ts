@@ -52,6 +52,59 @@ describe('leases and direct submission', () => {
     }
   })
 
+  it("actor calls go straight to the actor's node and run in the order made, whichever way each goes; the same through the relay", async () => {
+    for (const peerLinks of ['direct', 'relay'] as const) {
+      const mesh = await cluster().connect({ peerLinks })
+      const Log = mesh
+        .remote(
+          class Log {
+            items: unknown[] = []
+            add(x: unknown) {
+              this.items.push(Array.isArray(x) ? 'ref' : x)
+              return this.items.length
+            }
+            all() {
+              return this.items
+            }
+          },
+        )
+        .options({ numCpus: 0 })
+      const slow = mesh.remote(async function slow(x: number) {
+        await new Promise((r) => setTimeout(r, 300))
+        return x
+      })
+      const log = Log.remote()
+      const shared = await mesh.put('shared')
+      const expected: unknown[] = []
+      const refs = []
+      for (let i = 0; i < 300; i++) {
+        // A call holding a ref goes through the coordinator; one waiting for a slow task's result holds back the rest.
+        if (i % 7 === 3) refs.push(log.add.remote([shared]))
+        else if (i === 100) refs.push(log.add.remote(slow.remote(i) as never))
+        else refs.push(log.add.remote(i))
+        expected.push(i % 7 === 3 ? 'ref' : i)
+      }
+      expect(await mesh.get(refs, { timeout: T })).toEqual(expected.map((_, i) => i + 1))
+      expect(await mesh.get(log.all.remote(), { timeout: T })).toEqual(expected)
+      const stats = mesh.peerStats
+      if (peerLinks === 'relay') expect(stats.direct).toBe(0)
+      else expect(stats.direct).toBeGreaterThan(0)
+      expect(stats.relay).toBeGreaterThan(0) // the calls that hold refs
+      await eventually(async () => {
+        const rows = await mesh.state.listTasks({
+          filters: [
+            ['funcOrClassName', '=', 'Log.add'],
+            ['jobId', '=', mesh.jobId],
+          ],
+        })
+        expect(rows.filter((r) => r.state === 'FINISHED')).toHaveLength(300)
+        expect(rows.every((r) => r.type === 'ACTOR_TASK' && r.actorId === log.actorId && r.nodeId)).toBe(true)
+        return true
+      }, 'every call listed as FINISHED on the actor node')
+      await mesh.close()
+    }
+  })
+
   it('short tasks run in batches on a node; a slow one among them neither holds back nor loses the others', async () => {
     const mesh = await cluster().connect()
     const maybeSlow = mesh.remote(async function maybeSlow(ms: number, i: number) {
