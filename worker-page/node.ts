@@ -150,8 +150,6 @@ const isInline = (t: PushedTask) => t.args.every((a) => a instanceof Uint8Array)
 /** A task pushed under a lease, and the way it came (its result goes back the same way, or through the coordinator). */
 interface Pushed extends PushedTask {
   route: Route
-  /** An actor call's wait for its turn was reported. */
-  waitReported?: boolean
 }
 
 /** A lease this node serves: its tasks run one at a time, in the order pushed, in a worker of the lease's job. */
@@ -661,22 +659,23 @@ export class NodeAgent {
 
   /** Moves a caller's calls whose turn came into the actor's queue, in seq order, and starts what may start. */
   private admitCalls(a: HostedActor, caller: ActorCaller): void {
+    const task = (t: Pushed) => ({ name: t.name, funcName: t.funcName, type: 'ACTOR_TASK' as const, resources: {}, actorId: a.actorId })
     for (let t = caller.early.get(caller.next); t; t = caller.early.get(caller.next)) {
       caller.early.delete(caller.next)
       caller.next++
-      if (caller.cancelled.delete(t.taskId)) this.answerCancelled(caller, t)
-      else a.queue.push({ t, caller })
-    }
-    this.pumpActor(a)
-    const task = (t: Pushed) => ({ name: t.name, funcName: t.funcName, type: 'ACTOR_TASK' as const, resources: {}, actorId: a.actorId })
-    for (const { t } of a.queue)
-      if (!t.waitReported) {
-        t.waitReported = true
+      if (caller.cancelled.delete(t.taskId)) {
+        this.answerCancelled(caller, t)
+        continue
+      }
+      // It waits for its turn if calls are ahead of it, or the actor runs as many as it may at once.
+      if (a.queue.length || a.running >= a.maxConcurrency)
         this.events.state(t.taskId, t.attempt, 'PENDING_ACTOR_TASK_ORDERING_OR_CONCURRENCY', {
           nodeId: this.nodeId as never,
           task: task(t),
         })
-      }
+      a.queue.push({ t, caller })
+    }
+    this.pumpActor(a)
   }
 
   /**
