@@ -3,7 +3,6 @@ import { objectIdOf, randomHex, type TaskId } from '../sdk/ids.ts'
 import type { ActorState, Lease } from '../sdk/protocol/index.ts'
 import type { ActorRow } from '../sdk/state.ts'
 import type { NodeRecord, NodeTable } from './gcs/nodes.ts'
-import type { TaskEvents } from './gcs/task-events.ts'
 import type { Session } from './session.ts'
 import type { TaskRecord } from './task-record.ts'
 
@@ -83,7 +82,6 @@ export class ActorManager {
     private readonly tasks: ActorTaskOps,
     private readonly deps: {
       nodes: NodeTable
-      events: TaskEvents
       nodeSession(nodeId: string): Session | undefined
       /** An incarnation of the actor ended: its worker's channel must end too (fate sharing). */
       incarnationEnded(actorId: string): void
@@ -143,11 +141,6 @@ export class ActorManager {
       callers: new Map(),
       unreferenced: false,
     }
-  }
-
-  /** The id of the actor a handle means (a getIfExists handle has an alias id). */
-  canonical(actorId: string): string {
-    return this.aliases.get(actorId) ?? actorId
   }
 
   private resolve(actorId: string | undefined): ActorRecord | undefined {

@@ -84,7 +84,6 @@ export class Cluster {
     })
     this.actors = new ActorManager(this.tasks, {
       nodes: this.nodes,
-      events: this.events,
       nodeSession,
       // An actor's incarnation ended (killed, died, restarting): its worker's channel ends with it at once, and what
       // that worker owned shares its fate, before any later call can reach what it made.

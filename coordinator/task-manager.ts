@@ -197,7 +197,6 @@ export class TaskManager implements ActorTaskOps {
       namespace: rec.owner.namespace,
     }
     if (s.actorId) a.actorId = s.actorId
-    if (s.method) a.method = s.method
     if (s.type === 'ACTOR_CREATION_TASK') {
       a.actor = { className: s.actor?.className ?? '?', maxConcurrency: s.actor?.maxConcurrency ?? 1 }
       this.actors.creationDispatched(rec, node.nodeId)

@@ -2,22 +2,10 @@ import { describe, expect, it } from 'vitest'
 import { ActorCallSubmitter } from './actor-call-submitter.ts'
 import { decodeValue, encodeValue } from './codec.ts'
 import { type ActorId, type JobId, newActorId, newNodeId, newTaskId, type ObjectId, objectIdOf, type TaskId } from './ids.ts'
-import { ObjectTable } from './object-table.ts'
-import {
-  ACTOR_NOT_HERE,
-  type ClientMessage,
-  type Lease,
-  type PeerMessage,
-  type PeerMessageOf,
-  type PushedTask,
-  type TaskResult,
-  type TaskSpec,
-} from './protocol/index.ts'
-import { ReferenceCounter } from './reference-counter.ts'
-import { TaskEventReporter } from './task-event-reporter.ts'
-import { TaskManager, type TaskScheduling } from './task-manager.ts'
+import { ownerWiring } from './owner.fixture.ts'
+import { ACTOR_NOT_HERE, type Lease, type PeerMessageOf, type PushedTask, type TaskResult, type TaskSpec } from './protocol/index.ts'
+import type { TaskScheduling } from './task-manager.ts'
 import { taskSpec } from './task-spec.fixture.ts'
-import type { PeerLinks, Route } from './transport/peer-links.ts'
 
 const JOB = '0000002b' as JobId
 const CALLER = `d-${'1'.repeat(54)}`
@@ -39,21 +27,9 @@ function actorLease(actorId: string, nodeId: string, incarnation = 0): Lease {
   }
 }
 
-/** A caller as `Mesh` wires it (real TaskManager, ObjectTable, ReferenceCounter), its sockets replaced by recorders. */
+/** A caller as `Mesh` wires it (see ownerWiring), the coordinator and the actor's node played by the test. */
 function caller() {
-  const objects = new ObjectTable()
-  const control: ClientMessage[] = []
-  const peer: { to: string; msg: PeerMessage; route: Route | undefined }[] = []
-  const refs = new ReferenceCounter({ release: () => {}, borrow: () => {}, unborrow: () => {} }, (id) => objects.delete(id))
-  const tm = new TaskManager({
-    objects,
-    refs,
-    events: new TaskEventReporter(() => {}),
-    subscribe: () => {},
-    resolvedOwned: () => {},
-    registered: () => {},
-  })
-  const links = { send: (to: string, msg: PeerMessage, route?: Route) => peer.push({ to, msg, route }) } as unknown as PeerLinks
+  const { objects, control, peer, refs, tm, links } = ownerWiring()
   const ac = new ActorCallSubmitter(
     {
       namespace: 'ns',

@@ -1,6 +1,5 @@
 import { Deque } from './deque.ts'
 import { ActorDiedError, type WireError } from './errors.ts'
-import type { ObjectTable } from './object-table.ts'
 import {
   ACTOR_NOT_HERE,
   type ActorStateMessage,
@@ -9,10 +8,10 @@ import {
   type PeerMessageOf,
   type PushedTask,
 } from './protocol/index.ts'
-import { pushedTaskOf } from './pushed-task.ts'
+import { PushBatches, type PushChannel, pushedTaskOf } from './pushed-task.ts'
 import type { OwnedTask, TaskManager, TaskScheduling } from './task-manager.ts'
-import type { PeerLinks, Route } from './transport/peer-links.ts'
-import { sizeOfValues, TurnBatch } from './turn-batch.ts'
+import type { Route } from './transport/peer-links.ts'
+import { TurnBatch } from './turn-batch.ts'
 
 /** Most calls of one caller in flight to one actor (the node queues them; more wait here). */
 const MAX_INFLIGHT_PER_ACTOR = 4096
@@ -51,17 +50,12 @@ interface CalledActor {
 }
 
 /** What the actor call submitter needs from its connection. */
-export interface ActorCallChannel {
-  readonly namespace: string
-  readonly objects: ObjectTable
-  readonly links: PeerLinks
+export interface ActorCallChannel extends PushChannel {
   /**
    * Asks the coordinator for an actor lease (after whatever this connection queued for it before: the actor's
    * creation may be in the same turn's batch).
    */
   requestLease(actorId: string): void
-  /** Most bytes of calls in one push (so a relayed push fits the coordinator's frames). */
-  pushBudget(): number
 }
 
 /**
@@ -259,9 +253,9 @@ export class ActorCallSubmitter implements TaskScheduling {
     if (this.closed) return
     const lease = a.lease
     if (a.state !== 'ALIVE' || !lease || a.behind > 0) return
-    const budget = this.ch.pushBudget()
-    const direct = { tasks: [] as PushedTask[], bytes: 0 }
-    const viaCoordinator = { tasks: [] as PushedTask[], bytes: 0 }
+    // A call whose arguments hold refs goes through the coordinator (it must see them first); the node restores the
+    // order by seq, whichever way each call came.
+    const pushes = new PushBatches(this.ch.pushBudget(), (tasks, viaCoordinator) => this.send(lease, tasks, viaCoordinator))
     while (a.order.length && a.inflight.size < MAX_INFLIGHT_PER_ACTOR) {
       const t = a.order.peek() as OwnedTask
       if (t.phase === 'done') {
@@ -272,21 +266,9 @@ export class ActorCallSubmitter implements TaskScheduling {
       a.order.shift()
       a.inflight.set(t.spec.taskId, t)
       this.tasks.pushed(t, lease.leaseId, lease.nodeId)
-      const pushed: PushedTask = { ...pushedTaskOf(t, this.ch.objects), method: t.spec.method as string, seq: a.nextSeq++ }
-      const bytes = sizeOfValues(pushed.args)
-      // A call whose arguments hold refs goes through the coordinator (it must see them first); the node restores
-      // the order by seq, whichever way each call came.
-      const batch = t.carriesRefs ? viaCoordinator : direct
-      if (batch.tasks.length && batch.bytes + bytes > budget) {
-        this.send(lease, batch.tasks, batch === viaCoordinator)
-        batch.tasks = []
-        batch.bytes = 0
-      }
-      batch.tasks.push(pushed)
-      batch.bytes += bytes
+      pushes.add({ ...pushedTaskOf(t, this.ch.objects), method: t.spec.method as string, seq: a.nextSeq++ })
     }
-    if (direct.tasks.length) this.send(lease, direct.tasks, false)
-    if (viaCoordinator.tasks.length) this.send(lease, viaCoordinator.tasks, true)
+    pushes.flush()
   }
 
   private send(lease: Lease, tasks: PushedTask[], viaCoordinator: boolean): void {

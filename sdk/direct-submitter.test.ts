@@ -2,24 +2,20 @@ import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 import { decodeValue, encodeValue } from './codec.ts'
 import { DirectSubmitter } from './direct-submitter.ts'
 import { functionIdOf, type JobId, newNodeId, objectIdOf, type TaskId } from './ids.ts'
-import { ObjectTable } from './object-table.ts'
+import { ownerWiring } from './owner.fixture.ts'
 import {
   type ClientMessage,
   type ClientMessageOf,
   FUNCTION_MISSING,
   type FunctionDef,
   type Lease,
-  type PeerMessage,
   type PeerMessageOf,
   type PushedTask,
   type TaskResult,
   type TaskSpec,
 } from './protocol/index.ts'
-import { ReferenceCounter } from './reference-counter.ts'
-import { TaskEventReporter } from './task-event-reporter.ts'
-import { type OwnedValue, TaskManager } from './task-manager.ts'
 import { taskSpec } from './task-spec.fixture.ts'
-import type { PeerLinks, Route } from './transport/peer-links.ts'
+import type { Route } from './transport/peer-links.ts'
 
 const JOB = '0000002a' as JobId
 const SOURCE_F = 'function f(x) { return x }'
@@ -54,21 +50,7 @@ function leaseOn(nodeId: string): Lease {
  * socket and peer links replaced by recorders, and the coordinator and nodes played by the test.
  */
 function owner() {
-  const objects = new ObjectTable()
-  const control: ClientMessage[] = []
-  const peer: { to: string; msg: PeerMessage; route: Route | undefined }[] = []
-  const resolved: OwnedValue[] = []
-  const refs = new ReferenceCounter({ release: () => {}, borrow: () => {}, unborrow: () => {} }, (id) => objects.delete(id))
-  const events = new TaskEventReporter((m) => control.push(m))
-  const tm = new TaskManager({
-    objects,
-    refs,
-    events,
-    subscribe: () => {},
-    resolvedOwned: (values) => resolved.push(...values),
-    registered: () => {},
-  })
-  const links = { send: (to: string, msg: PeerMessage, route?: Route) => peer.push({ to, msg, route }) } as unknown as PeerLinks
+  const { objects, control, peer, resolved, refs, events, tm, links } = ownerWiring()
   const ds = new DirectSubmitter(
     {
       namespace: 'ns',

@@ -1,6 +1,5 @@
 import { Deque } from './deque.ts'
 import type { ObjectId } from './ids.ts'
-import type { ObjectTable } from './object-table.ts'
 import {
   type ClientMessage,
   FUNCTION_MISSING,
@@ -12,10 +11,10 @@ import {
   type Resources,
   type SchedulingStrategy,
 } from './protocol/index.ts'
-import { pushedTaskOf } from './pushed-task.ts'
+import { PushBatches, type PushChannel, pushedTaskOf } from './pushed-task.ts'
 import type { OwnedTask, TaskManager, TaskScheduling } from './task-manager.ts'
-import type { PeerLinks, Route } from './transport/peer-links.ts'
-import { sizeOfValues, TurnBatch } from './turn-batch.ts'
+import type { Route } from './transport/peer-links.ts'
+import { TurnBatch } from './turn-batch.ts'
 
 const NODE_ID = /^[0-9a-f]{56}$/
 /** An idle lease is kept this long for the next task of its shape (a loop of sync round trips reuses it). */
@@ -55,14 +54,9 @@ interface HeldLease {
 }
 
 /** What the submitter needs from its connection. */
-export interface DirectSubmitChannel {
-  readonly namespace: string
-  readonly objects: ObjectTable
-  readonly links: PeerLinks
+export interface DirectSubmitChannel extends PushChannel {
   send(msg: ClientMessage): void
   functionDef(functionId: string): FunctionDef | undefined
-  /** Most bytes of tasks in one push (so a relayed push fits the coordinator's frames). */
-  pushBudget(): number
   /** Tasks the coordinator says cannot be placed now on any node, with why (for timeouts that explain themselves). */
   markInfeasible(taskIds: string[], message: string): void
 }
@@ -325,28 +319,15 @@ export class DirectSubmitter implements TaskScheduling {
     l.used = true
     if (l.idleTimer) clearTimeout(l.idleTimer)
     l.idleTimer = undefined
-    const budget = this.ch.pushBudget()
-    const direct = { tasks: [] as PushedTask[], bytes: 0 }
-    const viaCoordinator = { tasks: [] as PushedTask[], bytes: 0 }
+    const pushes = new PushBatches(this.ch.pushBudget(), (tasks, viaCoordinator) => this.sendPeer(l, this.pushOf(l, tasks), viaCoordinator))
     while (q.length && l.inflight.size < this.headDepth(l.shape)) {
       const t = q.shift() as OwnedTask
       if (t.phase !== 'queued') continue
       l.inflight.set(t.spec.taskId, t)
       this.tasks.pushed(t, l.lease.leaseId, l.lease.nodeId)
-      const pushed = pushedTaskOf(t, this.ch.objects)
-      const bytes = sizeOfValues(pushed.args)
-      const batch = t.carriesRefs ? viaCoordinator : direct
-      // A push stays under the budget, so one relayed through the coordinator fits its frames.
-      if (batch.tasks.length && batch.bytes + bytes > budget) {
-        this.sendPeer(l, this.pushOf(l, batch.tasks), batch === viaCoordinator)
-        batch.tasks = []
-        batch.bytes = 0
-      }
-      batch.tasks.push(pushed)
-      batch.bytes += bytes
+      pushes.add(pushedTaskOf(t, this.ch.objects))
     }
-    if (direct.tasks.length) this.sendPeer(l, this.pushOf(l, direct.tasks), false)
-    if (viaCoordinator.tasks.length) this.sendPeer(l, this.pushOf(l, viaCoordinator.tasks), true)
+    pushes.flush()
   }
 
   private pushOf(l: HeldLease, tasks: PushedTask[]): PeerMessage {

@@ -1,10 +1,10 @@
 import { createHmac } from 'node:crypto'
-import { newWorkerId } from '../sdk/ids.ts'
 import { type Lease, leaseSigningText, PROTOCOL_VERSION, RELAY_OVERHEAD_BYTES, type ServerMessage } from '../sdk/protocol/index.ts'
 import { type ResourceUnits, toUnits } from '../sdk/resources.ts'
 import type { ExecResult, ExecTask } from '../worker-page/executor.worker.ts'
 import { NodeAgent, type NodeObjects, type NodeWorkers, type WorkerSlot } from '../worker-page/node.ts'
 import type { Link, MemoryNetwork } from './network.ts'
+import { SimulatedWorkerSlots } from './worker-slots.ts'
 
 /** Something a simulated worker is doing; it ends when the simulation says so. */
 export interface Execution {
@@ -20,56 +20,15 @@ export interface Execution {
  * exception, or a crash of the worker). Everything else — the node's queues, actors, resource counts, results — is
  * the real NodeAgent's.
  */
-class SimWorkers implements NodeWorkers {
-  slots: WorkerSlot[] = []
+class SimWorkers extends SimulatedWorkerSlots implements NodeWorkers {
   executions: Execution[] = []
-  onCrash: (w: WorkerSlot, reason: string) => void = () => {}
-  onRelay: (channel: string, frame: Uint8Array) => void = () => {}
-  onChannelsClosed: (channels: string[]) => void = () => {}
 
-  constructor(private readonly node: SimNode) {}
-
-  get size(): number {
-    return this.slots.length
+  constructor(private readonly node: SimNode) {
+    super()
   }
 
-  acquire(jobId: string, taskId: string): WorkerSlot {
-    let w = this.slots.find((x) => !x.busy && !x.actorId && (x.jobId === jobId || x.jobId === undefined))
-    if (!w) this.slots.push((w = { id: newWorkerId(), busy: false }))
-    w.busy = true
-    w.jobId = jobId
-    w.taskId = taskId
-    return w
-  }
-
-  spawnForActor(actorId: string, jobId: string): WorkerSlot {
-    const w: WorkerSlot = { id: newWorkerId(), busy: true, actorId, jobId }
-    this.slots.push(w)
-    return w
-  }
-
-  release(w: WorkerSlot): void {
-    w.busy = false
-    w.taskId = undefined
-  }
-
-  /** A stopped worker's executions never end: their promises are abandoned, as a terminated Web Worker's. */
-  terminate(w: WorkerSlot): void {
-    this.slots = this.slots.filter((x) => x !== w)
+  protected override forget(w: WorkerSlot): void {
     this.executions = this.executions.filter((e) => e.slot !== w)
-  }
-
-  terminateAll(): void {
-    for (const w of [...this.slots]) this.terminate(w)
-  }
-
-  retire(jobId: string | undefined): void {
-    // Simulated workers open no channels, so they never own anything.
-    for (const w of [...this.slots]) if (w.jobId === jobId && !w.busy && !w.actorId) this.terminate(w)
-  }
-
-  byTask(taskId: string): WorkerSlot | undefined {
-    return this.slots.find((w) => w.taskId === taskId)
   }
 
   run(w: WorkerSlot, t: ExecTask): Promise<ExecResult> {
@@ -96,10 +55,6 @@ class SimWorkers implements NodeWorkers {
 
   callActor(w: WorkerSlot, t: ExecTask & { method: string }): Promise<ExecResult> {
     return this.start('call', w, t)
-  }
-
-  deliver(): void {
-    // Simulated tasks do not use self.shoal: no worker channel carries frames.
   }
 
   /** The worker dies mid-execution (the simulation's `self.close()`). */

@@ -144,6 +144,13 @@ const BATCH_TASK_MS = 2
 const BATCH_MAX = 32
 /** A batch running longer than this (ms) is stuck (a task that was short before is not now): a cancel stops it. */
 const BATCH_STUCK_MS = 1000
+/** The first item and those behind it in `queue` that `fits` lets join it, up to BATCH_MAX (taken off the queue). */
+function takeBatch<T>(first: T, queue: Deque<T>, fits: (next: T) => boolean): T[] {
+  const batch = [first]
+  while (batch.length < BATCH_MAX && queue.length && fits(queue.peek() as T)) batch.push(queue.shift() as T)
+  return batch
+}
+
 /** Whether a pushed task's arguments are all inline (a large one needs its object pinned while it runs). */
 const isInline = (t: PushedTask) => t.args.every((a) => a instanceof Uint8Array)
 
@@ -439,7 +446,7 @@ export class NodeAgent {
     for (const t of unreported) {
       if (t.taskId === forTask || r.cancelled?.has(t.taskId)) continue
       const message = `The worker running task ${t.taskId} was stopped to cancel task ${forTask} of its batch`
-      this.reportLeased(run, t, {
+      this.reportPushed(run, t, {
         ok: false,
         error: systemError('WORKER_CRASHED', 'WorkerCrashedError', message, { taskId: t.taskId }),
         userError: false,
@@ -468,20 +475,15 @@ export class NodeAgent {
     const t = run.queue.shift() as Pushed
     const fn = this.functions.get(t.functionId)
     if (!fn) {
-      this.reportLeased(run, t, {
+      this.reportPushed(run, t, {
         ok: false,
         error: systemError(FUNCTION_MISSING, 'ValidationError', `node ${this.nodeId} was not sent function ${t.functionId}`),
         userError: false,
       })
       return this.pumpLease(run)
     }
-    const batch = [t]
-    if (this.workers.runMany && (this.fnMs.get(t.functionId) ?? Number.POSITIVE_INFINITY) < BATCH_TASK_MS && isInline(t))
-      while (batch.length < BATCH_MAX) {
-        const next = run.queue.peek()
-        if (next?.functionId !== t.functionId || !isInline(next)) break
-        batch.push(run.queue.shift() as Pushed)
-      }
+    const short = this.workers.runMany && (this.fnMs.get(t.functionId) ?? Number.POSITIVE_INFINITY) < BATCH_TASK_MS
+    const batch = short && isInline(t) ? takeBatch(t, run.queue, (next) => next.functionId === t.functionId && isInline(next)) : [t]
     const w = this.workers.acquire(run.lease.jobId, t.taskId)
     const started = performance.now()
     const running: NonNullable<LeaseRun['running']> = { batch, worker: w, started, reported: 0 }
@@ -514,13 +516,29 @@ export class NodeAgent {
       run.blocked = false
       this.pumpLease(run)
     }
-    if (batch.length === 1) {
-      const exec = execs[0] as (typeof execs)[number]
-      void this.withArgs(t.args, (args) => this.workers.run(w, { ...exec, args })).then((r) => finish(0, [r]))
-    } else {
-      const many = execs.map((e, i) => ({ ...e, args: (batch[i] as Pushed).args.map((a) => (a as Uint8Array).slice()) }))
-      void (this.workers.runMany as NonNullable<NodeWorkers['runMany']>)(w, many).then((r) => finish(r.from, r.results))
+    this.runInWorker(w, batch, execs, finish)
+  }
+
+  /**
+   * Runs pushed work in worker `w`: one task or call alone (its large arguments made local first), or a batch of
+   * inline ones in one message. `done` gets the results from index `from` on (-1: the worker failed, and these are
+   * failures for every one not reported yet).
+   */
+  private runInWorker(
+    w: WorkerSlot,
+    pushed: readonly Pushed[],
+    execs: BatchItem[],
+    done: (from: number, results: ExecResult[]) => void,
+  ): void {
+    if (pushed.length > 1) {
+      const many = execs.map((e, i) => ({ ...e, args: ((pushed[i] as Pushed).args as Uint8Array[]).map((x) => x.slice()) }))
+      void (this.workers.runMany as NonNullable<NodeWorkers['runMany']>)(w, many).then((r) => done(r.from, r.results))
+      return
     }
+    const exec = execs[0] as BatchItem
+    void this.withArgs((pushed[0] as Pushed).args, (args) =>
+      'method' in exec ? this.workers.callActor(w, { ...exec, args }) : this.workers.run(w, { ...exec, args }),
+    ).then((r) => done(0, [r]))
   }
 
   /** Results of the running batch's tasks `from`… (in order; a range already reported is not reported again). */
@@ -538,28 +556,30 @@ export class NodeAgent {
       this.fnMs.set(b.functionId, ms)
       if (r.cancelled?.has(b.taskId)) return // its owner already failed it
       this.storeReturns(b.taskId, x)
-      this.reportLeased(run, b, x, ms, r.worker.id)
+      this.reportPushed(run, b, x, ms, r.worker.id)
     })
   }
 
   /**
-   * Sends a result to the task's owner: straight back the way the task came, unless the coordinator must see it
-   * first (the task left objects it must count: large or ref-holding returns, or it used its own connection) — then
-   * through the coordinator, after what the task's worker sent it.
+   * Sends a result to the owner of a pushed task (a lease's, or an actor caller's): straight back the way the task
+   * came, unless the coordinator must see it first (the task left objects it must count: large or ref-holding
+   * returns, or it used its own connection) — then through the coordinator, after what the task's worker sent it.
    */
-  private reportLeased(run: LeaseRun, t: Pushed, r: ExecResult, ms?: number, workerId?: string): void {
+  private reportPushed(
+    to: { results: Record<Route, TurnBatch<TaskResult>> },
+    t: Pushed,
+    r: ExecResult,
+    ms?: number,
+    workerId?: string,
+  ): void {
     if (r.ok) this.stats.finished++
     else this.stats.failed++
     this.onActivity({ kind: 'task-end', text: `${t.name} ${r.ok ? 'finished' : `failed: ${r.error.message}`}` })
     const result = this.resultOf(t.taskId, t.attempt, r)
     if (ms !== undefined) result.ms = Math.round(ms * 1000) / 1000
     if (workerId) result.workerId = workerId as never
-    run.results[this.routeOf(t, r)].push(result)
-  }
-
-  /** How a result goes back: the way its task came, unless the coordinator must see it first (see reportLeased). */
-  private routeOf(t: Pushed, r: ExecResult): Route {
-    return t.route === 'relay' || r.usedChannel === true || leavesObjects(r) ? 'relay' : 'direct'
+    const needsCoordinator = t.route === 'relay' || r.usedChannel === true || leavesObjects(r)
+    to.results[needsCoordinator ? 'relay' : 'direct'].push(result)
   }
 
   private resultsTo(lease: Lease, route: Route): TurnBatch<TaskResult> {
@@ -685,11 +705,9 @@ export class NodeAgent {
    */
   private pumpActor(a: HostedActor): void {
     while (a.running < a.maxConcurrency && a.queue.length) {
-      const calls = [a.queue.shift() as ActorCall]
+      const first = a.queue.shift() as ActorCall
       const batching = a.maxConcurrency === 1 && this.workers.runMany && (a.callMs ?? Number.POSITIVE_INFINITY) < BATCH_TASK_MS
-      if (batching && isInline(calls[0]?.t as Pushed))
-        while (calls.length < BATCH_MAX && a.queue.length && isInline((a.queue.peek() as ActorCall).t))
-          calls.push(a.queue.shift() as ActorCall)
+      const calls = batching && isInline(first.t) ? takeBatch(first, a.queue, (next) => isInline(next.t)) : [first]
       a.running++
       const started = performance.now()
       const run = { calls, reported: 0, started }
@@ -720,16 +738,13 @@ export class NodeAgent {
         if (a.batch === run) a.batch = undefined
         this.pumpActor(a)
       }
-      const first = calls[0] as ActorCall
-      if (calls.length === 1)
-        void this.withArgs(first.t.args, (args) =>
-          this.workers.callActor(a.worker, { ...(execs[0] as ExecTask & { method: string }), args }),
-        ).then((r) => finish(0, [r]))
-      else {
-        a.batch = run
-        const many = execs.map((e, i) => ({ ...e, args: ((calls[i] as ActorCall).t.args as Uint8Array[]).map((x) => x.slice()) }))
-        void (this.workers.runMany as NonNullable<NodeWorkers['runMany']>)(a.worker, many).then((r) => finish(r.from, r.results))
-      }
+      if (calls.length > 1) a.batch = run
+      this.runInWorker(
+        a.worker,
+        calls.map((c) => c.t),
+        execs,
+        finish,
+      )
     }
   }
 
@@ -741,18 +756,10 @@ export class NodeAgent {
       const call = run.calls[at]
       if (!call || at < run.reported) return
       run.reported = at + 1
-      const { t, caller } = call
       this.stats.running--
-      this.storeReturns(t.taskId, r)
-      if (r.ok) this.stats.finished++
-      else this.stats.failed++
-      this.onActivity({ kind: 'task-end', text: `${t.name} ${r.ok ? 'finished' : `failed: ${r.error.message}`}` })
-      const ms = r.ms ?? elapsed
-      a.callMs = ms
-      const result = this.resultOf(t.taskId, t.attempt, r)
-      result.ms = Math.round(ms * 1000) / 1000
-      result.workerId = a.worker.id as never
-      caller.results[this.routeOf(t, r)].push(result)
+      this.storeReturns(call.t.taskId, r)
+      a.callMs = r.ms ?? elapsed
+      this.reportPushed(call.caller, call.t, r, a.callMs, a.worker.id)
     })
   }
 
@@ -795,6 +802,7 @@ export class NodeAgent {
     }
   }
 
+  /** An actor's creation as its worker runs it (it holds what the creation placed). */
   private execTask(t: Assignment, args: ExecArg[]): ExecTask {
     return {
       taskId: t.taskId,
@@ -804,8 +812,7 @@ export class NodeAgent {
       name: t.name,
       args,
       numReturns: t.numReturns,
-      // An actor call holds nothing of its own: it runs on what its actor holds (Ray's get_assigned_resources).
-      resources: fromUnits((t.actorId && t.method ? this.actors.get(t.actorId)?.units : undefined) ?? t.units),
+      resources: fromUnits(t.units),
       ...(t.actorId && { actorId: t.actorId }),
     }
   }
@@ -894,7 +901,7 @@ export class NodeAgent {
         this.stats.running--
         if (r.cancelled?.has(t.taskId)) continue
         const message = `The worker running task ${t.taskId} died: ${reason}`
-        this.reportLeased(run, t, {
+        this.reportPushed(run, t, {
           ok: false,
           error: systemError('WORKER_CRASHED', 'WorkerCrashedError', message, { taskId: t.taskId }),
           userError: false,

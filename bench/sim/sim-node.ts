@@ -14,10 +14,10 @@
  */
 import { decodeValue, encodeValue } from '../../sdk/codec.ts'
 import { ConnectionError, fromWireError, type WireError } from '../../sdk/errors.ts'
-import { newWorkerId } from '../../sdk/ids.ts'
 import { type ClientMessage, PROTOCOL_VERSION, RELAY_OVERHEAD_BYTES, type ServerMessage } from '../../sdk/protocol/index.ts'
 import { toUnits } from '../../sdk/resources.ts'
 import { ControlSocket } from '../../sdk/transport/websocket.ts'
+import { SimulatedWorkerSlots } from '../../sim/worker-slots.ts'
 import type { ExecArg, ExecResult, ExecTask } from '../../worker-page/executor.worker.ts'
 import { NodeAgent, type NodeObjects, type NodeWorkers, type WorkerSlot } from '../../worker-page/node.ts'
 
@@ -119,63 +119,21 @@ interface SimSlot extends WorkerSlot {
  * node never runs a whole lease's queue inside one turn (which no browser node can), and thousands of nodes in one
  * process take turns: their timers — heartbeats — keep their time while others work.
  */
-class NoopWorkers implements NodeWorkers {
-  private slots: SimSlot[] = []
+class NoopWorkers extends SimulatedWorkerSlots<SimSlot> implements NodeWorkers {
   /** Tasks started this turn, ended together in the next one. */
   private due: { slot: SimSlot; end: () => void }[] = []
-  onCrash: (w: WorkerSlot, reason: string) => void = () => {}
-  onRelay: (channel: string, frame: Uint8Array) => void = () => {}
-  onChannelsClosed: (channels: string[]) => void = () => {}
 
   constructor(
     private readonly counters: SimCounters,
     private readonly delayMs: number,
-  ) {}
-
-  get size(): number {
-    return this.slots.length
+  ) {
+    super()
   }
 
-  acquire(jobId: string, taskId: string): WorkerSlot {
-    let w = this.slots.find((x) => !x.busy && !x.actorId && x.jobId === jobId)
-    w ??= this.slots.find((x) => !x.busy && !x.actorId && x.jobId === undefined)
-    if (!w) this.slots.push((w = { id: newWorkerId(), busy: false }))
-    w.busy = true
-    w.jobId = jobId
-    w.taskId = taskId
-    return w
-  }
-
-  spawnForActor(actorId: string, jobId: string): WorkerSlot {
-    const w: SimSlot = { id: newWorkerId(), busy: true, actorId, jobId }
-    this.slots.push(w)
-    return w
-  }
-
-  release(w: WorkerSlot): void {
-    w.busy = false
-    w.taskId = undefined
-  }
-
-  terminate(w: WorkerSlot): void {
-    const slot = w as SimSlot
+  protected override forget(slot: SimSlot): void {
     if (slot.timer) clearTimeout(slot.timer)
     slot.timer = undefined
-    this.slots = this.slots.filter((x) => x !== w)
-    this.due = this.due.filter((d) => d.slot !== w)
-  }
-
-  terminateAll(): void {
-    for (const w of [...this.slots]) this.terminate(w)
-  }
-
-  retire(jobId: string | undefined): void {
-    // Simulated tasks open no channels (no `self.shoal`), so their workers never own anything.
-    for (const w of [...this.slots]) if (w.jobId === jobId && !w.busy && !w.actorId) this.terminate(w)
-  }
-
-  byTask(taskId: string): WorkerSlot | undefined {
-    return this.slots.find((w) => w.taskId === taskId)
+    this.due = this.due.filter((d) => d.slot !== slot)
   }
 
   run(w: WorkerSlot, t: ExecTask): Promise<ExecResult> {
@@ -188,10 +146,6 @@ class NoopWorkers implements NodeWorkers {
 
   callActor(w: WorkerSlot, t: ExecTask): Promise<ExecResult> {
     return this.exec(w, t, noopResult)
-  }
-
-  deliver(): void {
-    // No `self.shoal` in a simulated task: no worker channel ever carries a frame.
   }
 
   private exec(w: WorkerSlot, t: ExecTask, result: (t: ExecTask) => ExecResult): Promise<ExecResult> {

@@ -267,7 +267,6 @@ export interface Assignment {
   /** The job's namespace, for `self.shoal` inside the task (its channel needs no round trip to learn it). */
   namespace: string
   actorId?: string
-  method?: string
   actor?: { className: string; maxConcurrency: number }
 }
 
