@@ -7,10 +7,17 @@ import { benchObjects } from './objects.bench.ts'
 import { benchScale } from './scale.bench.ts'
 import { benchTasks } from './tasks.bench.ts'
 import { benchTasksFromPage } from './tasks-page.bench.ts'
+import { benchVerify } from './verify.bench.ts'
 
-const PARTS = ['tasks', 'tasks-page', 'actors', 'objects', 'scale'] as const
+const PARTS = ['tasks', 'tasks-page', 'actors', 'objects', 'verify', 'scale'] as const
 /** The cluster each part runs on: [nodes, CPUs per node] (issue 8 names a browser driver on 2 × 2, Node on 3 × 4). */
-const SHAPES: Record<Exclude<Part, 'scale'>, [number, number]> = { tasks: [3, 4], 'tasks-page': [2, 2], actors: [3, 4], objects: [2, 2] }
+const SHAPES: Record<Exclude<Part, 'scale'>, [number, number]> = {
+  tasks: [3, 4],
+  'tasks-page': [2, 2],
+  actors: [3, 4],
+  objects: [2, 2],
+  verify: [3, 4],
+}
 type Part = (typeof PARTS)[number]
 
 /** Runs the chosen benchmarks (default: all) and writes bench/results/<part>.json. */
@@ -39,7 +46,9 @@ export async function runBench(parts: string[]): Promise<void> {
             ? await benchTasksFromPage(c, cpusPerNode)
             : part === 'actors'
               ? await benchActors(c, cpusPerNode)
-              : await benchObjects(c)
+              : part === 'verify'
+                ? await benchVerify(c, cpusPerNode)
+                : await benchObjects(c)
       await writeFile(`${dir}${part}.json`, `${JSON.stringify({ machine, ...result }, null, 2)}\n`)
       console.log(`  → bench/results/${part}.json`)
     } finally {

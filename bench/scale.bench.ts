@@ -11,7 +11,7 @@ import { fmt } from './stats.ts'
  * coordinator and the driver are measured at sizes no machine could run browser tabs for:
  *
  * - throughput: SHOAL_SCALE_TASKS (default 1,000,000) no-op tasks from one Node driver on 10 sim nodes × 4 CPUs,
- *   submitted SHOAL_SCALE_CHUNK at a time (default 100,000), every value checked; time, tasks/s, driver and
+ *   submitted SHOAL_SCALE_CHUNK at a time (default all 1,000,000 at once: the issue's "1 M queued"), every value checked; time, tasks/s, driver and
  *   coordinator RSS. Chunks stop once SHOAL_SCALE_BUDGET_S (default 300) seconds have passed, and the output says so.
  * - fleet: SHOAL_SCALE_NODES (default 10,000) sim nodes × 1 CPU: time until listNodes shows them all ALIVE, the
  *   coordinator's CPU over 10 s idle (heartbeats only), then SHOAL_SCALE_RUN_TASKS (default 100,000) tasks from one
@@ -291,7 +291,7 @@ export async function benchScale() {
   const only = (process.env.SHOAL_SCALE_ONLY ?? 'throughput,fleet,baseline').split(',').map((s) => s.trim())
   const cfg = {
     tasks: envInt('SHOAL_SCALE_TASKS', 1_000_000),
-    chunk: envInt('SHOAL_SCALE_CHUNK', 100_000),
+    chunk: envInt('SHOAL_SCALE_CHUNK', 1_000_000),
     budgetS: envInt('SHOAL_SCALE_BUDGET_S', 300),
     nodes: envInt('SHOAL_SCALE_NODES', 10_000),
     runTasks: envInt('SHOAL_SCALE_RUN_TASKS', 100_000),

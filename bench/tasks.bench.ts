@@ -1,4 +1,5 @@
 import { connect } from '../sdk/index.ts'
+import type { PeerMesh } from '../sdk/transport/peer-mesh.ts'
 import type { BenchCluster } from './cluster.ts'
 import { BOUNDED, fmt, repeat } from './stats.ts'
 
@@ -30,6 +31,16 @@ export async function benchTasks(c: BenchCluster, cpusPerNode: number) {
       return SYNC_TRIPS / ((performance.now() - t0) / 1000)
     }),
   }
+  // The floor of a sync round trip: a bare ping over the same data channel, driver to node page and back.
+  const peers = (mesh as unknown as { peers?: PeerMesh }).peers
+  const node = c.nodes[0]?.nodeId as string
+  const dataChannelPingsPerSec = peers
+    ? await repeat(RUNS, async () => {
+        const t0 = performance.now()
+        for (let i = 0; i < SYNC_TRIPS; i++) await peers.ping(node)
+        return SYNC_TRIPS / ((performance.now() - t0) / 1000)
+      })
+    : undefined
   await c.baseline.evaluate(
     (n) => (window as unknown as { baseline: { start(n: number): Promise<unknown> } }).baseline.start(n),
     cpusPerNode,
@@ -61,6 +72,7 @@ export async function benchTasks(c: BenchCluster, cpusPerNode: number) {
     cluster: { nodes: c.nodes.length, cpusPerNode },
     ours,
     baseline: { ...baseline, poolSize: cpusPerNode, where: 'bare comlink pool in one page' },
+    dataChannelPingsPerSec: { ...dataChannelPingsPerSec, where: "bare ping on the driver's data channel to a node page" },
     ratios: {
       async: ratio(ours.asyncTasksPerSec.median, baseline.asyncCallsPerSec.median),
       sync: ratio(ours.syncRoundTripsPerSec.median, baseline.syncRoundTripsPerSec.median),
@@ -76,6 +88,8 @@ export async function benchTasks(c: BenchCluster, cpusPerNode: number) {
   console.log(
     `  sync round trips/s:               ${fmt(ours.syncRoundTripsPerSec.median).padStart(8)}   bare comlink call: ${fmt(baseline.syncRoundTripsPerSec.median).padStart(8)}   ratio ${result.ratios.sync}   (target ≥ 2,000)`,
   )
+  if (dataChannelPingsPerSec)
+    console.log(`  bare data channel ping, driver ↔ node page (the floor of a round trip): ${fmt(dataChannelPingsPerSec.median)}/s`)
   console.log(
     `  seed 30 × 1 s on ${cpus} CPUs:        ${(seed.elapsedMs / 1000).toFixed(2)} s vs ideal ${(seed.idealMs / 1000).toFixed(2)} s (${(seed.elapsedMs / seed.idealMs).toFixed(2)}×)`,
   )

@@ -3,6 +3,7 @@ import { afterEach, describe, expect, it } from 'vitest'
 import { encodeValue } from '../sdk/codec.ts'
 import { type JobId, newActorId, newPutObjectId } from '../sdk/ids.ts'
 import { type Lease, leaseSigningText, type TaskSpec } from '../sdk/protocol/index.ts'
+import { actorCallFields } from '../sdk/task-spec.fixture.ts'
 import { Cluster } from './cluster.ts'
 import { driver, leasesOf, node, ok, relayResults, requestLeases, submit, task, tick } from './test-harness.ts'
 
@@ -31,18 +32,7 @@ function actorSpecs(d: D, over: Partial<NonNullable<TaskSpec['actor']>> = {}, ar
       ...over,
     },
   })
-  const call = (a: TaskSpec['args'] = [{ v: encodeValue(1, 'x') }]) =>
-    task(d, {
-      type: 'ACTOR_TASK',
-      functionId: '',
-      name: 'A.m',
-      funcName: 'A.m',
-      actorId,
-      method: 'm',
-      resources: {},
-      maxRetries: 0,
-      args: a,
-    })
+  const call = (a: TaskSpec['args'] = [{ v: encodeValue(1, 'x') }]) => task(d, { ...actorCallFields(actorId), args: a })
   return { actorId, creation, call }
 }
 

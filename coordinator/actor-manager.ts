@@ -1,5 +1,5 @@
 import { ActorDiedError, ValidationError, type WireError } from '../sdk/errors.ts'
-import { objectIdOf, randomHex, type TaskId } from '../sdk/ids.ts'
+import { jobIdOfActor, objectIdOf, randomHex, type TaskId } from '../sdk/ids.ts'
 import type { ActorState, Lease } from '../sdk/protocol/index.ts'
 import type { ActorRow } from '../sdk/state.ts'
 import type { NodeRecord, NodeTable } from './gcs/nodes.ts'
@@ -54,9 +54,7 @@ interface ActorRecord {
 /** An actor lease given out, for the relay (a node's results go only to the lease's owner) and for task events. */
 export interface ActorLeaseRecord {
   lease: Lease
-  owner: Session
   nodeId: string
-  actorId: string
 }
 
 /**
@@ -89,8 +87,26 @@ export class ActorManager {
       addressOf(s: Session): string | undefined
       /** Signs a lease with its node's key; undefined if the node has none (it is going). */
       sign(unsigned: Omit<Lease, 'sig'>): Lease | undefined
+      /** A job's tenant: names are the tenant's own (two tenants' namespaces never meet). */
+      tenantOf(jobId: string): string | undefined
     },
   ) {}
+
+  /** Where a name is kept: per tenant and namespace (issue 9: a foreign actor name does not exist). */
+  private nameKey(tenant: string, namespace: string, name: string): string {
+    return `${tenant}\u0000${namespace}\u0000${name}`
+  }
+
+  /** The job an actor (or an alias of one) belongs to; undefined if there is no such actor. */
+  jobOf(actorId: string): string | undefined {
+    return this.resolve(actorId)?.jobId
+  }
+
+  /** Whether an incarnation of one of `jobId`'s actors lives on `nodeId` (its worker may speak for that job). */
+  hostsJobOn(nodeId: string, jobId: string): boolean {
+    for (const a of this.actors.values()) if (a.nodeId === nodeId && a.jobId === jobId && a.state !== 'DEAD') return true
+    return false
+  }
 
   /** A creation task arrived. Returns false if it was settled at once (name taken, or getIfExists found one). */
   register(rec: TaskRecord): boolean {
@@ -100,7 +116,12 @@ export class ActorManager {
       this.tasks.fail(rec, new ValidationError('actor creation without actor options').toWire())
       return false
     }
-    const key = `${a.namespace}\u0000${a.name}`
+    // An actor id ends with its job's id, and is made once: no creation can take over another job's actor.
+    if (jobIdOfActor(actorId) !== rec.jobId || this.actors.has(actorId) || this.aliases.has(actorId)) {
+      this.tasks.fail(rec, new ValidationError(`actor id ${actorId} is not a new actor of this job`).toWire())
+      return false
+    }
+    const key = this.nameKey(this.deps.tenantOf(rec.jobId) ?? '', a.namespace, a.name ?? '')
     const existing = a.name ? this.actors.get(this.named.get(key) ?? '') : undefined
     if (existing && existing.state !== 'DEAD') {
       if (a.getIfExists) {
@@ -185,12 +206,15 @@ export class ActorManager {
    * A caller wants to call an actor (`actorId` as its handle names it): it hears the actor's state now (if there is
    * one to tell: an actor still being created is not yet callable) and at every change, until the actor is dead.
    */
-  requestLease(caller: Session, actorId: string): void {
-    const actor = this.resolve(actorId)
+  requestLease(caller: Session, actorId: string, visible = true): void {
+    // Another tenant's actor is answered exactly as no actor at all.
+    const actor = visible ? this.resolve(actorId) : undefined
     if (!actor) {
       const error = new ValidationError(`no actor ${actorId} exists on this coordinator`).toWire()
       return caller.send({ type: 'actor-state', actorId, state: 'DEAD', error })
     }
+    // A dead actor is told as such, and its caller is not kept (nothing more will be said of it).
+    if (actor.state === 'DEAD') return this.tellCaller(actor, caller, actorId)
     let asked = actor.callers.get(caller)
     if (!asked) {
       actor.callers.set(caller, (asked = new Map()))
@@ -251,7 +275,7 @@ export class ActorManager {
     })
     if (!lease) return // its node is going: its death will be told
     actor.callers.get(caller)?.set(askedId, lease)
-    this.leases.set(lease.leaseId, { lease, owner: caller, nodeId: actor.nodeId, actorId: actor.actorId })
+    this.leases.set(lease.leaseId, { lease, nodeId: actor.nodeId })
     const key = `${actor.nodeId}:${lease.jobId}`
     this.leasesOnNode.set(key, (this.leasesOnNode.get(key) ?? 0) + 1)
     caller.send({ type: 'actor-state', actorId: askedId, state: 'ALIVE', lease, maxTaskRetries })
@@ -313,8 +337,8 @@ export class ActorManager {
   }
 
   /** A handle to a named actor: its id and shape, and the object its handles are counted through. */
-  lookup(name: string, namespace: string): { actorId: string; className: string; methods: string[]; handleId: string } {
-    const actor = this.actors.get(this.named.get(`${namespace}\u0000${name}`) ?? '')
+  lookup(tenant: string, name: string, namespace: string): { actorId: string; className: string; methods: string[]; handleId: string } {
+    const actor = this.actors.get(this.named.get(this.nameKey(tenant, namespace, name)) ?? '')
     if (!actor || actor.state === 'DEAD') throw new ValidationError(`no actor named '${name}' in namespace '${namespace}'`)
     const handleId = objectIdOf(actor.creation.spec.taskId as TaskId, 1)
     return { actorId: actor.actorId, className: actor.className, methods: actor.methods, handleId }
@@ -382,7 +406,7 @@ export class ActorManager {
     this.deps.incarnationEnded(actor.actorId)
     actor.state = 'DEAD'
     actor.deathCause = cause
-    if (actor.name) this.named.delete(`${actor.namespace}\u0000${actor.name}`)
+    if (actor.name) this.named.delete(this.nameKey(this.deps.tenantOf(actor.jobId) ?? '', actor.namespace, actor.name))
     this.releaseResources(actor)
     this.tasks.releasePins(actor.creation) // its constructor arguments were kept for restarts
     const node = actor.nodeId ? this.deps.nodes.get(actor.nodeId) : undefined
@@ -402,6 +426,12 @@ export class ActorManager {
     for (const actor of this.actors.values()) {
       if (actor.creation.owner === owner && !actor.detached && actor.state !== 'DEAD') this.die(actor, why)
     }
+  }
+
+  /** Whether a detached actor of this job lives on (its class must stay known: it may restart). */
+  hasLiveDetached(jobId: string): boolean {
+    for (const a of this.actors.values()) if (a.jobId === jobId && a.detached && a.state !== 'DEAD') return true
+    return false
   }
 
   rows(): ActorRow[] {

@@ -1,9 +1,11 @@
 import { Argument, Command, InvalidArgumentError, Option } from 'commander'
 import { connect } from '../sdk/index.ts'
 import { formatBytes } from '../sdk/size.ts'
+import { Credentials } from './auth.ts'
 import { runDemo } from './demo.ts'
 import { startHeadlessNodes } from './headless-nodes.ts'
 import { type RunningCoordinator, startCoordinator } from './server.ts'
+import { DEFAULT_STORE } from './store/open-store.ts'
 
 const DEFAULT_ADDRESS = process.env.SHOAL_ADDRESS ?? 'http://127.0.0.1:8265'
 
@@ -48,17 +50,18 @@ async function withMesh<T>(
   }
 }
 
-/** GET a state API path, with errors a user can act on instead of 'fetch failed'. */
-async function api<T>(address: string, path: string): Promise<T> {
+/** Calls a state API path (GET unless told), with errors a user can act on instead of 'fetch failed'. */
+async function api<T>(address: string, path: string, token: string | undefined, method = 'GET'): Promise<T> {
   let res: Response
   try {
-    res = await fetch(`${address}/api/${path}`)
+    res = await fetch(`${address}/api/${path}`, { method, ...(token && { headers: { authorization: `Bearer ${token}` } }) })
   } catch {
     throw new Error(`no Shoal coordinator answered at ${address} (start one with \`shoal start\`, or pass --address / set SHOAL_ADDRESS)`)
   }
   const body = (await res.json().catch(() => undefined)) as T | { error?: { message: string } } | undefined
   if (!res.ok || body === undefined) {
-    const message = (body as { error?: { message: string } } | undefined)?.error?.message
+    const said = (body as { error?: { message: string } } | undefined)?.error?.message
+    const message = said && res.status === 401 ? `${said} (pass --token, or set SHOAL_TOKEN)` : said
     throw new Error(message ?? `${address}/api/${path} answered ${res.status}: is this a Shoal coordinator?`)
   }
   return body as T
@@ -76,19 +79,60 @@ function table(rows: Record<string, unknown>[], cols: string[]): void {
 
 const program = new Command('shoal').description("Ray Core's model on browser-tab nodes").showHelpAfterError()
 const addressOption = () => new Option('-a, --address <url>', 'coordinator address').default(DEFAULT_ADDRESS)
-const tokenOption = () => new Option('--token <token>', 'shared secret for drivers and nodes').env('SHOAL_TOKEN')
+const storeOption = () =>
+  new Option('--store <where>', 'control store kept across restarts: a directory (LMDB), redis://HOST:PORT[/DB], or memory')
+    .env('SHOAL_STORE')
+    .default(DEFAULT_STORE)
+const tokenOption = () => new Option('--token <token>', 'a token (for start/up: the one admin token)').env('SHOAL_TOKEN')
 
-program
-  .command('start')
-  .description('run the coordinator (Hono on one port: /node, /dashboard, /sdk.js, /api, /ws, /peerjs)')
-  .option('-p, --port <port>', 'port', port, 8265)
-  .option('--host <host>', 'interface to listen on', '127.0.0.1')
-  .addOption(tokenOption())
-  .action(async (o: { port: number; host: string; token?: string }) => {
-    const c = await startCoordinator({ port: o.port, host: o.host, ...(o.token && { token: o.token }) })
-    printUrls(c.url)
-    keepRunning(c.close)
-  })
+/** The access options of a coordinator (issue 9): who may connect, as what, from where. */
+interface AccessOptions {
+  token?: string
+  auth?: string
+  volunteers?: boolean
+  allowedOrigins?: string
+  insecure?: boolean
+}
+const accessOptions = (c: Command) =>
+  c
+    .addOption(tokenOption())
+    .option('--auth <file>', 'tokens per role: JSON { "tokens": [{ "token", "role": "admin"|"driver"|"node", "tenant" }] }')
+    .option('--volunteers', 'let anyone with the URL open /node and join as a volunteer node (runs only work that opts in)')
+    .option(
+      '--allowed-origins <list>',
+      "comma-separated browser origins allowed to open sockets (default: this coordinator's and localhost)",
+    )
+    .option('--insecure', 'listen beyond loopback without any token (anyone who reaches it can run code and read every job)')
+
+function accessOf(o: AccessOptions) {
+  if (o.auth && o.token) throw new InvalidArgumentError('give either --auth FILE or --token, not both')
+  return {
+    ...(o.auth && { credentials: Credentials.fromFile(o.auth) }),
+    ...(o.token && { token: o.token }),
+    ...(o.volunteers && { volunteers: true }),
+    ...(o.allowedOrigins && {
+      allowedOrigins: o.allowedOrigins
+        .split(',')
+        .map((x) => x.trim())
+        .filter(Boolean),
+    }),
+    ...(o.insecure && { insecure: true }),
+  }
+}
+
+accessOptions(
+  program
+    .command('start')
+    .description('run the coordinator (Hono on one port: /node, /dashboard, /sdk.js, /api, /ws, /peerjs)')
+    .option('-p, --port <port>', 'port', port, 8265)
+    .option('--host <host>', 'interface to listen on (without tokens: loopback only)', '127.0.0.1')
+    .addOption(storeOption()),
+).action(async (o: { port: number; host: string; store: string } & AccessOptions) => {
+  const c = await startCoordinator({ port: o.port, host: o.host, store: o.store, ...accessOf(o) })
+  console.log(`control store: ${c.store}`)
+  printUrls(c.url)
+  keepRunning(c.close)
+})
 
 program
   .command('node')
@@ -112,15 +156,18 @@ program
   .option('-c, --cpus <n>', 'CPUs per node', positiveNumber('--cpus'), 4)
   .option('--demo', "run the seed's 30 × 1 s tasks once the nodes are up")
   .addOption(tokenOption())
-  .action(async (o: { port: number; nodes: number; cpus: number; demo?: boolean; token?: string }) => {
+  .addOption(storeOption())
+  .action(async (o: { port: number; nodes: number; cpus: number; demo?: boolean; token?: string; store: string }) => {
     let coordinator: RunningCoordinator | undefined
     try {
-      coordinator = await startCoordinator({ port: o.port, ...(o.token && { token: o.token }), log: () => {} })
+      coordinator = await startCoordinator({ port: o.port, store: o.store, ...(o.token && { token: o.token }), log: () => {} })
     } catch (e) {
-      throw new Error(`cannot listen on port ${o.port}: ${(e as Error).message} (is another coordinator running? use --port)`)
+      throw new Error(
+        `cannot start the coordinator on port ${o.port}: ${(e as Error).message} (is another coordinator running? use --port)`,
+      )
     }
     const c = coordinator
-    console.log(`coordinator up on ${c.url}; starting ${o.nodes} headless node(s)…`)
+    console.log(`coordinator up on ${c.url} (control store: ${c.store}); starting ${o.nodes} headless node(s)…`)
     const h = await startHeadlessNodes({
       address: c.url,
       nodes: o.nodes,
@@ -158,13 +205,14 @@ program
     const s = await api<{
       nodes: { alive: number; dead: number }
       resources: { total: Record<string, number>; used: Record<string, number> }
-      tasks: { pending: number; queued: number }
+      tasks: { pending: number; queued?: number }
       jobs: { running: number }
       infeasible: { name: string; requiredResources: Record<string, number> }[]
-    }>(o.address, 'status')
+    }>(o.address, 'status', o.token)
     console.log(`nodes: ${s.nodes.alive} alive, ${s.nodes.dead} dead`)
     for (const [k, total] of Object.entries(s.resources.total)) console.log(`  ${s.resources.used[k] ?? 0}/${total} ${k}`)
-    console.log(`jobs running: ${s.jobs.running}; tasks pending: ${s.tasks.pending} (${s.tasks.queued} waiting for a node)`)
+    const queued = s.tasks.queued !== undefined ? ` (${s.tasks.queued} waiting for a node)` : ''
+    console.log(`jobs running: ${s.jobs.running}; tasks pending: ${s.tasks.pending}${queued}`)
     if (s.infeasible.length) {
       console.log(`infeasible (no node can ever fit them; they wait for a bigger node):`)
       for (const t of s.infeasible) console.log(`  ${t.name} needs ${JSON.stringify(t.requiredResources)}`)
@@ -173,8 +221,8 @@ program
 
 const LIST_COLUMNS: Record<string, string[]> = {
   tasks: ['taskId', 'name', 'state', 'type', 'nodeId', 'workerId', 'jobId', 'attempt', 'errorType'],
-  nodes: ['nodeId', 'state', 'name', 'resources', 'availableResources', 'runningTasks'],
-  jobs: ['jobId', 'state', 'namespace', 'startTime', 'endTime'],
+  nodes: ['nodeId', 'state', 'trust', 'name', 'resources', 'availableResources', 'runningTasks', 'quarantined'],
+  jobs: ['jobId', 'tenant', 'state', 'namespace', 'startTime', 'endTime'],
   actors: ['actorId', 'className', 'name', 'state', 'nodeId', 'jobId', 'restarts'],
   objects: ['objectId', 'size', 'refCount', 'locations', 'spilled'],
 }
@@ -184,19 +232,31 @@ program
   .description('list tasks | actors | nodes | objects | jobs (Ray: ray list …)')
   .addArgument(new Argument('<resource>').choices(Object.keys(LIST_COLUMNS)))
   .addOption(addressOption())
+  .addOption(tokenOption())
   .option('-f, --filter <key=value...>', 'filters, e.g. state=RUNNING or name!=x')
   .option('-l, --limit <n>', 'at most this many rows', positiveNumber('--limit'), 100)
   .option('--json', 'print JSON')
-  .action(async (resource: string, o: { address: string; filter?: string[]; limit: number; json?: boolean }) => {
+  .action(async (resource: string, o: { address: string; token?: string; filter?: string[]; limit: number; json?: boolean }) => {
     const q = new URLSearchParams({ limit: String(o.limit) })
     for (const f of o.filter ?? []) q.append('filter', f)
-    const body = await api<Record<string, unknown>[]>(o.address, `${resource}?${q}`)
+    const body = await api<Record<string, unknown>[]>(o.address, `${resource}?${q}`, o.token)
     if (o.json) return console.log(JSON.stringify(body, null, 2))
     const short = (v: unknown) => (typeof v === 'string' && /^[0-9a-f]{32,}$/.test(v) ? v.slice(0, 12) : v)
     table(
       body.map((r) => Object.fromEntries(Object.entries(r).map(([k, v]) => [k, k === 'size' ? formatBytes(v as number) : short(v)]))),
       LIST_COLUMNS[resource] as string[],
     )
+  })
+
+program
+  .command('unquarantine')
+  .description('let a quarantined node take work again (admin token): see `shoal list nodes` for why it was')
+  .argument('<nodeId>', 'the node id (as `shoal list nodes --json` prints it)')
+  .addOption(addressOption())
+  .addOption(tokenOption())
+  .action(async (nodeId: string, o: { address: string; token?: string }) => {
+    await api(o.address, `nodes/${encodeURIComponent(nodeId)}/quarantine`, o.token, 'DELETE')
+    console.log(`node ${nodeId} may take work again`)
   })
 
 program
@@ -219,9 +279,10 @@ program
   .command('memory')
   .description('object store usage per node and the largest objects (Ray: ray memory)')
   .addOption(addressOption())
+  .addOption(tokenOption())
   .option('-n, --top <n>', 'how many of the largest objects to list', positiveNumber('--top'), 10)
-  .action(async (o: { address: string; top: number }) => {
-    const get = <T>(path: string) => api<T>(o.address, path)
+  .action(async (o: { address: string; token?: string; top: number }) => {
+    const get = <T>(path: string) => api<T>(o.address, path, o.token)
     const nodes =
       await get<
         {
@@ -267,7 +328,7 @@ program
 program
   .command('bench')
   .description('benchmarks, each beside its baseline measured in the same run; writes bench/results/*.json')
-  .argument('[parts...]', 'which: tasks, tasks-page, actors, objects, scale (default: all)')
+  .argument('[parts...]', 'which: tasks, tasks-page, actors, objects, verify, scale (default: all)')
   .action(async (parts: string[]) => {
     const { runBench } = await import('../bench/run.ts')
     await runBench(parts)

@@ -1,26 +1,35 @@
-import { ConnectionError, ShoalError, TaskCancelledError, toWireError, ValidationError } from '../sdk/errors.ts'
-import { jobIdOfTask, type ObjectId, type TaskId, taskIdOfObject } from '../sdk/ids.ts'
+import { ConnectionError, ObjectStoreFullError, ShoalError, TaskCancelledError, ValidationError } from '../sdk/errors.ts'
+import { jobIdOfObject, jobIdOfTask, type ObjectId, type TaskId, taskIdOfObject } from '../sdk/ids.ts'
 import type { ClientMessage, ClientMessageOf, RTCIceServerLike, StateQuery, TaskResult } from '../sdk/protocol/index.ts'
 import { MAX_FRAME_BYTES, PROTOCOL_VERSION, RELAY_OVERHEAD_BYTES } from '../sdk/protocol/index.ts'
 import { fromUnits, type ResourceUnits } from '../sdk/resources.ts'
+import type { TaskRow } from '../sdk/state.ts'
 import { ActorManager } from './actor-manager.ts'
-import { receiveFrame } from './edge.ts'
+import { Credentials, DEFAULT_TENANT } from './auth.ts'
+import { publicError, receiveFrame } from './edge.ts'
 import { FunctionTable } from './gcs/functions.ts'
 import { JobTable } from './gcs/jobs.ts'
 import { NodeTable } from './gcs/nodes.ts'
 import { ObjectDirectory } from './gcs/object-directory.ts'
-import { TaskEvents } from './gcs/task-events.ts'
+import { MAX_TASK_ROWS, TaskEvents } from './gcs/task-events.ts'
 import { LeaseManager, type LeaseRequest } from './lease-manager.ts'
 import { ObjectTransfers } from './object-transfers.ts'
 import { PeerRelay } from './peer-relay.ts'
+import { SUBMITS_PER_SECOND } from './rate-limit.ts'
 import { type Schedulable, Scheduler } from './scheduler/scheduler.ts'
 import { Session } from './session.ts'
 import { filterRows } from './state-query.ts'
+import type { ControlStore } from './store/control-store.ts'
 import { TaskManager, type TaskRecord } from './task-manager.ts'
+import { isReplica } from './verified-tasks.ts'
 
 export interface ClusterOptions {
-  /** If set, every driver and node must present it. */
+  /** Who may connect, as what (issue 9). Default: none configured, everyone is an admin of the default tenant. */
+  credentials?: Credentials
+  /** Shorthand for `credentials`: one admin token. */
   token?: string
+  /** Let nodes without a token join as volunteers (they run only work whose options say `volunteers: true`). */
+  volunteers?: boolean
   /** A node silent for this long is declared dead. */
   heartbeatTimeoutMs?: number
   iceServers?: RTCIceServerLike[]
@@ -32,6 +41,11 @@ export interface ClusterOptions {
   now?: () => number
   /** Check heartbeats on a timer (the simulator calls `checkHeartbeats` itself). */
   monitor?: boolean
+  /**
+   * Where jobs and functions are kept across restarts (Ray's GCS storage; issue 10). Without one, nothing outlives
+   * the process. Call `restore()` before the first connection.
+   */
+  store?: ControlStore
 }
 
 /**
@@ -40,10 +54,11 @@ export interface ClusterOptions {
  */
 export class Cluster {
   readonly nodes: NodeTable
-  readonly jobs = new JobTable()
-  readonly functions = new FunctionTable()
-  readonly objects = new ObjectDirectory()
-  readonly events = new TaskEvents()
+  readonly jobs: JobTable
+  readonly functions: FunctionTable
+  readonly objects = new ObjectDirectory((jobId) => this.jobs.tenantOf(jobId) ?? DEFAULT_TENANT)
+  /** Task rows, bounded per tenant: one tenant's flood never pushes another's rows out. */
+  readonly events = new TaskEvents(MAX_TASK_ROWS, (jobId) => this.jobs.tenantOf(jobId) ?? DEFAULT_TENANT)
   /** One scheduler for everything placed on nodes: lease requests and actors' creations share the nodes' resources. */
   readonly scheduler: Scheduler<Schedulable>
   readonly leases: LeaseManager
@@ -59,18 +74,45 @@ export class Cluster {
   private monitor: ReturnType<typeof setInterval> | undefined
   private readonly log: (line: string) => void
   private readonly heartbeatTimeoutMs: number
+  readonly credentials: Credentials
+  /** Bytes admitted per tenant this second and not in the directory yet (uploads under way: see checkStored). */
+  private admitted = new Map<string, number>()
+  private admittedAt = 0
 
   constructor(private readonly opts: ClusterOptions = {}) {
     this.log = opts.log ?? ((l) => console.log(l))
+    this.credentials = opts.credentials ?? (opts.token ? Credentials.fromToken(opts.token) : Credentials.open())
+    // A failed write to the store is logged; the tables in memory stay right (a restart then knows less).
+    const storeFailed = (e: unknown) => {
+      // Connections that end as the coordinator shuts down may still record their jobs' ends: not worth a warning.
+      if (!this.closed) this.log(`[coordinator] control store write failed: ${(e as Error)?.message ?? e}`)
+    }
+    this.jobs = new JobTable(opts.store, storeFailed)
+    this.functions = new FunctionTable(opts.store, storeFailed)
     this.nodes = new NodeTable(opts.now)
     const nodeSession = (id: string) => this.nodeSessions.get(id)
     const isLease = (x: Schedulable): x is LeaseRequest => (x as LeaseRequest).kind === 'lease'
     this.scheduler = new Scheduler<Schedulable>({
-      nodes: () => this.nodes.alive(),
+      nodes: (x) => {
+        const nodes = this.nodes.placeableFor(!!x.volunteers)
+        return x.avoid?.size ? nodes.filter((n) => !x.avoid?.has(n.nodeId)) : nodes
+      },
       node: (id) => this.nodes.get(id),
-      dispatch: (x, n) => (isLease(x) ? this.leases.grant(x, n) : this.tasks.dispatch(x as TaskRecord, n)),
-      fail: (x, reason) => (isLease(x) ? this.leases.fail(x, reason) : this.tasks.unschedulable(x as TaskRecord, reason)),
-      infeasible: (x, yes) => (isLease(x) ? this.leases.infeasible(x, yes) : this.tasks.infeasible(x as TaskRecord, yes)),
+      dispatch: (x, n) => {
+        if (isLease(x)) this.leases.grant(x, n)
+        else if (isReplica(x)) this.tasks.verified.dispatch(x, n)
+        else this.tasks.dispatch(x as TaskRecord, n)
+      },
+      fail: (x, reason) => {
+        if (isLease(x)) this.leases.fail(x, reason)
+        else if (isReplica(x)) this.tasks.verified.unschedulable(x, reason)
+        else this.tasks.unschedulable(x as TaskRecord, reason)
+      },
+      infeasible: (x, yes) => {
+        if (isLease(x)) this.leases.infeasible(x, yes)
+        else if (isReplica(x)) this.tasks.verified.infeasible(x, yes)
+        else this.tasks.infeasible(x as TaskRecord, yes)
+      },
       waiting: (x) => this.leases.waiting(x, isLease(x) ? x.owner : undefined),
     })
     this.leases = new LeaseManager({ nodes: this.nodes, scheduler: this.scheduler, nodeSession })
@@ -81,6 +123,9 @@ export class Cluster {
       events: this.events,
       scheduler: this.scheduler,
       nodeSession,
+      visible: (owner, id) => this.mayTouch(owner, id),
+      quotaOf: (tenant) => this.credentials.quotaOf(tenant),
+      quarantine: (nodeId, reason) => this.quarantine(nodeId, reason),
     })
     this.actors = new ActorManager(this.tasks, {
       nodes: this.nodes,
@@ -93,6 +138,7 @@ export class Cluster {
       },
       addressOf: (s) => this.addressOf(s),
       sign: (unsigned) => this.leases.sign(unsigned),
+      tenantOf: (jobId) => this.jobs.tenantOf(jobId),
     })
     this.tasks.actors = this.actors
     this.relay = new PeerRelay({
@@ -143,8 +189,26 @@ export class Cluster {
     return s.role === 'node' ? max + RELAY_OVERHEAD_BYTES : max
   }
 
+  private closed = false
+
   close(): void {
+    this.closed = true
     if (this.monitor) clearInterval(this.monitor)
+  }
+
+  /**
+   * Loads what the control store kept from a previous run (jobs, functions, the ticket secret) and reserves this
+   * run's job ids.
+   */
+  async restore(): Promise<void> {
+    const store = this.opts.store
+    if (!store) return
+    await this.jobs.restore()
+    await this.functions.restore()
+    // Tickets (node and peer ids' proofs) stay valid across a restart: what rejoining nodes show.
+    const kept = await store.get<Uint8Array>('config', 'ticket-secret')
+    if (kept) this.credentials.useSecret(kept)
+    else await store.put('config', 'ticket-secret', this.credentials.ticketSecret)
   }
 
   /** One validated message from a connection. Errors a client can cause are answered, never thrown out. */
@@ -154,7 +218,12 @@ export class Cluster {
       if (!s.role) throw new ConnectionError('say hello first')
       this.dispatch(s, msg)
     } catch (e) {
-      const error = e instanceof ShoalError ? e.toWire() : toWireError(e)
+      // The client hears what it did wrong, never how the coordinator is built: no stack, no paths (logged here).
+      const error = publicError(
+        e instanceof ShoalError
+          ? e.toWire()
+          : { name: 'InternalError', code: 'INTERNAL', message: `the coordinator failed on '${msg.type}'` },
+      )
       if (!(e instanceof ShoalError)) this.log(`[coordinator] internal error on ${msg.type}: ${(e as Error).stack}`)
       const reqId = (msg as { reqId?: number }).reqId
       s.send(reqId !== undefined ? { type: 'reply', reqId, ok: false, error } : { type: 'error', error })
@@ -164,12 +233,27 @@ export class Cluster {
   private dispatch(s: Session, msg: Exclude<ClientMessage, { type: 'hello' }>): void {
     switch (msg.type) {
       case 'register-functions':
-        for (const f of msg.functions) this.functions.put(f)
-        return
-      case 'submit':
         this.requireRole(s, 'driver', msg.type)
-        for (const t of msg.tasks) this.tasks.submit(s, t)
+        for (const f of msg.functions) this.functions.put(s.jobId as string, f)
         return
+      case 'submit': {
+        this.requireRole(s, 'driver', msg.type)
+        // A submit costs the coordinator per task: a connection gets so many per second (then its tasks fail, clearly).
+        if (!s.submitRate.take(msg.tasks.length)) {
+          const why = `over the rate limit of ${SUBMITS_PER_SECOND} task submissions per second per connection; slow down`
+          for (const t of msg.tasks) this.tasks.reject(s, t, why, () => {})
+          throw new ValidationError(why)
+        }
+        let unnamed = 0
+        let first = ''
+        for (const t of msg.tasks)
+          this.tasks.submit(s, t, (why) => {
+            if (!unnamed++) first = why
+          })
+        // One error for the specs that did not even name their task, however many there were.
+        if (unnamed) throw new ValidationError(`${unnamed} task spec(s) refused; the first: ${first}`)
+        return
+      }
       case 'publish':
         this.requireRole(s, 'driver', msg.type)
         return this.publish(s, msg.objects)
@@ -190,23 +274,30 @@ export class Cluster {
         return this.relay.send(s, msg)
       case 'actor-lease-request':
         this.requireRole(s, 'driver', msg.type)
-        return this.actors.requestLease(s, msg.actorId)
+        // Another tenant's actor is answered as no actor at all.
+        return this.actors.requestLease(s, msg.actorId, this.sees(s, this.actors.jobOf(msg.actorId)))
       case 'put':
         this.requireRole(s, 'driver', msg.type)
+        this.checkRefs(s, msg.nestedRefs)
+        this.checkStored(s, msg.data.byteLength)
         return this.transfers.onPut(s, msg)
       case 'subscribe':
-        for (const id of msg.objectIds) this.objects.subscribe(id as ObjectId, s)
+        // Another tenant's object is answered as an unknown one: the same reply, whether or not it exists.
+        for (const id of msg.objectIds) this.objects.subscribe(id as ObjectId, s, !this.mayTouch(s, id))
         return
       case 'release':
-        for (const id of msg.objectIds) this.objects.release(id as ObjectId, s)
+        for (const id of msg.objectIds) if (this.mayTouch(s, id)) this.objects.release(id as ObjectId, s)
         return
-      case 'free':
+      case 'free': {
         this.requireRole(s, 'driver', msg.type)
+        const foreign = msg.objectIds.find((id) => !this.mayTouch(s, id))
+        if (foreign) throw new ValidationError(`free: ObjectRef(${foreign}) is not one of this tenant's objects; nothing was freed`)
         for (const id of msg.objectIds) this.objects.free(id as ObjectId)
         return s.send({ type: 'reply', reqId: msg.reqId, ok: true, value: null })
+      }
       case 'borrow':
         for (const id of msg.objectIds) {
-          if (!this.objects.has(id)) continue
+          if (!this.mayTouch(s, id) || !this.objects.has(id)) continue
           this.objects.pin(id as ObjectId)
           s.borrowed.set(id, (s.borrowed.get(id) ?? 0) + 1)
         }
@@ -224,14 +315,15 @@ export class Cluster {
         this.cancel(s, msg.objectId as ObjectId, msg.force)
         return s.send({ type: 'reply', reqId: msg.reqId, ok: true, value: null })
       case 'state':
-        return s.send({ type: 'reply', reqId: msg.reqId, ok: true, value: this.query(msg.query) })
+        return s.send({ type: 'reply', reqId: msg.reqId, ok: true, value: this.query(msg.query, s) })
       case 'get-actor': {
-        const found: { handleId?: string } = this.actors.lookup(msg.name, msg.namespace)
+        const found: { handleId?: string } = this.actors.lookup(s.tenant, msg.name, msg.namespace)
         // A detached actor outlives its handles: the object they were counted through may be gone.
         if (found.handleId && !this.objects.has(found.handleId)) delete found.handleId
         return s.send({ type: 'reply', reqId: msg.reqId, ok: true, value: found })
       }
       case 'kill-actor':
+        if (!this.sees(s, this.actors.jobOf(msg.actorId))) throw new ValidationError(`no actor ${msg.actorId} exists on this coordinator`)
         this.actors.kill(msg.actorId, msg.noRestart)
         return s.send({ type: 'reply', reqId: msg.reqId, ok: true, value: null })
       case 'heartbeat':
@@ -239,16 +331,26 @@ export class Cluster {
         this.nodes.heartbeat(s.nodeId as string, msg.running, msg.workers, msg.storeUsed, msg.storeSpilled)
         return
       case 'object-chunk':
+        this.checkRefs(s, msg.nestedRefs)
+        if (s.role === 'driver' && msg.offset === 0) this.checkStored(s, msg.total)
         this.transfers.onChunk(s, msg)
         return
       case 'put-remote':
         this.requireRole(s, 'driver', msg.type)
         if (msg.peerId !== s.peerId) throw new ValidationError("put-remote must name this connection's own peerId (from hello)")
+        this.checkRefs(s, msg.nestedRefs)
+        this.checkStored(s, msg.size)
         this.transfers.onPutRemote(s, msg)
         return
-      case 'fetch-objects':
-        this.transfers.fetch(s, msg.objectIds as ObjectId[])
+      case 'fetch-objects': {
+        const mine: ObjectId[] = []
+        for (const id of msg.objectIds) {
+          if (this.mayTouch(s, id)) mine.push(id as ObjectId)
+          else this.objects.subscribe(id as ObjectId, s, true) // answered as unknown
+        }
+        this.transfers.fetch(s, mine)
         return
+      }
       case 'objects-stored':
         this.requireRole(s, 'node', msg.type)
         this.transfers.onStored(s, msg.objects)
@@ -258,10 +360,19 @@ export class Cluster {
         for (const id of msg.objectIds) this.objects.setSpilled(id as ObjectId, s.nodeId as string, msg.spilled)
         if (msg.log) this.log(`[node ${s.nodeId?.slice(0, 8)}] ${msg.log}`)
         return
+      case 'may-use': {
+        this.requireRole(s, 'node', msg.type)
+        // The jobs the task's job may see, by the one rule of tenancy (as a driver of its tenant would).
+        const tenant = this.jobs.tenantOf(msg.jobId)
+        const viewer = tenant === undefined ? undefined : { admin: false, tenant }
+        const same = viewer ? msg.objectJobIds.filter((j) => this.sees(viewer, j)) : []
+        return s.send({ type: 'reply', reqId: msg.reqId, ok: true, value: same })
+      }
       case 'upload-failed':
         this.transfers.onUploadFailed(s, msg.objectId as ObjectId, msg.reason)
         return
       case 'task-events':
+        if (msg.dropped) this.events.droppedAtSource += msg.dropped
         return this.taskEvents(s, msg.events)
       case 'task-results':
         this.requireRole(s, 'node', msg.type)
@@ -288,6 +399,56 @@ export class Cluster {
     }
   }
 
+  /**
+   * Whether `s` may see and touch an object (by its id's job): an admin, a node (it stores and serves what the
+   * coordinator places), or a driver of the object's tenant. Refs work across a tenant's jobs, as in Ray.
+   */
+  private mayTouch(s: Session, objectId: string): boolean {
+    return s.role === 'node' || this.sees(s, jobIdOfObject(objectId))
+  }
+
+  /**
+   * A put of `bytes` must fit the tenant's quota of stored bytes: what its objects in the directory take (kept there
+   * as they change), plus the puts admitted this second that may still be uploading.
+   */
+  private checkStored(s: Session, bytes: number): void {
+    const quota = this.credentials.quotaOf(s.tenant).maxStoredBytes
+    // What the directory holds, plus what was admitted this second: an upload counts there only once it is done,
+    // and many started at once must not each pass against the same count.
+    const now = Date.now()
+    if (now - this.admittedAt > 1000) {
+      this.admittedAt = now
+      this.admitted.clear()
+    }
+    const admitted = this.admitted.get(s.tenant) ?? 0
+    const used = this.objects.storedBy(s.tenant) + admitted
+    if (used + bytes > quota)
+      throw new ObjectStoreFullError(
+        `put of ${bytes} bytes refused: the tenant's quota of ${quota} stored bytes would be exceeded (${used} in use; free or drop refs first)`,
+      )
+    this.admitted.set(s.tenant, admitted + bytes)
+  }
+
+  /** Refs a value holds must be ones this connection may see: another tenant's are unknown here. */
+  private checkRefs(s: Session, ids: readonly string[] | undefined): void {
+    for (const id of ids ?? [])
+      if (!this.mayTouch(s, id)) throw new ValidationError(`the value holds ObjectRef(${id}), which this coordinator does not know`)
+  }
+
+  /**
+   * The one rule of tenancy: whether `viewer` (a driver's connection, or a reader of the state API) may see and touch
+   * the work of `jobId` — its own tenant's; an admin's, anyone's.
+   */
+  private sees(viewer: Viewer, jobId: string | undefined): boolean {
+    if (jobId === undefined) return false
+    return viewer.admin || this.jobs.tenantOf(jobId) === viewer.tenant
+  }
+
+  /** The filter of rows by job `viewer` may see; undefined when it sees them all. */
+  private keepFor(viewer: Viewer): ((jobId: string) => boolean) | undefined {
+    return viewer.admin ? undefined : (jobId) => this.sees(viewer, jobId)
+  }
+
   private requireRole(s: Session, role: 'driver' | 'node', what: string): void {
     if (s.role !== role) throw new ValidationError(`'${what}' is only for ${role}s`)
   }
@@ -298,14 +459,11 @@ export class Cluster {
       throw new ConnectionError(
         `protocol version ${msg.protocol} is not supported (the coordinator speaks ${PROTOCOL_VERSION}); update the SDK or node page`,
       )
-    if (this.opts.token && msg.token !== this.opts.token) {
-      const error = new ConnectionError(
-        msg.token ? 'the coordinator refused the token' : 'the coordinator requires a token (connect({ token }))',
-      ).toWire()
-      s.send({ type: 'reply', reqId: msg.reqId, ok: false, error })
-      s.close(4001, error.message)
-      return
-    }
+    // A worker's channel is vouched for by its node, and only to join a job that node runs work of (below); every
+    // socket shows a token, unless it volunteers a node.
+    if (s.carrier && (msg.role !== 'driver' || !msg.attachJob))
+      throw new ConnectionError("a node's worker channel may only join a job it runs work of (role 'driver' with attachJob)")
+    if (!s.carrier && !this.admit(s, msg)) return
     const base = {
       type: 'welcome' as const,
       reqId: msg.reqId,
@@ -315,14 +473,15 @@ export class Cluster {
     }
     if (msg.role === 'node') {
       if (!msg.node) throw new ValidationError('a node must describe its resources in hello')
-      const rec = this.nodes.add(msg.node)
+      const rec = this.nodes.add(msg.node, s.trust ?? 'trusted')
       s.role = 'node'
       s.nodeId = rec.nodeId
       this.nodeSessions.set(rec.nodeId, s)
       this.log(
-        `[coordinator] node ${rec.nodeId.slice(0, 8)} joined: ${JSON.stringify(fromUnits(rec.total))}${rec.name ? ` (${rec.name})` : ''}`,
+        `[coordinator] ${s.trust === 'volunteer' ? 'volunteer ' : ''}node ${rec.nodeId.slice(0, 8)} joined: ${JSON.stringify(fromUnits(rec.total))}${rec.name ? ` (${rec.name})` : ''}`,
       )
-      s.send({ ...base, nodeId: rec.nodeId, namespace: '', leaseKey: this.leases.keyFor(rec.nodeId) })
+      const peerjsKey = this.credentials.ticketFor(rec.nodeId)
+      s.send({ ...base, nodeId: rec.nodeId, namespace: '', leaseKey: this.leases.keyFor(rec.nodeId), peerjsKey })
       this.scheduler.nodesChanged()
       this.transfers.onNodeJoined()
       return
@@ -334,7 +493,10 @@ export class Cluster {
       // A job that ended may still have detached actors working for it: their workers may join it.
       const job = this.jobs.get(msg.attachJob)
       if (!job) throw new ConnectionError(`job ${msg.attachJob} does not exist`)
+      // A node speaks for the jobs it runs work of, and no other: a volunteer cannot act as any job it likes.
+      if (!this.runsJob(s.carrier.node, job.jobId)) throw new ConnectionError(`this node runs no task of job ${msg.attachJob}`)
       s.role = 'driver'
+      s.tenant = job.tenant
       s.jobId = job.jobId
       s.namespace = job.namespace
       if (msg.actorId) {
@@ -345,7 +507,7 @@ export class Cluster {
       }
     } else {
       // A job that names no namespace gets an anonymous one of its own, as in Ray.
-      const job = this.jobs.create(msg.namespace)
+      const job = this.jobs.create(msg.namespace, s.tenant)
       s.role = 'driver'
       s.jobId = job.jobId
       s.namespace = job.namespace
@@ -356,7 +518,47 @@ export class Cluster {
       s.peerId = msg.peerId
       this.peerSessions.set(msg.peerId, s)
     }
-    s.send({ ...base, jobId: s.jobId, namespace: s.namespace })
+    s.send({ ...base, jobId: s.jobId, namespace: s.namespace, ...(s.peerId && { peerjsKey: this.credentials.ticketFor(s.peerId) }) })
+  }
+
+  /**
+   * Checks a socket's token against the role it says hello as. Refused: one reply with the reason, then close 4001.
+   * A node without a token may join as a volunteer where the coordinator allows them.
+   */
+  private admit(s: Session, msg: ClientMessageOf<'hello'>): boolean {
+    const who = this.credentials.authenticate(msg.token)
+    let refusal: string | undefined
+    if (!who) {
+      if (msg.role === 'node' && !msg.token && this.opts.volunteers) {
+        Object.assign(s, { tenant: DEFAULT_TENANT, trust: 'volunteer' })
+        return true
+      }
+      refusal = msg.token
+        ? 'the coordinator refused the token'
+        : `the coordinator requires a token (${msg.role === 'node' ? 'open /node?token=…' : 'connect({ token })'})`
+    } else if (msg.role === 'node' && who.role === 'driver') refusal = 'a driver token cannot join as a node (use a node token)'
+    else if (msg.role === 'driver' && who.role === 'node') refusal = 'a node token cannot start a job (use a driver token)'
+    if (refusal || !who) {
+      const error = new ConnectionError(refusal ?? 'refused').toWire()
+      s.send({ type: 'reply', reqId: msg.reqId, ok: false, error })
+      s.close(4001, error.message)
+      return false
+    }
+    s.tenant = who.tenant
+    s.admin = who.role === 'admin'
+    if (msg.role === 'node') s.trust = 'trusted'
+    return true
+  }
+
+  /** Whether `node` runs work of `jobId` now: a task the coordinator placed there, a lease, or an actor's calls. */
+  private runsJob(node: Session, jobId: string): boolean {
+    const nodeId = node.nodeId as string
+    return (
+      this.tasks.runsJobOn(nodeId, jobId) ||
+      this.leases.holdsJob(nodeId, jobId) ||
+      this.actors.callsOnNode(nodeId, jobId) ||
+      this.actors.hostsJobOn(nodeId, jobId)
+    )
   }
 
   /**
@@ -381,7 +583,7 @@ export class Cluster {
       // Fate sharing, as Ray's owners: what this connection submitted and created ends with it (a job's driver, or
       // the worker of a task that submitted tasks and made actors); then it holds nothing any more.
       const why = s.isJobRoot ? 'cancelled because its job ended' : 'cancelled because the task that submitted it ended with its worker'
-      this.tasks.ownerGone(s, why)
+      this.tasks.ownerGone(s)
       this.leases.ownerGone(s)
       this.actors.callerGone(s)
       this.events.ownerGone(s, (taskId) => new TaskCancelledError(taskId, why).toWire())
@@ -429,6 +631,27 @@ export class Cluster {
     for (const id of scope.release) this.objects.release(id as ObjectId, sub)
   }
 
+  /**
+   * A node returned a minority result for a verified task: no more work goes to it (it stays connected and listed,
+   * with the reason). Its leases are asked back, so their owners stop pushing to it once their tasks there end.
+   */
+  private quarantine(nodeId: string, reason: string): void {
+    if (!this.nodes.quarantine(nodeId, reason)) return
+    this.log(`[coordinator] node ${nodeId.slice(0, 8)} is QUARANTINED: it ${reason}`)
+    this.leases.askBackOn(nodeId)
+  }
+
+  /**
+   * An admin lifts a node's quarantine (a verified task's disagreement can also come from a task whose result depends
+   * on the node it ran on: a tenant could write one to get a node quarantined). Returns whether it was quarantined.
+   */
+  releaseQuarantine(nodeId: string): boolean {
+    if (!this.nodes.release(nodeId)) return false
+    this.log(`[coordinator] node ${nodeId.slice(0, 8)} is no longer quarantined (an admin lifted it)`)
+    this.scheduler.nodesChanged()
+    return true
+  }
+
   private nodeDied(nodeId: string, reason: string): void {
     if (!this.nodes.markDead(nodeId, reason)) return
     this.log(`[coordinator] node ${nodeId.slice(0, 8)} is DEAD: ${reason}`)
@@ -448,6 +671,7 @@ export class Cluster {
    */
   private endJob(jobId: string): void {
     this.jobs.finish(jobId)
+    if (!this.actors.hasLiveDetached(jobId)) this.functions.forgetStored(jobId)
     for (const n of this.nodeSessions.values()) {
       const idle = [...n.relays].filter(([, sub]) => sub.jobId === jobId && !this.objects.owns(sub)).map(([c]) => c)
       n.send({ type: 'retire-workers', jobId, channels: idle })
@@ -520,42 +744,75 @@ export class Cluster {
   }
 
   /**
-   * `cancel(ref)`: a task the coordinator placed (an actor's) is cancelled here; any other is its owner's to cancel,
-   * so the request goes to the owner. Only tasks of the caller's own job.
+   * `cancel(ref)`: a task the coordinator placed (an actor's creation) is not cancelled but killed; any other is its
+   * owner's to cancel, so the request goes to the owner. Only tasks of the caller's own job.
    */
   private cancel(s: Session, objectId: ObjectId, force: boolean): void {
     const taskId = taskIdOfObject(objectId)
-    if (jobIdOfTask(taskId) !== s.jobId) throw new ValidationError(`cancel: ${objectId} is not of this job`)
-    if (this.tasks.get(taskId)) return this.tasks.cancel(objectId)
+    if (!this.sees(s, jobIdOfTask(taskId)))
+      throw new ValidationError(`cancel: ObjectRef(${objectId}) is not one of this tenant's tasks; nothing was cancelled`)
+    const placed = this.tasks.get(taskId)
+    if (placed) return this.tasks.cancel(placed)
     // Its owner: the one that reported it, or (if its report is still on the way) the owner of its published return.
     const owner = (this.events.ownerOf(taskId) ?? this.objects.read(objectId)?.owner) as Session | undefined
     if (owner && owner !== s && !owner.closed) owner.send({ type: 'cancel-owned', taskId, force })
   }
 
-  /** The state API, shared by the WebSocket and REST. */
-  query(q: StateQuery): unknown {
+  /**
+   * The state API, shared by the WebSocket and REST, as `viewer` may see it: an admin sees everything; a driver its
+   * tenant's jobs, tasks, actors and objects (and every node: they serve all tenants).
+   */
+  query(q: StateQuery, viewer: Viewer): unknown {
     const limit = q.limit ?? 10_000
+    const keep = this.keepFor(viewer)
+    const mine = <R>(rows: R[], jobOf: (r: R) => string) => (keep ? rows.filter((r) => keep(jobOf(r))) : rows)
     switch (q.resource) {
       case 'tasks':
-        return filterRows('tasks', this.events.list(), q.filters, limit)
+        return filterRows(
+          'tasks',
+          mine(this.events.list(), (r) => r.jobId),
+          q.filters,
+          limit,
+        )
       case 'nodes':
         return filterRows('nodes', this.nodes.rows(), q.filters, limit)
       case 'jobs':
-        return filterRows('jobs', this.jobs.list(), q.filters, limit)
+        return filterRows(
+          'jobs',
+          mine(this.jobs.list(), (r) => r.jobId),
+          q.filters,
+          limit,
+        )
       case 'actors':
-        return filterRows('actors', this.actors.rows(), q.filters, limit)
+        return filterRows(
+          'actors',
+          mine(this.actors.rows(), (r) => r.jobId),
+          q.filters,
+          limit,
+        )
       case 'objects':
-        return filterRows('objects', this.objects.rows(), q.filters, limit)
+        return filterRows(
+          'objects',
+          mine(this.objects.rows(), (r) => jobIdOfObject(r.objectId)),
+          q.filters,
+          limit,
+        )
       case 'summary-tasks':
-        return this.events.summarize()
+        return this.events.summarize(keep)
       case 'status':
-        return this.status()
+        return this.status(viewer)
       default:
         return q.resource satisfies never
     }
   }
 
-  status() {
+  /** The task row of `taskId`, if `viewer` may see it. */
+  taskRow(taskId: string, viewer: Viewer): TaskRow | undefined {
+    const row = this.events.get(taskId)
+    return row && this.sees(viewer, row.jobId) ? row : undefined
+  }
+
+  status(viewer: Viewer) {
     const alive = this.nodes.alive()
     const total: ResourceUnits = {}
     const used: ResourceUnits = {}
@@ -565,16 +822,47 @@ export class Cluster {
         used[k] = (used[k] ?? 0) + v - (n.available[k] ?? 0)
       }
     }
-    const summary = this.events.summarize()
+    const keep = this.keepFor(viewer)
+    const summary = this.events.summarize(keep)
+    const jobs = this.jobs.list().filter((j) => j.state === 'RUNNING' && (!keep || keep(j.jobId)))
     return {
       nodes: { alive: alive.length, dead: this.nodes.rows().length - alive.length },
       resources: { total: fromUnits(total), used: fromUnits(used) },
-      jobs: { running: this.jobs.list().filter((j) => j.state === 'RUNNING').length },
-      tasks: { pending: this.events.live, queued: this.scheduler.queued, leases: this.leases.count },
-      objects: this.objects.size,
+      jobs: { running: jobs.length },
+      tasks: keep
+        ? { pending: countWhere(this.events.liveJobs(), keep) }
+        : { pending: this.events.live, queued: this.scheduler.queued, leases: this.leases.count },
+      objects: keep ? countWhere(this.objects.ids(), (id) => keep(jobIdOfObject(id))) : this.objects.size,
       infeasible: summary.infeasible,
     }
   }
+
+  /** Per tenant: jobs running, tasks not finished, objects (the metrics' tenant labels). */
+  tenantGauges(): Map<string, { jobs: number; pending: number; objects: number }> {
+    const out = new Map<string, { jobs: number; pending: number; objects: number }>()
+    const of = (jobId: string) => {
+      const t = this.jobs.tenantOf(jobId) ?? '?'
+      let g = out.get(t)
+      if (!g) out.set(t, (g = { jobs: 0, pending: 0, objects: 0 }))
+      return g
+    }
+    for (const j of this.jobs.list()) if (j.state === 'RUNNING') of(j.jobId).jobs++
+    for (const jobId of this.events.liveJobs()) of(jobId).pending++
+    for (const id of this.objects.ids()) of(jobIdOfObject(id)).objects++
+    return out
+  }
+}
+
+function countWhere<T>(items: Iterable<T>, pred: (x: T) => boolean): number {
+  let n = 0
+  for (const x of items) if (pred(x)) n++
+  return n
+}
+
+/** Who reads the state API: an admin, or a driver of one tenant. */
+export interface Viewer {
+  admin: boolean
+  tenant: string
 }
 
 /** A monitor tick later than this is the coordinator stalling, not timer jitter. */

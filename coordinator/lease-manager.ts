@@ -1,4 +1,5 @@
 import { createHmac, randomBytes } from 'node:crypto'
+import { BoundedMap } from '../sdk/bounded.ts'
 import { TaskUnschedulableError, ValidationError } from '../sdk/errors.ts'
 import { randomHex } from '../sdk/ids.ts'
 import { type ClientMessageOf, type Lease, leaseSigningText } from '../sdk/protocol/index.ts'
@@ -54,7 +55,7 @@ export class LeaseManager {
   private jobsOnNode = new Map<string, Map<string, number>>()
   private keys = new Map<string, Buffer>()
   /** When a node's last lease of a job ended, by `node:job` (bounded, oldest dropped first). */
-  private jobsEnded = new Map<string, number>()
+  private jobsEnded = new BoundedMap<string, number>(ENDED_REMEMBERED)
 
   constructor(
     private readonly deps: {
@@ -102,7 +103,7 @@ export class LeaseManager {
     let mine = this.requests.get(owner)
     if (!mine) this.requests.set(owner, (mine = new Map()))
     const resources = toUnits(msg.resources)
-    const key = JSON.stringify([resources, msg.strategy, msg.preferNode ?? null])
+    const key = JSON.stringify([resources, msg.strategy, msg.preferNode ?? null, !!msg.volunteers])
     const existing = mine.get(msg.shapeId)
     if (existing?.queueKey?.endsWith(key)) {
       existing.count = Math.min(MAX_COUNT_PER_REQUEST, existing.count + msg.count)
@@ -121,6 +122,7 @@ export class LeaseManager {
       resources,
       strategy: msg.strategy,
       ...(msg.preferNode && { preferNode: msg.preferNode }),
+      ...(msg.volunteers && { volunteers: true }),
       count: msg.count,
       head: msg.head,
       // One queue per owner and shape: owners take turns for scarce resources (see Scheduler.pass).
@@ -265,6 +267,21 @@ export class LeaseManager {
     this.deps.scheduler.requestPass()
   }
 
+  /**
+   * The node was quarantined: every lease on it is asked back from its owner (returned once what runs under it ends),
+   * and no new one is granted there.
+   */
+  askBackOn(nodeId: string): void {
+    const asked = new Map<Session, string[]>()
+    for (const rec of this.byNode.get(nodeId) ?? []) {
+      this.reclaimable.delete(rec.lease.leaseId)
+      let ids = asked.get(rec.owner)
+      if (!ids) asked.set(rec.owner, (ids = []))
+      ids.push(rec.lease.leaseId)
+    }
+    for (const [owner, leaseIds] of asked) owner.send({ type: 'lease-reclaim', leaseIds })
+  }
+
   /** An owner went away: its requests go, and its leases end with what runs under them (fate sharing). */
   ownerGone(owner: Session): void {
     for (const req of this.requests.get(owner)?.values() ?? []) this.deps.scheduler.remove(req)
@@ -283,7 +300,6 @@ export class LeaseManager {
   private rememberEnded(key: string): void {
     this.jobsEnded.delete(key)
     this.jobsEnded.set(key, Date.now())
-    if (this.jobsEnded.size > ENDED_REMEMBERED) this.jobsEnded.delete(this.jobsEnded.keys().next().value as string)
   }
 
   private end(rec: LeaseRecord, giveResources: boolean): void {
@@ -321,6 +337,7 @@ function index<K, V>(map: Map<K, Set<V>>, key: K, value: V): void {
 /** Whether giving back `rec` would let `req` be placed on its node. */
 function couldServe(req: Schedulable, rec: LeaseRecord, node: NodeRecord): boolean {
   if (typeof req.strategy === 'object' && req.strategy.nodeId !== node.nodeId) return false
+  if (node.quarantined || (node.trust === 'volunteer' && !req.volunteers)) return false
   for (const k in req.resources) {
     const need = req.resources[k] as number
     if (need > (node.total[k] ?? 0)) return false

@@ -141,8 +141,13 @@ export class ObjectTransfers {
   fetch(s: Session, ids: ObjectId[]): void {
     for (const id of ids) {
       const e = this.deps.objects.read(id)
-      if (!e || e.error || e.data) {
-        const reason = e?.error ? e.error.message : e ? 'it is small: it travels inline' : 'this coordinator does not know it'
+      // An object that failed is answered with its own error (wrapped, it read "Object X is lost: Object X is lost: …").
+      if (e?.error) {
+        s.pushObject({ objectId: id, error: e.error })
+        continue
+      }
+      if (!e || e.data) {
+        const reason = e ? 'it is small: it travels inline' : 'this coordinator does not know it'
         s.pushObject({ objectId: id, error: new ObjectLostError(id, reason).toWire() })
         continue
       }

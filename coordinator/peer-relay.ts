@@ -1,7 +1,14 @@
 import { ValidationError } from '../sdk/errors.ts'
 import { type ObjectId, objectIdOf, type TaskId } from '../sdk/ids.ts'
 import type { Lease } from '../sdk/protocol/index.ts'
-import { type ClientMessageOf, leavesObjects, type PeerMessageOf, parsePeerMessage, type TaskResult } from '../sdk/protocol/index.ts'
+import {
+  type ClientMessageOf,
+  leavesObjects,
+  type PeerMessageOf,
+  parsePeerMessage,
+  parseResent,
+  type TaskResult,
+} from '../sdk/protocol/index.ts'
 import type { ObjectDirectory } from './gcs/object-directory.ts'
 import type { Session } from './session.ts'
 
@@ -40,12 +47,23 @@ export class PeerRelay {
   private fromNode(node: Session, nodeAddress: string, toAddress: string, to: Session | undefined, raw: unknown[]): void {
     const out: unknown[] = []
     for (const m of raw) {
-      const parsed = parsePeerMessage(m)
+      const resent = parseResent(m)
+      if (resent && 'problem' in resent) throw new ValidationError(`a resent peer message was refused: ${resent.problem}`)
+      const parsed = parsePeerMessage(resent ? resent.resent.msg : m)
       if ('problem' in parsed) throw new ValidationError(`a peer message was refused: ${parsed.problem}`)
       if (parsed.msg.type !== 'results') throw new ValidationError(`a node may relay only results, not '${parsed.msg.type}'`)
       const results = parsed.msg
       const lease = this.deps.leaseOf(results.leaseId)
-      if (lease && lease.nodeId === node.nodeId && lease.lease.owner === toAddress && to && !to.closed) {
+      // Only the node of the lease may answer under it, and only to its owner.
+      const deliverable = !!lease && lease.nodeId === node.nodeId && lease.lease.owner === toAddress && !!to && !to.closed
+      if (resent) {
+        // Results first sent on a direct link that closed: only plain values ever go that way, so nothing to count.
+        if (results.registered || results.results.some(leavesObjects))
+          throw new ValidationError('a resent result may not leave objects (those go through the coordinator first)')
+        if (deliverable) out.push(resent.resent)
+        continue
+      }
+      if (deliverable && lease && to) {
         // Only results that leave objects the coordinator must count are entered in the directory; plain inline
         // values (relayed only because no direct link opened) go to the owner as they are, and cost nothing here.
         const counted = results.results.filter(leavesObjects)

@@ -4,18 +4,39 @@ import { serve } from '@hono/node-server'
 import { createNodeWebSocket } from '@hono/node-ws'
 import { Hono } from 'hono'
 import { MAX_FRAME_BYTES, type RTCIceServerLike } from '../sdk/protocol/index.ts'
+import { type Credentials, exposureProblem } from './auth.ts'
 import { Cluster } from './cluster.ts'
+import { requireLocalHost, requireOrigin, requireToken } from './routes/access.ts'
 import { metrics, stateApi } from './routes/api.ts'
 import { mountPeerSignaling } from './routes/peerjs.ts'
 import { mountStatic } from './routes/static.ts'
 import { mountControlSocket } from './routes/ws.ts'
+import { openStore } from './store/open-store.ts'
 
 export interface CoordinatorOptions {
   port?: number
   host?: string
+  /** Who may connect, as what (`--auth FILE`). */
+  credentials?: Credentials
+  /** Shorthand: one admin token (`--token`). */
   token?: string
+  /** Let nodes without a token join as volunteers (`--volunteers`). */
+  volunteers?: boolean
+  /** Browser origins allowed to open WebSockets, besides the coordinator's own (default: localhost too). */
+  allowedOrigins?: string[]
+  /** Listen beyond loopback without credentials (`--insecure`). */
+  insecure?: boolean
+  /** Largest frame a client may send (default 64 MiB). */
+  maxFrameBytes?: number
+  /** Bytes of replies a client may leave unread before it is closed with 4008 (default 256 MiB). */
+  maxUnreadBytes?: number
   heartbeatTimeoutMs?: number
   iceServers?: RTCIceServerLike[]
+  /**
+   * The control store: `memory` (the default here: tests and throwaway clusters), a directory (the embedded LMDB
+   * store; the CLI's default is `.shoal/`), or `redis://HOST:PORT[/DB]`.
+   */
+  store?: string
   /** Where the Vite build is (default: `dist/` at the repo root). */
   distDir?: string
   log?: (line: string) => void
@@ -25,48 +46,85 @@ export interface RunningCoordinator {
   url: string
   port: number
   cluster: Cluster
+  /** Where its control store is (for the start-up line). */
+  store: string
   close(): Promise<void>
 }
 
 /** Starts the coordinator: one Hono app on one port for every surface (DESIGN.md §7). */
 export async function startCoordinator(opts: CoordinatorOptions = {}): Promise<RunningCoordinator> {
+  const store = await openStore(opts.store ?? 'memory')
   const cluster = new Cluster({
+    store,
+    ...(opts.credentials && { credentials: opts.credentials }),
     ...(opts.token !== undefined && { token: opts.token }),
+    ...(opts.volunteers && { volunteers: true }),
+    ...(opts.maxFrameBytes !== undefined && { maxFrameBytes: opts.maxFrameBytes }),
     ...(opts.heartbeatTimeoutMs !== undefined && { heartbeatTimeoutMs: opts.heartbeatTimeoutMs }),
     iceServers: opts.iceServers ?? [],
     peerjsPath: '/peerjs',
     ...(opts.log && { log: opts.log }),
   })
+  const host = opts.host ?? '127.0.0.1'
+  const refusal = exposureProblem(host, cluster.credentials, !!opts.insecure)
+  if (refusal) {
+    cluster.close()
+    await store.close()
+    throw new Error(refusal)
+  }
+  await cluster.restore()
   const app = new Hono()
   const { injectWebSocket, upgradeWebSocket, wss } = createNodeWebSocket({ app })
+  const maxFrame = opts.maxFrameBytes ?? MAX_FRAME_BYTES
   // Frames a little over our limit still reach the handler, which answers with a clear error instead of a bare 1009 close.
-  ;(wss.options as { maxPayload?: number }).maxPayload = MAX_FRAME_BYTES * 2
+  ;(wss.options as { maxPayload?: number }).maxPayload = maxFrame * 2
 
-  mountControlSocket(app, '/ws', upgradeWebSocket, cluster)
-  const peers = mountPeerSignaling(app, '/peerjs', upgradeWebSocket)
+  // Static shells stay public; everything that serves cluster data or accepts work checks who asks (issue 9).
+  const origins = requireOrigin(opts.allowedOrigins)
+  const token = requireToken(cluster.credentials)
+  const local = requireLocalHost(cluster.credentials, !!opts.insecure)
+  for (const path of ['/ws', '/peerjs/*', '/api/*', '/metrics']) app.use(path, local)
+  app.use('/ws', origins)
+  app.use('/peerjs/*', origins)
+  app.use('/api/*', token)
+  app.use('/metrics', token)
+  mountControlSocket(app, '/ws', upgradeWebSocket, cluster, opts.maxUnreadBytes)
+  // A peer signs in with the ticket its welcome gave it for its id: only our connections, each under its own id.
+  const peers = mountPeerSignaling(app, '/peerjs', upgradeWebSocket, {
+    authorize: (id, key) => cluster.credentials.checkTicket(id, key),
+  })
   app.route('/api', stateApi(cluster))
-  app.get('/metrics', (c) => c.text(metrics(cluster)))
+  app.get('/metrics', (c) => c.text(metrics(cluster, c.get('viewer'))))
   app.get('/healthz', (c) => c.json({ ok: true }))
   mountStatic(app, opts.distDir ?? fileURLToPath(new URL('../dist/', import.meta.url)))
 
-  const host = opts.host ?? '127.0.0.1'
   const server = await new Promise<ReturnType<typeof serve>>((resolve, reject) => {
     const s = serve({ fetch: app.fetch, port: opts.port ?? 8265, hostname: host }, () => resolve(s))
     s.once('error', reject)
+  }).catch(async (e) => {
+    cluster.close()
+    await store.close()
+    throw e
   })
   injectWebSocket(server)
   const port = (server.address() as AddressInfo).port
+  let closing: Promise<void> | undefined
   return {
-    url: `http://${host}:${port}`,
+    url: `http://${host.includes(':') ? `[${host}]` : host}:${port}`,
     port,
     cluster,
+    store: store.description,
+    // Once: a second close waits for the first.
     close: () =>
-      new Promise<void>((resolve) => {
-        cluster.close()
-        peers.close()
-        for (const c of wss.clients) c.terminate()
-        server.close(() => resolve())
-        ;(server as unknown as { closeAllConnections?: () => void }).closeAllConnections?.()
-      }),
+      (closing ??= (async () => {
+        await new Promise<void>((resolve) => {
+          cluster.close()
+          peers.close()
+          for (const c of wss.clients) c.terminate()
+          server.close(() => resolve())
+          ;(server as unknown as { closeAllConnections?: () => void }).closeAllConnections?.()
+        })
+        await store.close()
+      })()),
   }
 }

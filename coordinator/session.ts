@@ -1,7 +1,9 @@
 import { encodeFrames } from '../sdk/codec.ts'
 import { type Assignment, type FunctionDef, MAX_FRAME_BYTES, type ObjectUpdate, type ServerMessage } from '../sdk/protocol/index.ts'
 import { BATCH_MESSAGE_BYTES, sizeOfValues, TurnBatch } from '../sdk/turn-batch.ts'
+import type { Inbound } from './edge.ts'
 import type { ObjectSink } from './gcs/object-directory.ts'
+import { RateLimit, SUBMITS_PER_SECOND } from './rate-limit.ts'
 
 /**
  * One control channel: a driver (a job's root connection), a node, or a node's worker (`self.shoal` inside a task,
@@ -13,6 +15,12 @@ export class Session implements ObjectSink {
   private static nextId = 1
   readonly id = Session.nextId++
   role: 'driver' | 'node' | undefined
+  /** Whose work this connection may see and touch (from its token; a worker's channel: its job's tenant). */
+  tenant = ''
+  /** An admin token: every tenant's work. */
+  admin = false
+  /** A node's trust: `volunteer` nodes joined without a token and run only work that opted in. */
+  trust: 'trusted' | 'volunteer' | undefined
   jobId: string | undefined
   /** The connection that started the job: when it closes, the job ends. */
   isJobRoot = false
@@ -22,7 +30,7 @@ export class Session implements ObjectSink {
   readonly borrowed = new Map<string, number>()
   /** A browser driver's id in the peer mesh, once it serves objects itself. */
   peerId: string | undefined
-  /** Functions this node already has; the rest ship with the first assignment that needs them. */
+  /** Functions this node already has (by job and id); the rest ship with the first assignment that needs them. */
   readonly knownFunctions = new Set<string>()
   /** For a node: its workers' channels, by name. For a worker's channel: the node carrying it and its name. */
   readonly relays = new Map<string, Session>()
@@ -31,6 +39,10 @@ export class Session implements ObjectSink {
   carrier: { node: Session; channel: string } | undefined
   /** For a worker's channel: the actor that worker hosts, if it hosts one. */
   actorId: string | undefined
+  /** A socket's messages waiting their turn (see edge.ts); its workers' channels use their node's. */
+  inbound: Inbound | undefined
+  /** Task submissions through the coordinator this connection may still make (see SUBMITS_PER_SECOND). */
+  readonly submitRate = new RateLimit(SUBMITS_PER_SECOND)
   /** Binary frames received so far: a refused frame is named by this count, which the sender keeps too. */
   framesReceived = 0
   /** Resource shapes this job was already warned about as infeasible (Ray warns once). */
@@ -75,8 +87,9 @@ export class Session implements ObjectSink {
       this.assignmentBytes = 0
       this.out.push({ type: 'assign', tasks: this.assignments, functions: this.functions })
     }
-    if (fn && !this.knownFunctions.has(fn.functionId)) {
-      this.knownFunctions.add(fn.functionId)
+    const known = `${a.jobId}:${a.functionId}`
+    if (fn && !this.knownFunctions.has(known)) {
+      this.knownFunctions.add(known)
       this.functions.push(fn)
     }
     this.assignments.push(a)

@@ -1,10 +1,11 @@
 import * as v from 'valibot'
 import { encodeValue } from '../sdk/codec.ts'
-import { ActorUnschedulableError, ValidationError, type WireError } from '../sdk/errors.ts'
-import { jobIdOfTask, type ObjectId, objectIdOf, type TaskId, taskIdOfObject } from '../sdk/ids.ts'
-import { type Assignment, type TaskResult, TaskSpecSchema } from '../sdk/protocol/index.ts'
+import { ActorUnschedulableError, TaskCancelledError, ValidationError, type WireError } from '../sdk/errors.ts'
+import { jobIdOfTask, type ObjectId, objectIdOf, type TaskId } from '../sdk/ids.ts'
+import { type Assignment, type TaskResult, TaskSpecSchema, verifyProblem } from '../sdk/protocol/index.ts'
 import { quantityProblem, type ResourceUnits, release, toUnits } from '../sdk/resources.ts'
 import type { ActorManager, ActorTaskOps } from './actor-manager.ts'
+import type { TenantQuota } from './auth.ts'
 import type { FunctionTable } from './gcs/functions.ts'
 import type { NodeRecord, NodeTable } from './gcs/nodes.ts'
 import type { ObjectDirectory } from './gcs/object-directory.ts'
@@ -13,22 +14,27 @@ import { infeasibleWarning } from './scheduler/policy.ts'
 import type { Schedulable, Scheduler } from './scheduler/scheduler.ts'
 import type { Session } from './session.ts'
 import type { TaskRecord } from './task-record.ts'
+import { VerifiedTasks } from './verified-tasks.ts'
 
 export type { TaskRecord }
 
 const NULL_VALUE = encodeValue(null, 'null')
 
 /**
- * The tasks the coordinator places itself — actors' creations (Ray's GCS places actors) — from submit to result.
- * Plain tasks never come here (their owners lease workers and push them), nor actor calls (their callers send them
- * to the actor's node under an actor lease).
+ * The tasks the coordinator places itself — actors' creations (Ray's GCS places actors) and verified tasks (their
+ * replicas' results must be compared by someone no node can lie to) — from submit to result. Other plain tasks never
+ * come here (their owners lease workers and push them), nor actor calls (their callers send them to the actor's node
+ * under an actor lease).
  */
 export class TaskManager implements ActorTaskOps {
   private tasks = new Map<string, TaskRecord>()
   private byNode = new Map<string, Set<TaskRecord>>()
   /** Live tasks by the connection that submitted them (their owner), for fate sharing. */
   private byOwner = new Map<Session, Set<TaskRecord>>()
+  /** Tasks here per tenant, against its quota. */
+  private pendingByTenant = new Map<string, number>()
   actors!: ActorManager
+  readonly verified: VerifiedTasks
 
   constructor(
     private readonly deps: {
@@ -38,8 +44,31 @@ export class TaskManager implements ActorTaskOps {
       events: TaskEvents
       scheduler: Scheduler<Schedulable>
       nodeSession(nodeId: string): Session | undefined
+      /** Whether `owner` may use this object (its own tenant's): another tenant's ref is an unknown one. */
+      visible(owner: Session, objectId: string): boolean
+      quotaOf(tenant: string): TenantQuota
+      /** A node returned a minority result for a verified task. */
+      quarantine(nodeId: string, reason: string): void
     },
-  ) {}
+  ) {
+    this.verified = new VerifiedTasks(
+      {
+        assignmentOf: (rec) => this.assignmentOf(rec),
+        accept: (rec, returns) => this.succeed(rec, returns, undefined, ''),
+        fail: (rec, error) => this.fail(rec, error),
+        releaseOn: (node, resources) => this.releaseOn(node, resources),
+      },
+      {
+        nodes: deps.nodes,
+        events: deps.events,
+        scheduler: deps.scheduler,
+        nodeSession: deps.nodeSession,
+        functionOf: (jobId, functionId) => deps.functions.get(jobId, functionId),
+        quarantine: deps.quarantine,
+        storedQuota: (tenant) => deps.quotaOf(tenant).maxStoredBytes,
+      },
+    )
+  }
 
   get(taskId: string): TaskRecord | undefined {
     return this.tasks.get(taskId)
@@ -49,22 +78,44 @@ export class TaskManager implements ActorTaskOps {
     return this.tasks.size
   }
 
-  /** Accepts one task spec from a driver. A bad spec fails its own returns and nothing else. */
-  submit(owner: Session, raw: unknown): void {
+  private track(rec: TaskRecord): void {
+    if (this.tasks.has(rec.spec.taskId)) return
+    this.tasks.set(rec.spec.taskId, rec)
+    this.pendingByTenant.set(rec.owner.tenant, (this.pendingByTenant.get(rec.owner.tenant) ?? 0) + 1)
+  }
+
+  /** Whether a task of `jobId` the coordinator placed is on `nodeId` now. */
+  runsJobOn(nodeId: string, jobId: string): boolean {
+    for (const rec of this.byNode.get(nodeId) ?? []) if (rec.jobId === jobId) return true
+    return false
+  }
+
+  /**
+   * Accepts one task spec from a driver. A bad spec fails its own returns and nothing else; a spec too broken to name
+   * its task is told to `unnamed` (the caller answers a message's worth of those once).
+   */
+  submit(owner: Session, raw: unknown, unnamed: (why: string) => void): void {
+    const reject = (why: string) => this.reject(owner, raw, why, unnamed)
     const parsed = v.safeParse(TaskSpecSchema, raw)
     if (!parsed.success) {
       const issue = parsed.issues[0]
       const where = issue.path?.map((p) => String(p.key)).join('.') ?? ''
-      this.rejectRaw(owner, raw, `malformed task spec${where ? ` at '${where}'` : ''}: ${issue.message}`)
+      reject(`malformed task spec${where ? ` at '${where}'` : ''}: ${issue.message}`)
       return
     }
     const spec = parsed.output
-    if (spec.type === 'NORMAL_TASK') return this.rejectRaw(owner, raw, 'plain tasks go to leased nodes (lease-request), not through submit')
-    if (spec.type === 'ACTOR_TASK')
-      return this.rejectRaw(owner, raw, "actor calls go to the actor's node (actor-lease-request), not through submit")
+    if (spec.type === 'NORMAL_TASK' && !spec.verify)
+      return reject('plain tasks go to leased nodes (lease-request), not through submit (unless verified)')
+    if (spec.verify && spec.type !== 'NORMAL_TASK') return reject('verify applies to plain tasks only')
+    const unverifiable = verifyProblem(spec.verify, spec.strategy)
+    if (unverifiable) return reject(unverifiable)
+    if (spec.type === 'ACTOR_TASK') return reject("actor calls go to the actor's node (actor-lease-request), not through submit")
     const { objects, events, functions } = this.deps
-    if (jobIdOfTask(spec.taskId as TaskId) !== owner.jobId) return this.rejectRaw(owner, raw, 'the task id does not belong to this job')
+    if (jobIdOfTask(spec.taskId as TaskId) !== owner.jobId) return reject('the task id does not belong to this job')
     if (this.tasks.has(spec.taskId) || events.get(spec.taskId)) return // a duplicate submit: the first one stands
+    const quota = this.deps.quotaOf(owner.tenant).maxPendingTasks
+    if ((this.pendingByTenant.get(owner.tenant) ?? 0) >= quota)
+      return reject(`the tenant's quota of ${quota} pending tasks on the coordinator is used up (wait for some to finish)`)
     const rec: TaskRecord = {
       spec,
       jobId: owner.jobId as string,
@@ -75,8 +126,9 @@ export class TaskManager implements ActorTaskOps {
       pinned: [],
       resources: toUnits(spec.resources),
       strategy: spec.strategy,
+      ...(spec.volunteers && { volunteers: true }),
     }
-    this.tasks.set(spec.taskId, rec)
+    this.track(rec)
     let owned = this.byOwner.get(owner)
     if (!owned) this.byOwner.set(owner, (owned = new Set()))
     owned.add(rec)
@@ -87,12 +139,12 @@ export class TaskManager implements ActorTaskOps {
       const problem = quantityProblem(k, q)
       if (problem) return this.fail(rec, new ValidationError(`task ${spec.name} cannot run: ${problem}`).toWire())
     }
-    if (spec.type === 'ACTOR_CREATION_TASK' && !functions.get(spec.functionId))
+    if ((spec.type === 'ACTOR_CREATION_TASK' || spec.verify) && !functions.get(rec.jobId, spec.functionId))
       return this.fail(rec, new ValidationError(`unknown function ${spec.functionId}: it was never registered`).toWire())
     const deps = spec.args.flatMap((a) => ('ref' in a ? [a.ref as ObjectId] : []))
     const refs = [...deps, ...((spec.nestedRefs ?? []) as ObjectId[])]
     for (const id of refs) {
-      if (!objects.has(id))
+      if (!objects.has(id) || !this.deps.visible(owner, id))
         return this.fail(
           rec,
           new ValidationError(`argument ObjectRef(${id}) is unknown to this coordinator (freed, forged, or from another cluster)`).toWire(),
@@ -103,7 +155,7 @@ export class TaskManager implements ActorTaskOps {
       objects.pin(id)
       rec.pinned.push(id)
     }
-    if (!this.actors.register(rec)) return
+    if (spec.type === 'ACTOR_CREATION_TASK' && !this.actors.register(rec)) return
     for (const id of deps) {
       if (objects.isReady(id)) continue
       rec.missing++
@@ -122,7 +174,10 @@ export class TaskManager implements ActorTaskOps {
       if (err) return this.fail(rec, err)
     }
     rec.preferNode = this.whereTheDataIs(rec)
-    this.queue(rec)
+    if (!rec.spec.verify) return this.queue(rec)
+    rec.phase = 'queued'
+    this.deps.events.state(rec.spec.taskId, 'PENDING_NODE_ASSIGNMENT', { attempt: 0 })
+    this.verified.start(rec)
   }
 
   /** No node alive could ever fit the actor: it waits for one (as in Ray), and its owner is told once per shape. */
@@ -178,6 +233,15 @@ export class TaskManager implements ActorTaskOps {
     set.add(rec)
     node.runningTasks++
     const s = rec.spec
+    const a = this.assignmentOf(rec)
+    if (s.type === 'ACTOR_CREATION_TASK') this.actors.creationDispatched(rec, node.nodeId)
+    this.deps.events.state(s.taskId, 'SUBMITTED_TO_WORKER', { attempt: rec.attempt, nodeId: node.nodeId })
+    session.pushAssignment(a, this.deps.functions.get(rec.jobId, s.functionId))
+  }
+
+  /** What a node is sent to run the task: its reference arguments resolved to inline values or where they live. */
+  assignmentOf(rec: TaskRecord): Assignment {
+    const s = rec.spec
     const a: Assignment = {
       taskId: s.taskId,
       attempt: rec.attempt,
@@ -197,12 +261,8 @@ export class TaskManager implements ActorTaskOps {
       namespace: rec.owner.namespace,
     }
     if (s.actorId) a.actorId = s.actorId
-    if (s.type === 'ACTOR_CREATION_TASK') {
-      a.actor = { className: s.actor?.className ?? '?', maxConcurrency: s.actor?.maxConcurrency ?? 1 }
-      this.actors.creationDispatched(rec, node.nodeId)
-    }
-    this.deps.events.state(s.taskId, 'SUBMITTED_TO_WORKER', { attempt: rec.attempt, nodeId: node.nodeId })
-    session.pushAssignment(a, this.deps.functions.get(s.functionId))
+    if (s.type === 'ACTOR_CREATION_TASK') a.actor = { className: s.actor?.className ?? '?', maxConcurrency: s.actor?.maxConcurrency ?? 1 }
+    return a
   }
 
   /** getIfExists found a live actor of that name: the creation is settled as ready without running. */
@@ -214,7 +274,7 @@ export class TaskManager implements ActorTaskOps {
 
   /** An actor restarts: its creation task runs again (it was done, so it is tracked again). */
   requeueCreation(rec: TaskRecord): void {
-    this.tasks.set(rec.spec.taskId, rec)
+    this.track(rec)
     this.byOwner.get(rec.owner)?.add(rec)
     this.queue(rec, true)
   }
@@ -222,6 +282,7 @@ export class TaskManager implements ActorTaskOps {
   /** A node reports results. Anything not from the current attempt on the node it was sent to is ignored. */
   onResults(from: Session, results: TaskResult[]): void {
     for (const r of results) {
+      if (this.verified.onResult(from, r)) continue
       const rec = this.tasks.get(r.taskId)
       if (!rec) this.discardStored(from, r)
       if (rec?.phase !== 'assigned' || rec.attempt !== r.attempt || rec.nodeId !== from.nodeId) continue
@@ -304,6 +365,7 @@ export class TaskManager implements ActorTaskOps {
   /** Fails a task: its returns hold the error, which `get` rethrows. */
   fail(rec: TaskRecord, error: WireError): void {
     if (rec.phase === 'done') return
+    if (rec.spec.verify) this.verified.stop(rec)
     if (rec.phase === 'assigned') this.unassign(rec)
     else if (rec.phase === 'queued') this.deps.scheduler.remove(rec)
     const s = rec.spec
@@ -316,7 +378,10 @@ export class TaskManager implements ActorTaskOps {
   /** A successful actor creation keeps its arguments pinned: a restart needs them again (released at its death). */
   private done(rec: TaskRecord, keepPins = false): void {
     rec.phase = 'done'
-    this.tasks.delete(rec.spec.taskId)
+    if (this.tasks.delete(rec.spec.taskId)) {
+      const tenant = rec.owner.tenant
+      this.pendingByTenant.set(tenant, (this.pendingByTenant.get(tenant) ?? 1) - 1)
+    }
     this.byOwner.get(rec.owner)?.delete(rec)
     if (!keepPins) this.releasePins(rec)
   }
@@ -348,28 +413,35 @@ export class TaskManager implements ActorTaskOps {
       rec.nodeId = undefined
     }
     this.actors.onNodeDead(nodeId)
+    this.verified.onNodeDead(nodeId)
     this.deps.scheduler.requestPass()
   }
 
-  /** `mesh.cancel(ref)` of a task the coordinator placed: an actor's creation, which only kill() ends. */
-  cancel(objectId: ObjectId): void {
-    if (this.tasks.get(taskIdOfObject(objectId))) throw new ValidationError('cancel: use kill() for actors')
+  /**
+   * `mesh.cancel(ref)` of a task the coordinator placed. A verified task fails with TaskCancelledError (replicas that
+   * run finish, and their results are dropped); an actor's creation is refused: only kill() ends an actor.
+   */
+  cancel(rec: TaskRecord): void {
+    if (!rec.spec.verify) throw new ValidationError('cancel: use kill() for actors')
+    this.fail(rec, new TaskCancelledError(rec.spec.taskId).toWire())
   }
 
   /**
-   * The connection that created actors went away. Their creations end with their actors (the actor manager ends the
-   * actors it owned); here it only stops being tracked.
+   * The connection that submitted tasks here went away. Its verified tasks end (fate sharing: nobody owns their
+   * results); its actors' creations end with their actors (the actor manager ends the actors it owned).
    */
-  ownerGone(owner: Session, _reason: string): void {
+  ownerGone(owner: Session): void {
+    for (const rec of this.byOwner.get(owner) ?? [])
+      if (rec.spec.verify) this.fail(rec, new TaskCancelledError(rec.spec.taskId, 'cancelled: its owner went away').toWire())
     this.byOwner.delete(owner)
   }
 
-  private rejectRaw(owner: Session, raw: unknown, why: string): void {
+  reject(owner: Session, raw: unknown, why: string, unnamed: (why: string) => void): void {
     const r = raw as { taskId?: unknown; numReturns?: unknown; name?: unknown }
     const error = new ValidationError(`task ${typeof r?.name === 'string' ? r.name : ''} rejected: ${why}`.replace('  ', ' ')).toWire()
     if (typeof r?.taskId === 'string' && /^[0-9a-f]{48}$/.test(r.taskId) && jobIdOfTask(r.taskId as TaskId) === owner.jobId) {
       const n = typeof r.numReturns === 'number' && r.numReturns >= 1 && r.numReturns <= 1000 ? r.numReturns : 1
       for (let i = 1; i <= n; i++) owner.pushObject({ objectId: objectIdOf(r.taskId as TaskId, i), error })
-    } else owner.send({ type: 'error', error })
+    } else unnamed(error.message)
   }
 }

@@ -21,6 +21,8 @@ export interface TaskRecord {
   /** What it holds while it runs, in fixed-point units. */
   resources: ResourceUnits
   strategy: TaskSpec['strategy']
+  /** May be placed on a volunteer node. */
+  volunteers?: boolean
   /** The scheduler's queue for it, while queued. */
   queueKey?: string
   preferNode?: string

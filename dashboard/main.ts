@@ -1,6 +1,7 @@
+import { takeToken } from '../sdk/page-token.ts'
 import type { ActorRow, JobRow, NodeRow, TaskRow, TaskSummary } from '../sdk/state.ts'
 import { ActorsView } from './views/actors.ts'
-import { errorText, getJson, isUnreachable } from './views/api.ts'
+import { errorText, getJson, isUnauthorized, isUnreachable } from './views/api.ts'
 import { byId } from './views/dom.ts'
 import { formatTime } from './views/format.ts'
 import { JobsView } from './views/jobs.ts'
@@ -10,12 +11,16 @@ import { statusLine } from './views/status.ts'
 import { TaskSummaryView } from './views/task-summary.ts'
 import { TasksView } from './views/tasks.ts'
 
+// First, before any request: the token leaves the address bar, and every request carries it.
+const token = takeToken()
+
 const POLL_MS = 1000
 const TIMEOUT_MS = 4000
 
 const statusEl = byId('cluster-status', HTMLElement)
 const liveEl = byId('live', HTMLElement)
 const banner = byId('offline-banner', HTMLElement)
+const authBanner = byId('auth-banner', HTMLElement)
 const mainEl = byId('main', HTMLElement)
 
 const nodes = new NodesView()
@@ -31,7 +36,7 @@ type Result<T> = { ok: true; value: T } | { ok: false; error: unknown }
 
 async function load<T>(path: string, signal: AbortSignal): Promise<Result<T>> {
   try {
-    return { ok: true, value: await getJson<T>(path, signal) }
+    return { ok: true, value: await getJson<T>(path, signal, token) }
   } catch (error) {
     return { ok: false, error }
   }
@@ -65,11 +70,16 @@ const statusSink: Sink<unknown> = {
 }
 
 async function tick(signal: AbortSignal): Promise<void> {
-  // While the coordinator is away, probe one route instead of six: each failed fetch is an error line in the console.
-  if (!banner.hidden) {
+  // While the coordinator is away or refuses us, probe one route instead of six: each failed fetch is an error line
+  // in the console.
+  if (!banner.hidden || !authBanner.hidden) {
     const probe = await load<unknown>('/api/status', signal)
     if (!probe.ok && isUnreachable(probe.error)) {
       showUnreachable(errorText(probe.error))
+      return
+    }
+    if (!probe.ok && isUnauthorized(probe.error)) {
+      showUnauthorized(errorText(probe.error))
       return
     }
   }
@@ -88,6 +98,12 @@ async function tick(signal: AbortSignal): Promise<void> {
     showUnreachable(status.ok ? 'no answer' : errorText(status.error))
     return
   }
+  // A missing or refused token is refused by every route: one line says how to get in, not the same error six times.
+  // (If only some routes refuse, e.g. for a token's role, those sections say so themselves.)
+  if (!status.ok && all.every((r) => !r.ok && isUnauthorized(r.error))) {
+    showUnauthorized(errorText(status.error))
+    return
+  }
   showReachable()
 
   apply(status, statusSink)
@@ -102,14 +118,27 @@ function showUnreachable(reason: string): void {
   const since = lastSuccess === null ? 'No data received yet.' : `Showing data from ${formatTime(lastSuccess)}.`
   banner.textContent = `Coordinator unreachable (${reason}) — retrying every second. ${since}`
   banner.hidden = false
+  authBanner.hidden = true
   mainEl.classList.add('stale')
   liveEl.textContent = 'offline'
+  liveEl.className = 'live live-offline'
+}
+
+/** The coordinator is there but will not show us the state: say how to get in, not that it is gone. */
+function showUnauthorized(message: string): void {
+  authBanner.textContent = message
+  authBanner.hidden = false
+  banner.hidden = true
+  mainEl.classList.add('stale')
+  if (lastSuccess === null) statusEl.textContent = 'No access to this coordinator.'
+  liveEl.textContent = 'no access'
   liveEl.className = 'live live-offline'
 }
 
 function showReachable(): void {
   lastSuccess = Date.now()
   banner.hidden = true
+  authBanner.hidden = true
   mainEl.classList.remove('stale')
   liveEl.textContent = `live · ${formatTime(lastSuccess)}`
   liveEl.className = 'live live-ok'
@@ -118,7 +147,7 @@ function showReachable(): void {
 const poller = new Poller({ intervalMs: POLL_MS, timeoutMs: TIMEOUT_MS, tick })
 
 document.addEventListener('visibilitychange', () => {
-  if (document.hidden && banner.hidden) {
+  if (document.hidden && banner.hidden && authBanner.hidden) {
     liveEl.textContent = 'paused'
     liveEl.className = 'live live-paused'
   }

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import type { Mesh } from '../sdk/index.ts'
+import type { PeerMesh } from '../sdk/transport/peer-mesh.ts'
 import { eventually, useCluster } from './fixtures/cluster.ts'
 
 // Direct submission (DESIGN.md §4): an owner leases workers from the coordinator and pushes its tasks straight to
@@ -7,6 +8,12 @@ import { eventually, useCluster } from './fixtures/cluster.ts'
 // never broken. Owners and nodes die at any moment: what ran under a lease is retried or shares its owner's fate.
 const cluster = useCluster({ nodes: 2, cpus: 2 })
 const T = 30_000
+/** Tasks, calls and actor creations the cluster's nodes have finished so far (each node page counts its own). */
+const finishedOnNodes = async () => {
+  let n = 0
+  for (const node of cluster().nodes) n += (await node.page.evaluate('window.shoalNode.agent.stats.finished')) as number
+  return n
+}
 
 describe('leases and direct submission', () => {
   it('a Node driver pushes tasks over direct channels, and the same work gives the same results through the relay', async () => {
@@ -136,6 +143,96 @@ describe('leases and direct submission', () => {
     expect(values[5]).toBe('TaskCancelledError')
     expect(values.filter((_, i) => i !== 5)).toEqual(Array.from({ length: 40 }, (_, i) => i).filter((i) => i !== 5))
     await mesh.close()
+  })
+
+  it('links that close with tasks and actor calls in flight lose nothing: each runs once, calls in order', async () => {
+    const before = await finishedOnNodes()
+    const mesh = await cluster().connect()
+    const peers = (mesh as unknown as { peers: PeerMesh }).peers
+    const sleepy = mesh.remote(async function sleepy(i: number) {
+      await new Promise((r) => setTimeout(r, 100))
+      return i
+    })
+    const Log = mesh
+      .remote(
+        class DropLog {
+          items: number[] = []
+          add(x: number) {
+            this.items.push(x)
+            return this.items.length
+          }
+          all() {
+            return this.items
+          }
+        },
+      )
+      .options({ numCpus: 0 })
+    const log = Log.remote()
+    await mesh.get([sleepy.remote(-1), log.add.remote(-1)], { timeout: T }) // leases and links are up
+    const tasks = []
+    const calls = []
+    for (let round = 0; round < 4; round++) {
+      for (let i = 0; i < 25; i++) {
+        tasks.push(sleepy.remote(round * 25 + i))
+        calls.push(log.add.remote(round * 25 + i))
+      }
+      // Once a link is open (the last round closed them; a new one takes ~100 ms to open in Node) the pushes leave
+      // on it; nothing can have acknowledged them yet (the tasks sleep, a node acknowledges after 20 ms): closing now
+      // loses them on the channel, and they must come again through the relay.
+      const open = () => cluster().nodes.some((n) => peers.isOpen(n.nodeId))
+      for (const t0 = performance.now(); !open() && performance.now() - t0 < 5000; ) await new Promise((r) => setTimeout(r, 1))
+      expect(peers.closeLinks()).toBeGreaterThan(0)
+      await new Promise((r) => setTimeout(r, 20))
+    }
+    expect(await mesh.get(tasks, { timeout: T })).toEqual(Array.from({ length: 100 }, (_, i) => i))
+    expect(await mesh.get(calls, { timeout: T })).toEqual(Array.from({ length: 100 }, (_, i) => i + 2))
+    expect(await mesh.get(log.all.remote(), { timeout: T })).toEqual([-1, ...Array.from({ length: 100 }, (_, i) => i)])
+    expect(mesh.peerStats.resent).toBeGreaterThan(0)
+    // Each ran once: one attempt per task, nothing retried.
+    await eventually(async () => {
+      const rows = await mesh.state.listTasks({ filters: [['funcOrClassName', '=', 'sleepy']] })
+      expect(rows.filter((r) => r.state === 'FINISHED' && r.attempt === 0)).toHaveLength(101)
+      return true
+    }, 'every sleepy task FINISHED on its first attempt')
+    // Ran on the nodes: 101 tasks, 101 calls, the read of the log and the actor's creation; each once.
+    expect((await finishedOnNodes()) - before).toBe(101 + 101 + 1 + 1)
+    await mesh.close()
+  })
+
+  it('the same from a browser driver: its links close mid-flight, and every task and call runs once', async () => {
+    // A browser closes a data channel gracefully (what is queued on it still goes), so here what was in flight
+    // arrives and is then sent again through the relay: the nodes must drop those copies, not run them twice.
+    const page = await cluster().driverPage()
+    const nodeIds = cluster().nodes.map((n) => n.nodeId)
+    const before = await finishedOnNodes()
+    const out = (await page.evaluate(`(async (nodeIds) => {
+      const { connect } = await import(location.origin + '/sdk.js')
+      const m = await connect()
+      const sleepy = m.remote(async function pageSleepy(i) { await new Promise((r) => setTimeout(r, 100)); return i })
+      const Log = m.remote(class PageDropLog { constructor() { this.items = [] } add(x) { this.items.push(x); return this.items.length } all() { return this.items } }).options({ numCpus: 0 })
+      const log = Log.remote()
+      await m.get([sleepy.remote(-1), log.add.remote(-1)], { timeout: ${T} })
+      const tasks = [], calls = []
+      let closed = 0
+      for (let round = 0; round < 3; round++) {
+        for (let i = 0; i < 20; i++) { tasks.push(sleepy.remote(round * 20 + i)); calls.push(log.add.remote(round * 20 + i)) }
+        const open = () => nodeIds.some((n) => m.peers.isOpen(n))
+        for (const t0 = performance.now(); !open() && performance.now() - t0 < 5000; ) await new Promise((r) => setTimeout(r, 1))
+        closed += m.peers.closeLinks()
+        await new Promise((r) => setTimeout(r, 20))
+      }
+      const result = { tasks: await m.get(tasks, { timeout: ${T} }), calls: await m.get(calls, { timeout: ${T} }), all: await m.get(log.all.remote(), { timeout: ${T} }), resent: m.peerStats.resent, closed }
+      await m.close()
+      return result
+    })(${JSON.stringify(nodeIds)})`)) as { tasks: number[]; calls: number[]; all: number[]; resent: number; closed: number }
+    expect(out.closed).toBeGreaterThan(0)
+    expect(out.tasks).toEqual(Array.from({ length: 60 }, (_, i) => i))
+    expect(out.calls).toEqual(Array.from({ length: 60 }, (_, i) => i + 2))
+    expect(out.all).toEqual([-1, ...Array.from({ length: 60 }, (_, i) => i)])
+    expect(out.resent).toBeGreaterThan(0)
+    // Ran on the nodes: 61 tasks, 61 calls, the read of the log and the actor's creation; each once.
+    expect((await finishedOnNodes()) - before).toBe(61 + 61 + 1 + 1)
+    await page.close()
   })
 
   it('a browser driver and a Node driver share the cluster at once, and both finish', async () => {

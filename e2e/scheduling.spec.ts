@@ -46,6 +46,33 @@ describe('scheduling on real nodes', () => {
     expect(new Set(pinned)).toEqual(new Set([target]))
   })
 
+  it('verify: replicas on both real nodes agree on a pure result; a node-dependent or oversized one fails clearly', async () => {
+    const sumTo = mesh.remote(function sumTo(n: number) {
+      let s = 0
+      for (let i = 1; i <= n; i++) s += i
+      return s
+    })
+    expect(await mesh.get(sumTo.options({ verify: { replicas: 2 } }).remote(1000))).toBe(500500)
+    // Which node ran it differs per replica: nothing to agree on, and (a tie) nobody to blame.
+    const differs = await mesh
+      .get(
+        mesh
+          .remote(where)
+          .options({ verify: { replicas: 2 }, maxRetries: 0 })
+          .remote(0),
+      )
+      .catch((e) => e)
+    expect(differs.name).toBe('VerificationError')
+    for (const n of cluster().nodes) expect(differs.message).toContain(n.nodeId)
+    // Verified returns travel to the coordinator to be compared: over 4 MiB is refused by every replica, alike.
+    const tooBig = mesh.remote(function tooBig() {
+      return new Uint8Array(5 * 1024 * 1024)
+    })
+    const err = await mesh.get(tooBig.options({ verify: { replicas: 2 } }).remote()).catch((e) => e)
+    expect(err.message).toMatch(/verified \(verify.replicas\) and returned over 4194304 bytes/)
+    expect((await mesh.state.listNodes()).map((n) => n.quarantined)).toEqual([null, null])
+  })
+
   it('reports a task no node can fit as infeasible (it waits), then runs it when a big node joins', async () => {
     const f = mesh.remote(where)
     const ref = f.options({ numCpus: 6, name: 'needs-six' }).remote(10)

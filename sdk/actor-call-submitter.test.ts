@@ -5,7 +5,7 @@ import { type ActorId, type JobId, newActorId, newNodeId, newTaskId, type Object
 import { ownerWiring } from './owner.fixture.ts'
 import { ACTOR_NOT_HERE, type Lease, type PeerMessageOf, type PushedTask, type TaskResult, type TaskSpec } from './protocol/index.ts'
 import type { TaskScheduling } from './task-manager.ts'
-import { taskSpec } from './task-spec.fixture.ts'
+import { actorCallFields, taskSpec } from './task-spec.fixture.ts'
 
 const JOB = '0000002b' as JobId
 const CALLER = `d-${'1'.repeat(54)}`
@@ -53,13 +53,7 @@ function caller() {
     /** `handle.m.remote(x)`, or with a ref argument. */
     call(arg: { v: unknown } | { ref: ObjectId } = { v: 1 }): TaskSpec {
       const s = taskSpec(JOB, '', {
-        type: 'ACTOR_TASK',
-        name: 'A.m',
-        funcName: 'A.m',
-        actorId,
-        method: 'm',
-        resources: {},
-        maxRetries: 0,
+        ...actorCallFields(actorId),
         args: ['ref' in arg ? { ref: arg.ref } : { v: encodeValue(arg.v, 'x') }],
       })
       const id = objectIdOf(s.taskId as TaskId, 1)
@@ -216,5 +210,26 @@ describe('ActorCallSubmitter (direct actor calls, caller side)', () => {
       await turn()
     }
     expect(c.error(calls[0] as TaskSpec)?.message).toMatch(/kept refusing/)
+  })
+
+  it('a call lost on its way (its frame refused) fails; the calls after it go again in order under a new lease', async () => {
+    const c = caller()
+    const calls = [c.call({ v: 'a' }), c.call({ v: 'b' }), c.call({ v: 'c' })]
+    const l1 = c.alive()
+    await turn()
+    expect(c.pushed(l1)).toHaveLength(3)
+    c.tm.lost(calls[1]?.taskId as string, { name: 'ValidationError', message: 'frame refused' } as never)
+    expect(c.error(calls[1] as TaskSpec)?.message).toBe('frame refused')
+    await turn()
+    expect(c.control.filter((m) => m.type === 'actor-lease-request')).toHaveLength(2)
+    const l2 = c.alive()
+    await turn()
+    expect(c.pushed(l2)).toEqual([]) // the call before the lost one is still in flight under the old lease
+    c.results(l1, [okResult(c.pushed(l1)[0] as PushedTask, 'a')])
+    await turn()
+    // Only the call after the lost one goes again (the one before it reached the node), numbered from 0.
+    expect(c.pushed(l2).map((t) => [t.taskId, t.seq])).toEqual([[calls[2]?.taskId, 0]])
+    c.results(l2, [okResult(c.pushed(l2)[0] as PushedTask, 'c')])
+    expect([c.value(calls[0] as TaskSpec), c.value(calls[2] as TaskSpec)]).toEqual(['a', 'c'])
   })
 })

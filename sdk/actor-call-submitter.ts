@@ -82,15 +82,15 @@ export class ActorCallSubmitter implements TaskScheduling {
 
   /** A new call: it takes its place in its caller's order now, whether or not its arguments are ready. */
   submitted(t: OwnedTask): void {
-    const a = this.actorOf(t.spec.actorId as string)
-    a.order.push(t)
+    const a = this.actorOf(t.template.actorId as string)
+    if (a.state !== 'DEAD') a.order.push(t) // a call to a dead actor fails when queued, and is never sent
   }
 
   /** A call's arguments are ready (or, `front`, it goes again after its incarnation was lost or its node refused it). */
   enqueue(t: OwnedTask, front: boolean): void {
-    const a = this.actorOf(t.spec.actorId as string)
-    if (front) a.order.unshift(t)
+    const a = this.actorOf(t.template.actorId as string)
     if (a.state === 'DEAD') return this.tasks.fail(t, a.error as WireError)
+    if (front) a.order.unshift(t)
     // While it restarts, a call that could not be retried fails at once, as Ray's fast fail with max_task_retries=0.
     if (a.state === 'RESTARTING' && a.maxTaskRetries === 0 && !front)
       return this.tasks.fail(t, new ActorDiedError(a.actorId, `it is restarting (${a.reason}), and maxTaskRetries is 0`).toWire())
@@ -104,20 +104,45 @@ export class ActorCallSubmitter implements TaskScheduling {
 
   /** A call ended before it was pushed: the calls behind it may go now. */
   settled(t: OwnedTask): void {
-    const a = this.actors.get(t.spec.actorId as string)
+    const a = this.actors.get(t.template.actorId as string)
     if (a && a.state !== 'DEAD') this.pumps.push(a)
   }
 
   /** Asks the node to drop a pushed call that has not started: it answers cancelled, or with the call's result. */
   cancelPushed(t: OwnedTask, force: boolean): void {
-    const a = this.actors.get(t.spec.actorId as string)
+    const a = this.actors.get(t.template.actorId as string)
     const lease = t.leaseId && a?.lease?.leaseId === t.leaseId ? a.lease : undefined
     if (lease)
       this.ch.links.send(
         lease.nodeId,
-        { type: 'cancel', leaseId: lease.leaseId, taskId: t.spec.taskId, force },
+        { type: 'cancel', leaseId: lease.leaseId, taskId: t.taskId, force },
         t.carriesRefs ? 'relay' : undefined,
       )
+  }
+
+  /**
+   * A pushed call never reached its node (the coordinator refused the frame that carried it). The node runs a
+   * caller's calls strictly by number, so those numbered after it under that lease would wait there forever: they
+   * never ran, and go again, in order, under a new lease (asked for now; the node forgets the old one).
+   */
+  lost(t: OwnedTask): void {
+    const a = this.actors.get(t.template.actorId as string)
+    if (!a?.inflight.has(t.taskId)) return
+    // In flight in the order they were pushed: those after it under its lease are stuck behind it.
+    const later: OwnedTask[] = []
+    let after = false
+    for (const x of a.inflight.values()) {
+      if (x === t) after = true
+      else if (after && x.leaseId === t.leaseId) later.push(x)
+    }
+    a.inflight.delete(t.taskId)
+    for (const x of later) a.inflight.delete(x.taskId)
+    if (a.lease && a.lease.leaseId === t.leaseId && a.state === 'ALIVE') {
+      a.state = 'asked'
+      a.lease = undefined
+      if (!this.closed) this.ch.requestLease(a.actorId)
+    }
+    for (const x of later.reverse()) this.tasks.requeue(x)
   }
 
   /** Whether results under this lease are for this submitter (an actor lease it was given). */
@@ -149,7 +174,7 @@ export class ActorCallSubmitter implements TaskScheduling {
       a.inflight.clear()
       a.behind = 0
       for (const t of lost) {
-        t.spec.maxRetries = a.maxTaskRetries
+        t.maxRetries = a.maxTaskRetries
         this.tasks.attemptFailed(t, new ActorDiedError(a.actorId, `${msg.reason} while this call ran`).toWire(), false)
       }
       return
@@ -182,7 +207,7 @@ export class ActorCallSubmitter implements TaskScheduling {
         refusal = r.error.message
         continue
       }
-      this.refusals.delete(t.spec.taskId)
+      this.refusals.delete(t.taskId)
       this.tasks.completed(t, r, from, registered)
     }
     if (refused.length) this.refused(a, refused, refusal)
@@ -233,15 +258,15 @@ export class ActorCallSubmitter implements TaskScheduling {
       a.lease = undefined
     }
     for (const t of calls.reverse()) {
-      const n = (this.refusals.get(t.spec.taskId) ?? 0) + 1
-      this.refusals.set(t.spec.taskId, n)
+      const n = (this.refusals.get(t.taskId) ?? 0) + 1
+      this.refusals.set(t.taskId, n)
       if (n > MAX_REFUSALS) {
-        this.refusals.delete(t.spec.taskId)
+        this.refusals.delete(t.taskId)
         this.tasks.fail(t, new ActorDiedError(a.actorId, `its node kept refusing the call: ${why}`).toWire())
       } else this.tasks.requeue(t)
     }
     if (a.state !== 'asked' || a.reaskTimer || this.closed) return
-    const delay = REASK_MS * Math.max(...calls.map((t) => this.refusals.get(t.spec.taskId) ?? 1))
+    const delay = REASK_MS * Math.max(...calls.map((t) => this.refusals.get(t.taskId) ?? 1))
     a.reaskTimer = setTimeout(() => {
       a.reaskTimer = undefined
       if (!this.closed && a.state === 'asked') this.ch.requestLease(a.actorId)
@@ -264,9 +289,9 @@ export class ActorCallSubmitter implements TaskScheduling {
       }
       if (t.phase !== 'queued') break // waiting for its arguments: the calls behind it wait too
       a.order.shift()
-      a.inflight.set(t.spec.taskId, t)
+      a.inflight.set(t.taskId, t)
       this.tasks.pushed(t, lease.leaseId, lease.nodeId)
-      pushes.add({ ...pushedTaskOf(t, this.ch.objects), method: t.spec.method as string, seq: a.nextSeq++ })
+      pushes.add({ ...pushedTaskOf(t, this.ch.objects), method: t.template.method as string, seq: a.nextSeq++ })
     }
     pushes.flush()
   }

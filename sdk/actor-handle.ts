@@ -12,7 +12,7 @@ export interface ActorSubmitter {
   createActor(
     cls: { source: string; name: string },
     args: unknown[],
-    spec: { actor: ActorCreation; resources: Resources; strategy: SchedulingStrategy },
+    spec: { actor: ActorCreation; resources: Resources; strategy: SchedulingStrategy; volunteers: boolean },
   ): { actorId: ActorId; ready: ObjectRef<null> }
   /** `handleId`: the object the actor's handles are counted through (kept alive while the call is pending). */
   submitActorTask(
@@ -136,6 +136,7 @@ export class ActorClass<C extends AnyClass> {
     const { actorId, ready } = this.submitter.createActor({ source: this.source, name: this.name }, args, {
       resources: resourcesOf(o, 1, `${this.name}.options`),
       strategy: o.schedulingStrategy ?? 'DEFAULT',
+      volunteers: o.volunteers ?? false,
       actor: {
         className: this.name,
         methods: this.methods,

@@ -8,7 +8,12 @@ import { ObjectRef } from './object-ref.ts'
  * return). Values use msgpackr's structured-clone mode so typed arrays, Map, Set, Date, BigInt, Error and cycles
  * round-trip exactly; both ends must use these same settings.
  */
-const framePackr = new Packr({ useRecords: true, moreTypes: true, int64AsType: 'bigint' })
+/**
+ * Frames carry bytes as plain msgpack bin. With `moreTypes`, msgpackr in Node writes a Uint8Array that is not a Buffer
+ * as a typed-array extension, which every decoder copies into an ArrayBuffer of its own: ~200 bytes per result of a
+ * 2-byte value, held as long as the result is (a million results: 200 MB). Bin decodes as a view of the frame.
+ */
+const framePackr = new Packr({ useRecords: true, moreTypes: false, int64AsType: 'bigint' })
 const valuePackr = new Packr({
   useRecords: true, // records keep plain objects apart from Maps (mapsAsObjects: false) and halve small payloads
   mapsAsObjects: false,
@@ -18,7 +23,14 @@ const valuePackr = new Packr({
 })
 
 export const encodeFrame = (msg: unknown): Uint8Array => framePackr.pack(msg)
-export const decodeFrame = (bytes: Uint8Array): unknown => framePackr.unpack(bytes)
+/**
+ * Decodes one frame. msgpackr keeps record definitions it read across calls; every frame carries its own, so they
+ * are forgotten first: one sender's definitions never shape how another's frame decodes.
+ */
+export const decodeFrame = (bytes: Uint8Array): unknown => {
+  ;(framePackr as { structures?: unknown[] }).structures = []
+  return framePackr.unpack(bytes)
+}
 
 /** Messages bigger than this (object chunks) get a frame of their own; smaller ones share one per turn. */
 const BATCH_LIMIT = 64 * 1024
@@ -181,7 +193,9 @@ export function decodeValue<T = unknown>(bytes: Uint8Array, ctx?: DecodeContext)
   const prev = decodeContext
   decodeContext = ctx
   try {
-    return valuePackr.unpack(bytes) as T
+    // msgpackr caches a DataView on the array it decodes: on a fresh view, not on the stored bytes (a million values
+    // got would each keep one, ~115 bytes).
+    return valuePackr.unpack(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength)) as T
   } finally {
     decodeContext = prev
   }

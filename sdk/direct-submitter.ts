@@ -29,8 +29,12 @@ const MAX_LEASES_PER_SHAPE = 1024
 /** Tasks of one shape (resources + strategy + preferred node), as Ray's scheduling key: they share leases. */
 interface Shape {
   id: string
+  /** Its key among the shapes: every task queued in it refers to this one string. */
+  key: string
   resources: Resources
   strategy: SchedulingStrategy
+  /** Its tasks may run on volunteer nodes. */
+  volunteers: boolean
   preferNode: string | undefined
   queue: Deque<OwnedTask>
   leases: Set<HeldLease>
@@ -98,11 +102,11 @@ export class DirectSubmitter implements TaskScheduling {
   }
 
   enqueue(t: OwnedTask, front: boolean): void {
-    t.shapeKey = this.keyOf(t)
-    const shape = this.shapeOf(t.shapeKey, t)
+    const shape = this.shapeOf(this.keyOf(t), t)
+    t.shapeKey = shape.key
     if (front) shape.queue.unshift(t)
     else shape.queue.push(t)
-    if (shape.infeasible) this.ch.markInfeasible([t.spec.taskId], shape.infeasible)
+    if (shape.infeasible) this.ch.markInfeasible([t.taskId], shape.infeasible)
     this.markDirty(shape)
   }
 
@@ -114,8 +118,8 @@ export class DirectSubmitter implements TaskScheduling {
   cancelPushed(t: OwnedTask, force: boolean): void {
     const l = t.leaseId ? this.leases.get(t.leaseId) : undefined
     if (!l) return
-    l.inflight.delete(t.spec.taskId)
-    this.sendPeer(l, { type: 'cancel', leaseId: l.lease.leaseId, taskId: t.spec.taskId, force }, t.carriesRefs)
+    l.inflight.delete(t.taskId)
+    this.sendPeer(l, { type: 'cancel', leaseId: l.lease.leaseId, taskId: t.taskId, force }, t.carriesRefs)
     this.markDirty(l.shape)
   }
 
@@ -152,7 +156,7 @@ export class DirectSubmitter implements TaskScheduling {
     if (!shape) return
     shape.infeasible = message
     this.ch.markInfeasible(
-      [...shape.queue].map((t) => t.spec.taskId),
+      [...shape.queue].map((t) => t.taskId),
       message,
     )
   }
@@ -198,8 +202,8 @@ export class DirectSubmitter implements TaskScheduling {
         continue
       }
       if (r.ms !== undefined) {
-        const prev = this.runtimes.get(t.spec.functionId)
-        this.runtimes.set(t.spec.functionId, prev === undefined ? r.ms : prev * 0.8 + r.ms * 0.2)
+        const prev = this.runtimes.get(t.template.functionId)
+        this.runtimes.set(t.template.functionId, prev === undefined ? r.ms : prev * 0.8 + r.ms * 0.2)
       }
       this.tasks.completed(t, r, l.lease.nodeId, registered)
     }
@@ -212,8 +216,8 @@ export class DirectSubmitter implements TaskScheduling {
   }
 
   private keyOf(t: OwnedTask): string {
-    const preferNode = t.spec.strategy === 'DEFAULT' ? this.whereTheDataIs(t) : undefined
-    return JSON.stringify([t.spec.resources, t.spec.strategy, preferNode ?? null])
+    const preferNode = t.template.strategy === 'DEFAULT' ? this.whereTheDataIs(t) : undefined
+    return JSON.stringify([t.template.resources, t.template.strategy, preferNode ?? null, t.template.volunteers])
   }
 
   private shapeOf(key: string, t: OwnedTask): Shape {
@@ -222,8 +226,10 @@ export class DirectSubmitter implements TaskScheduling {
       const preferNode = (JSON.parse(key) as unknown[])[2] as string | null
       shape = {
         id: `s${this.nextShape++}`,
-        resources: t.spec.resources,
-        strategy: t.spec.strategy,
+        key,
+        resources: t.template.resources,
+        strategy: t.template.strategy,
+        volunteers: t.template.volunteers,
         preferNode: preferNode ?? undefined,
         queue: new Deque(),
         leases: new Set(),
@@ -238,10 +244,11 @@ export class DirectSubmitter implements TaskScheduling {
 
   /** Ray's locality: the node holding the most bytes of the task's large ref arguments, if any. */
   private whereTheDataIs(t: OwnedTask): string | undefined {
+    if (t.args instanceof Uint8Array) return undefined // a lone inline argument: no refs
     let best: string | undefined
     let bestBytes = 0
     const bytes = new Map<string, number>()
-    for (const a of t.spec.args) {
+    for (const a of t.args) {
       if (!('ref' in a)) continue
       const e = this.ch.objects.peek(a.ref as ObjectId)
       if (!e?.size || !e.locations?.length) continue
@@ -269,7 +276,7 @@ export class DirectSubmitter implements TaskScheduling {
   }
 
   private headDepth(shape: Shape): number {
-    return this.depthFor(shape, shape.queue.peek()?.spec.functionId)
+    return this.depthFor(shape, shape.queue.peek()?.template.functionId)
   }
 
   private markDirty(shape: Shape): void {
@@ -301,8 +308,9 @@ export class DirectSubmitter implements TaskScheduling {
           resources: shape.resources,
           strategy: shape.strategy,
           ...(shape.preferNode && { preferNode: shape.preferNode }),
+          ...(shape.volunteers && { volunteers: true }),
           count: more,
-          head: { taskId: head.spec.taskId, name: head.spec.name },
+          head: { taskId: head.taskId, name: head.template.name },
         })
       }
     } else if (shape.outstanding > 0) {
@@ -323,7 +331,7 @@ export class DirectSubmitter implements TaskScheduling {
     while (q.length && l.inflight.size < this.headDepth(l.shape)) {
       const t = q.shift() as OwnedTask
       if (t.phase !== 'queued') continue
-      l.inflight.set(t.spec.taskId, t)
+      l.inflight.set(t.taskId, t)
       this.tasks.pushed(t, l.lease.leaseId, l.lease.nodeId)
       pushes.add(pushedTaskOf(t, this.ch.objects))
     }

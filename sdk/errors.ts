@@ -18,6 +18,7 @@ export type ErrorCode =
   | 'ACTOR_UNSCHEDULABLE'
   | 'OWNER_DIED'
   | 'PROTOCOL'
+  | 'VERIFICATION'
 
 /** An error as it crosses a boundary. `data` holds the class's own fields. */
 export interface WireError {
@@ -40,9 +41,14 @@ export class ShoalError extends Error {
   protected wireData(): Record<string, unknown> | undefined {
     return undefined
   }
+  /**
+   * The error as it crosses a boundary. No stack: where a system error was raised (the coordinator, a node) is not
+   * the receiver's business, and a server's paths are not for its clients (issue 9). A task's own error keeps the
+   * remote stack in its data (TaskError).
+   */
   toWire(): WireError {
     const data = this.wireData()
-    return { name: this.name, code: this.code, message: this.message, stack: this.stack, ...(data && { data }) }
+    return { name: this.name, code: this.code, message: this.message, ...(data && { data }) }
   }
 }
 
@@ -240,6 +246,32 @@ export class ActorUnschedulableError extends TaskUnschedulableError {
   }
 }
 
+/** One outcome of a verified task and the nodes that returned it (`digest`: the first bytes of its SHA-256, hex). */
+export interface VerificationGroup {
+  digest: string
+  nodes: string[]
+}
+
+/**
+ * A task run with `verify: { replicas: N }` got no result it could trust: its replicas disagreed and no outcome won a
+ * strict majority within `maxRetries` more replicas (or too few replicas finished to compare). `groups` names which
+ * nodes returned which outcome. Nothing any replica returned is given to the caller.
+ */
+export class VerificationError extends ShoalError {
+  override readonly name = 'VerificationError'
+  constructor(
+    readonly taskId: string,
+    reason: string,
+    readonly groups: VerificationGroup[] = [],
+  ) {
+    const who = groups.map((g) => `${g.digest}: ${g.nodes.join(', ')}`).join('; ')
+    super('VERIFICATION', `Task ${taskId} could not be verified: ${reason}${who ? ` (results by node: ${who})` : ''}`)
+  }
+  protected override wireData() {
+    return { taskId: this.taskId, groups: this.groups }
+  }
+}
+
 /** No coordinator answered, the token was refused, or the connection dropped. */
 export class ConnectionError extends ShoalError {
   override readonly name = 'ConnectionError'
@@ -372,6 +404,9 @@ export function fromWireError(w: WireError): ShoalError {
       break
     case 'PROTOCOL':
       err = new ProtocolError(w.message)
+      break
+    case 'VERIFICATION':
+      err = new VerificationError(d.taskId ?? '?', '', Array.isArray(d.groups) ? d.groups : [])
       break
     default:
       err = new ValidationError(w.message)

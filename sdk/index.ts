@@ -9,7 +9,8 @@
 
 export type { ActorHandle, ActorMethods } from './actor-handle.ts'
 export { ActorClass, ActorHandleBase } from './actor-handle.ts'
-export { connect, Mesh } from './connect.ts'
+export { connect } from './connect.ts'
+export type { VerificationGroup } from './errors.ts'
 export {
   ActorDiedError,
   ActorUnschedulableError,
@@ -25,8 +26,10 @@ export {
   TaskError,
   TaskUnschedulableError,
   ValidationError,
+  VerificationError,
   WorkerCrashedError,
 } from './errors.ts'
+export { Mesh } from './mesh.ts'
 export { ObjectRef } from './object-ref.ts'
 export type { ActorOptions, ConnectOptions, TaskOptions } from './options.ts'
 export type { ActorState, SchedulingStrategy, TaskState, TaskType } from './protocol/index.ts'

@@ -1,6 +1,7 @@
 import { chunksOf, sendInChunks } from './chunks.ts'
-import { ConnectionError, ObjectLostError } from './errors.ts'
+import { ObjectLostError } from './errors.ts'
 import type { ObjectId } from './ids.ts'
+import { PeerSource, pullFromAny, RelaySource } from './object-sources.ts'
 import type { ObjectTable } from './object-table.ts'
 import { type ClientMessage, OBJECT_CHUNK_BYTES } from './protocol/index.ts'
 import type { PeerMesh } from './transport/peer-mesh.ts'
@@ -21,6 +22,8 @@ export class ObjectTransfer {
   private served = new Map<ObjectId, Uint8Array>()
   /** Bytes of large objects moved peer to peer and through the coordinator's relay (diagnostics). */
   readonly stats = { peerBytes: 0, relayBytes: 0 }
+  private readonly peerSource: PeerSource | undefined
+  private readonly relay: RelaySource
 
   constructor(
     private readonly objects: ObjectTable,
@@ -30,6 +33,8 @@ export class ObjectTransfer {
     private readonly servePuts = !!peers,
   ) {
     if (peers) peers.source = async (id) => this.served.get(id as ObjectId) ?? this.objects.read(id as ObjectId)?.data
+    this.peerSource = peers && new PeerSource(peers)
+    this.relay = new RelaySource((m) => this.channel.send(m))
   }
 
   /**
@@ -77,24 +82,17 @@ export class ObjectTransfer {
     }
   }
 
-  /** Pulls a large object from a node over WebRTC when this driver can; else asks the coordinator to relay it. */
+  /** Pulls a large object from a node over WebRTC when this driver can; else through the coordinator's relay. */
   private async pull(id: ObjectId): Promise<void> {
-    for (const from of this.peers ? this.objects.locationsOf(id) : []) {
-      try {
-        const bytes = await (this.peers as PeerMesh).fetch(from, id)
-        this.stats.peerBytes += bytes.byteLength
-        this.objects.setData(id, bytes)
-        return
-      } catch {
-        // that holder is gone or refused: try the next one, then the relay
-      }
-    }
     try {
-      this.objects.startFetch(id)
-      this.channel.send({ type: 'fetch-objects', objectIds: [id] })
+      const { bytes, via } = await pullFromAny(id, this.objects.locationsOf(id), { peer: this.peerSource, relay: this.relay })
+      this.stats[via === 'peer' ? 'peerBytes' : 'relayBytes'] += bytes.byteLength
+      this.objects.setData(id, bytes)
     } catch (e) {
-      const why = e instanceof ConnectionError ? e.message : String(e)
-      this.objects.fail(id, new ObjectLostError(id, `it could not be fetched: ${why}`).toWire())
+      // Released meanwhile, or already failed by the coordinator's word: nothing to do.
+      const entry = this.objects.peek(id)
+      if (!entry || entry.data || entry.error) return
+      this.objects.fail(id, (e instanceof ObjectLostError ? e : new ObjectLostError(id, String(e))).toWire())
     }
   }
 
@@ -116,7 +114,16 @@ export class ObjectTransfer {
 
   /** A chunk relayed by the coordinator. */
   onChunk(id: ObjectId, offset: number, total: number, data: Uint8Array): void {
-    this.stats.relayBytes += data.byteLength
-    this.objects.chunk(id, offset, total, data)
+    this.relay.onChunk(id, offset, total, data)
+  }
+
+  /** The coordinator could not relay an object (no holder could send it). */
+  onRelayFailed(id: ObjectId, why: string): void {
+    this.relay.onFailed(id, why)
+  }
+
+  /** The connection is gone: pulls under way fail. */
+  close(why: string): void {
+    this.relay.close(why)
   }
 }

@@ -5,7 +5,7 @@
  */
 import * as v from 'valibot'
 import { ValidationError } from './errors.ts'
-import { ResourcesSchema, SchedulingStrategySchema } from './protocol/index.ts'
+import { MAX_REPLICAS, ResourcesSchema, SchedulingStrategySchema } from './protocol/index.ts'
 
 const nonNegInt = v.pipe(v.number(), v.integer('must be a whole number'), v.minValue(0))
 const retries = v.pipe(v.number(), v.integer('must be a whole number'), v.minValue(-1, 'must be -1 (forever) or more'))
@@ -24,6 +24,23 @@ export const TaskOptionsSchema = v.strictObject({
   /** 0: no ref comes back (Ray's num_returns=0); the task runs for its effects. */
   numReturns: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(1000))),
   schedulingStrategy: v.optional(SchedulingStrategySchema),
+  /** May run on volunteer nodes (joined without a token): they see its code and arguments. Default: trusted only. */
+  volunteers: v.optional(v.boolean()),
+  /**
+   * Run the task on `replicas` distinct nodes and accept its result only when they return the same bytes (on
+   * disagreement, more replicas within `maxRetries` and a strict majority; else VerificationError). For deterministic
+   * tasks whose results must not be forged by one node: a volunteer's, say.
+   */
+  verify: v.optional(
+    v.strictObject({
+      replicas: v.pipe(
+        v.number(),
+        v.integer('must be a whole number'),
+        v.minValue(2, 'must be at least 2 (one node cannot check itself)'),
+        v.maxValue(MAX_REPLICAS, `must be at most ${MAX_REPLICAS}`),
+      ),
+    }),
+  ),
 })
 export type TaskOptions = v.InferOutput<typeof TaskOptionsSchema>
 
@@ -39,6 +56,8 @@ export const ActorOptionsSchema = v.strictObject({
   maxRestarts: v.optional(retries),
   maxTaskRetries: v.optional(retries),
   schedulingStrategy: v.optional(SchedulingStrategySchema),
+  /** May be placed on a volunteer node (joined without a token): it sees the actor's code and calls. */
+  volunteers: v.optional(v.boolean()),
 })
 export type ActorOptions = v.InferOutput<typeof ActorOptionsSchema>
 

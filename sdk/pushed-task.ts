@@ -19,14 +19,14 @@ export interface PushChannel {
  * (large ones) where to pull them from.
  */
 export function pushedTaskOf(t: OwnedTask, objects: ObjectTable): PushedTask {
-  const s = t.spec
+  const s = t.template
   return {
-    taskId: s.taskId,
+    taskId: t.taskId,
     attempt: t.attempt,
     functionId: s.functionId,
     name: s.name,
     funcName: s.funcName,
-    args: s.args.map((a) => ('v' in a ? a.v : argValue(a.ref as ObjectId, objects))),
+    args: t.args instanceof Uint8Array ? [t.args] : t.args.map((a) => ('v' in a ? a.v : argValue(a.ref as ObjectId, objects))),
     numReturns: s.numReturns,
     ...(t.carriesRefs && { carriesRefs: true as const }),
   }

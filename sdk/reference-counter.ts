@@ -36,8 +36,16 @@ export class ReferenceCounter {
   private borrowed = new Set<ObjectId>()
   /** Objects this connection made and still refers to (their owner is this connection, as in Ray). */
   private owned = new Set<ObjectId>()
-  private readonly finalizer = new FinalizationRegistry<Hold>((h) => {
-    if (h.live) this.drop(h)
+  /**
+   * Holds a collected instance's claim: a Hold inside a task's scope (which may let go of it first), else just the
+   * id (a driver's million refs then cost no Hold each).
+   */
+  private readonly finalizer = new FinalizationRegistry<Hold | ObjectId>((h) => {
+    if (typeof h === 'string') this.drop(h)
+    else if (h.live) {
+      h.live = false
+      this.drop(h.id)
+    }
   })
   private scope: { holds: Hold[]; made: Set<ObjectId> } | undefined
   private readonly releases = new TurnBatch<ObjectId>((ids) => this.messages.release(ids))
@@ -84,7 +92,7 @@ export class ReferenceCounter {
       const n = (this.submitted.get(id) ?? 1) - 1
       if (n > 0) this.submitted.set(id, n)
       else this.submitted.delete(id)
-      this.drop({ id, live: true })
+      this.drop(id)
     }
   }
 
@@ -159,18 +167,19 @@ export class ReferenceCounter {
 
   private hold<T>(id: ObjectId): ObjectRef<T> {
     const ref = new ObjectRef<T>(id)
-    const h: Hold = { id, live: true }
     this.counts.set(id, (this.counts.get(id) ?? 0) + 1)
-    this.finalizer.register(ref, h)
-    this.scope?.holds.push(h)
+    if (this.scope) {
+      const h: Hold = { id, live: true }
+      this.finalizer.register(ref, h)
+      this.scope.holds.push(h)
+    } else this.finalizer.register(ref, id)
     return ref
   }
 
-  private drop(h: Hold): void {
-    h.live = false
-    if (this.decrement(h.id) || this.closed) return
-    if (this.borrowed.delete(h.id)) this.unborrows.push(h.id)
-    else if (this.owned.delete(h.id)) this.releases.push(h.id)
+  private drop(id: ObjectId): void {
+    if (this.decrement(id) || this.closed) return
+    if (this.borrowed.delete(id)) this.unborrows.push(id)
+    else if (this.owned.delete(id)) this.releases.push(id)
     // else: found inside a task's scope and never borrowed (its pending task kept it alive): nothing to say
   }
 

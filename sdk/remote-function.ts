@@ -1,7 +1,7 @@
 import { ValidationError } from './errors.ts'
 import type { ObjectRef } from './object-ref.ts'
 import { parseOptions, type TaskOptions, TaskOptionsSchema } from './options.ts'
-import type { Resources, SchedulingStrategy } from './protocol/index.ts'
+import { type Resources, type SchedulingStrategy, verifyProblem } from './protocol/index.ts'
 import { quantityProblem } from './resources.ts'
 
 /** Turns numCpus/numGpus/resources into one resource map, refusing the reserved names inside `resources` (as Ray). */
@@ -35,6 +35,8 @@ export interface TaskSubmitter {
       retryExceptions: boolean | string[]
       numReturns: number
       strategy: SchedulingStrategy
+      volunteers: boolean
+      verify?: { replicas: number }
     },
   ): ObjectRef[]
 }
@@ -71,11 +73,13 @@ export class RemoteFunction<F extends Fn> {
     const o = this.opts
     const refs = this.submitter.submitTask({ source: this.source, name: this.name, kind: 'function' }, args as unknown[], {
       name: o.name ?? this.name,
-      resources: resourcesOf(o, 1, `${this.name}.options`),
+      resources: this.resources(),
       maxRetries: o.maxRetries ?? 3,
       retryExceptions: o.retryExceptions ?? false,
       numReturns: o.numReturns ?? 1,
       strategy: o.schedulingStrategy ?? 'DEFAULT',
+      volunteers: o.volunteers ?? false,
+      ...(o.verify && { verify: o.verify }),
     })
     const n = o.numReturns ?? 1
     return (n === 1 ? refs[0] : n === 0 ? undefined : refs) as ObjectRef<Awaited<ReturnType<F>>>
@@ -85,8 +89,18 @@ export class RemoteFunction<F extends Fn> {
   options(opts: TaskOptions): RemoteFunction<F> {
     const parsed = parseOptions(TaskOptionsSchema, opts, `${this.name}.options`)
     resourcesOf(parsed, 1, `${this.name}.options`)
+    const merged = { ...this.opts, ...parsed }
+    const unverifiable = verifyProblem(merged.verify, merged.schedulingStrategy)
+    if (unverifiable) throw new ValidationError(`${this.name}.options: ${unverifiable}`)
     const copy = Object.create(RemoteFunction.prototype) as RemoteFunction<F>
-    Object.assign(copy, this, { opts: { ...this.opts, ...parsed } })
+    Object.assign(copy, this, { opts: merged, resourcesMade: undefined })
     return copy
   }
+
+  /** Its tasks' resources: one frozen map shared by all of them (a loop of a million calls makes one). */
+  private resources(): Resources {
+    this.resourcesMade ??= Object.freeze(resourcesOf(this.opts, 1, `${this.name}.options`))
+    return this.resourcesMade
+  }
+  private resourcesMade: Resources | undefined
 }

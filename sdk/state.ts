@@ -47,9 +47,15 @@ export interface NodeRow {
   deathReason: string | null
   runningTasks: number
   workers: number
+  /** `trusted` (joined with a node token, or no auth is configured) or `volunteer` (joined without one). */
+  trust: 'trusted' | 'volunteer'
+  /** Why it gets no more work (a verified task's replicas outvoted its result), or null. */
+  quarantined: string | null
 }
 export interface JobRow {
   jobId: string
+  /** Whose job it is (the tenant of the token that started it). */
+  tenant: string
   state: 'RUNNING' | 'FINISHED' | 'FAILED'
   startTime: number
   endTime: number | null
@@ -82,6 +88,11 @@ export interface TaskSummary {
   infeasible: { taskId: string; name: string; requiredResources: Resources }[]
   /** Attempt rows dropped to keep the table bounded (the oldest finished ones go first). */
   droppedRows: number
+  /**
+   * Task events dropped before they reached the coordinator: an owner or node buffers at most 100,000 (Ray's
+   * task_events_max_num_status_events_buffer_on_worker), so a huge submission in one loop shows only its newest.
+   */
+  droppedEvents: number
 }
 
 /** The columns of each kind of row: what filters may name (Ray's snake_case and any letter case work too). */
@@ -117,8 +128,10 @@ export const STATE_COLUMNS = {
     'deathReason',
     'runningTasks',
     'workers',
+    'trust',
+    'quarantined',
   ] satisfies (keyof NodeRow)[],
-  jobs: ['jobId', 'state', 'startTime', 'endTime', 'namespace'] satisfies (keyof JobRow)[],
+  jobs: ['jobId', 'tenant', 'state', 'startTime', 'endTime', 'namespace'] satisfies (keyof JobRow)[],
   actors: [
     'actorId',
     'name',

@@ -1,13 +1,13 @@
 import { describe, expect, it } from 'vitest'
 import { decodeValue, encodeValue } from './codec.ts'
 import type { WireError } from './errors.ts'
-import { functionIdOf, type JobId, newNodeId, newTaskId, type ObjectId, objectIdOf, type TaskId } from './ids.ts'
+import { functionIdOf, type JobId, newActorId, newNodeId, newTaskId, type ObjectId, objectIdOf, type TaskId } from './ids.ts'
 import { ObjectTable } from './object-table.ts'
 import type { ClientMessage, TaskResult, TaskSpec } from './protocol/index.ts'
 import { ReferenceCounter } from './reference-counter.ts'
 import { type TaskEvent, TaskEventReporter } from './task-event-reporter.ts'
 import { type OwnedTask, type OwnedValue, TaskManager, type TaskScheduling } from './task-manager.ts'
-import { taskSpec } from './task-spec.fixture.ts'
+import { actorCallFields, taskSpec } from './task-spec.fixture.ts'
 
 const JOB = '0000002a' as JobId
 const FN = functionIdOf('function f(x) { return x }')
@@ -24,7 +24,7 @@ class FakeScheduling implements TaskScheduling {
     this.queue = this.queue.filter((q) => q !== t)
   }
   cancelPushed(t: OwnedTask, force: boolean): void {
-    this.cancelled.push({ taskId: t.spec.taskId, force, leaseId: t.leaseId })
+    this.cancelled.push({ taskId: t.taskId, force, leaseId: t.leaseId })
   }
 }
 
@@ -93,13 +93,13 @@ function owner() {
 const spec = (over: Partial<TaskSpec> = {}): TaskSpec => taskSpec(JOB, FN, over)
 
 const ok = (t: OwnedTask, ...values: unknown[]): TaskResult => ({
-  taskId: t.spec.taskId,
+  taskId: t.taskId,
   attempt: t.attempt,
   ok: true,
   returns: (values.length ? values : [t.attempt]).map((v) => encodeValue(v, 'r')),
 })
 const userError = (t: OwnedTask, remoteName = 'Error'): TaskResult => ({
-  taskId: t.spec.taskId,
+  taskId: t.taskId,
   attempt: t.attempt,
   ok: false,
   error: { name: 'TaskError', code: 'TASK_ERROR', message: 'boom', data: { remoteName } },
@@ -107,13 +107,36 @@ const userError = (t: OwnedTask, remoteName = 'Error'): TaskResult => ({
 })
 
 describe('TaskManager (owner side)', () => {
+  it('says where a pending task is, for a timeout', () => {
+    const o = owner()
+    const s = o.submit()
+    expect(o.tm.whereIs(s.taskId)).toMatch(/^task f \(\w{8}, attempt 1\) waits for a worker lease$/)
+    o.push(s.taskId, 'cd'.repeat(16))
+    expect(o.tm.whereIs(s.taskId)).toMatch(/was pushed to node \w{8} \(lease cdcdcdcd\) and has not answered$/)
+    expect(o.tm.whereIs('ef'.repeat(24))).toBeUndefined()
+  })
+
+  it('keeps one template for a loop of the same calls, and a lone argument bare', () => {
+    const o = owner()
+    const resources = Object.freeze({ CPU: 1 })
+    const a = o.submit({ resources })
+    const b = o.submit({ resources })
+    const c = o.submit({ resources, name: 'other' })
+    const [ta, tb, tc] = [a, b, c].map((s) => o.tm.get(s.taskId) as OwnedTask)
+    expect(ta?.template).toBe(tb?.template)
+    expect(tc?.template).not.toBe(ta?.template)
+    expect(tc?.template.name).toBe('other')
+    expect(ta?.args).toBeInstanceOf(Uint8Array)
+    expect(decodeValue(ta?.args as Uint8Array)).toBe(1)
+  })
+
   it('waits for its top-level ref arguments, subscribing to those it does not hold, then queues the task', () => {
     const o = owner()
     const producer = o.submit()
     const produced = objectIdOf(producer.taskId as TaskId, 1)
     const foreign = 'cd'.repeat(28) as ObjectId
     const consumer = o.submit({ args: [{ ref: produced }, { ref: foreign }] })
-    expect(o.scheduling.queue.map((t) => t.spec.taskId)).toEqual([producer.taskId])
+    expect(o.scheduling.queue.map((t) => t.taskId)).toEqual([producer.taskId])
     expect(o.tm.get(consumer.taskId)?.phase).toBe('waiting-deps')
     expect(o.states(consumer.taskId)).toEqual(['PENDING_ARGS_AVAIL@0'])
     // Its own return is expected already; only the foreign object needs a subscription.
@@ -124,7 +147,7 @@ describe('TaskManager (owner side)', () => {
     o.tm.completed(o.push(producer.taskId), ok(o.tm.get(producer.taskId) as OwnedTask, 5), o.node, false)
     expect(o.tm.get(consumer.taskId)?.phase).toBe('waiting-deps')
     o.objects.resolve(foreign, { data: encodeValue(2, 'x') })
-    expect(o.scheduling.queue.map((t) => t.spec.taskId)).toEqual([consumer.taskId])
+    expect(o.scheduling.queue.map((t) => t.taskId)).toEqual([consumer.taskId])
     expect(o.states(consumer.taskId)).toEqual(['PENDING_ARGS_AVAIL@0', 'PENDING_NODE_ASSIGNMENT@0'])
   })
 
@@ -153,7 +176,7 @@ describe('TaskManager (owner side)', () => {
       // Retried as the next attempt, at the front of its queue (it waited its turn once already).
       expect(t.phase).toBe('queued')
       expect(t.attempt).toBe(attempt + 1)
-      expect(o.scheduling.queue.map((q) => q.spec.taskId)).toEqual([s.taskId, other.taskId])
+      expect(o.scheduling.queue.map((q) => q.taskId)).toEqual([s.taskId, other.taskId])
       expect(o.error(s.taskId)).toBeUndefined()
     }
     o.tm.nodeDied(o.push(s.taskId), o.node)
@@ -211,7 +234,7 @@ describe('TaskManager (owner side)', () => {
     o.tm.completed(
       t,
       {
-        taskId: t.spec.taskId,
+        taskId: t.taskId,
         attempt: 0,
         ok: false,
         error: { name: 'WorkerCrashedError', code: 'WORKER_CRASHED', message: 'x' },
@@ -268,7 +291,7 @@ describe('TaskManager (owner side)', () => {
     const o = owner()
     const [a, b, c] = [o.submit(), o.submit(), o.submit()]
     expect(o.tm.cancel(b.taskId, false)).toBe(true)
-    expect(o.scheduling.queue.map((t) => t.spec.taskId)).toEqual([a.taskId, c.taskId])
+    expect(o.scheduling.queue.map((t) => t.taskId)).toEqual([a.taskId, c.taskId])
     expect(o.scheduling.cancelled).toEqual([])
     expect(o.error(b.taskId)).toMatchObject({ name: 'TaskCancelledError', code: 'TASK_CANCELLED', data: { taskId: b.taskId } })
     expect(o.tm.get(b.taskId)).toBeUndefined()
@@ -294,6 +317,34 @@ describe('TaskManager (owner side)', () => {
     o.tm.completed(d, ok(d), o.node, false)
     expect(o.scheduling.queue).toEqual([])
     expect(o.scheduling.cancelled).toHaveLength(1)
+  })
+
+  it('a pushed actor call once cancelled never goes again, however its attempt ends (its place in the order is gone)', () => {
+    const o = owner()
+    o.tm.actorCalls = o.scheduling
+    const call = { ...actorCallFields(newActorId(JOB)), maxRetries: 2 }
+    const [answered, died, refused, ran] = [o.submit(call), o.submit(call), o.submit(call), o.submit(call)]
+    const pushed = [answered, died, refused, ran].map((s) => o.push(s.taskId))
+    for (const s of [answered, died, refused, ran]) expect(o.tm.cancel(s.taskId, false)).toBe(true)
+    // Nothing ends before the node answers: a call that started runs to its end.
+    expect(o.error(answered.taskId)).toBeUndefined()
+    const [a, d, r, x] = pushed as [OwnedTask, OwnedTask, OwnedTask, OwnedTask]
+    // Its node dropped it before it started (a system error, which would otherwise be retried).
+    const dropped: WireError = { name: 'TaskCancelledError', code: 'TASK_CANCELLED', message: 'cancelled before it started' }
+    o.tm.completed(a, { taskId: a.taskId, attempt: 0, ok: false, error: dropped, userError: false }, o.node, false)
+    expect(o.error(answered.taskId)?.code).toBe('TASK_CANCELLED')
+    // Its actor restarted meanwhile (the cancel went to the old incarnation): it fails with why, and is not run again.
+    o.tm.attemptFailed(d, { name: 'ActorDiedError', code: 'ACTOR_DIED', message: 'died' }, false)
+    expect(o.error(died.taskId)?.code).toBe('ACTOR_DIED')
+    // Its node refused it (the actor had moved): it never ran, and ends cancelled.
+    o.tm.requeue(r)
+    expect(o.error(refused.taskId)?.code).toBe('TASK_CANCELLED')
+    // It had started: its result stands.
+    o.tm.completed(x, ok(x, 'v'), o.node, false)
+    expect(o.value(ran.taskId)).toBe('v')
+    expect(pushed.map((t) => t.attempt)).toEqual([0, 0, 0, 0])
+    expect(o.scheduling.queue).toEqual([])
+    expect(o.tm.pending).toBe(0)
   })
 
   it('a failed task stays failed: a later failure of it changes nothing', () => {

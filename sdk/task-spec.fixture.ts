@@ -22,3 +22,17 @@ export function taskSpec(jobId: JobId, functionId: string, over: Partial<TaskSpe
     ...over,
   }
 }
+
+/** For tests: the fields that make a spec `handle.m.remote(…)` on an actor `A` (no resources of its own, no retries). */
+export function actorCallFields(actorId: string): Partial<TaskSpec> {
+  return {
+    type: 'ACTOR_TASK',
+    functionId: '',
+    name: 'A.m',
+    funcName: 'A.m',
+    actorId,
+    method: 'm',
+    resources: {},
+    maxRetries: 0,
+  }
+}

@@ -19,6 +19,7 @@ import {
   type FunctionDef,
   INLINE_OBJECT_MAX_BYTES,
   type PeerMessage,
+  type Resources,
   type TaskArg,
   type TaskSpec,
 } from './protocol/index.ts'
@@ -27,10 +28,16 @@ import { batchBytesFor, sizeOfValues, TurnBatch } from './turn-batch.ts'
 
 /** Marks a function registration in a frame's manifest (see manifestOf). */
 export const FUNCTION_MARK = 'fn:'
-/** Marks a task pushed through the coordinator in a frame's manifest (see manifestOf). */
-export const TASK_MARK = 'task:'
+/**
+ * A task pushed through the coordinator is its bare id in a frame's manifest (see manifestOf): 48 characters, which
+ * no object id (56) nor marked function has. A relayed million-task run keeps a million of these for a while; a
+ * marked copy of each id was 40 bytes more per task.
+ */
+export const isTaskMark = (id: string): boolean => id.length === 48
 /** Room for a task's ids, names and options beside its arguments in one frame. */
 const TASK_FRAME_OVERHEAD = 4096
+/** An actor call's resources (it runs in its actor's): one shared map, so a loop of calls shares one template. */
+const NO_RESOURCES: Resources = Object.freeze({})
 /** A submit message holds at most this many tasks (and a share of the frame limit: see batchBytesFor). */
 const SUBMIT_MAX_TASKS = 2000
 
@@ -71,7 +78,8 @@ export interface SubmitChannel {
 export class TaskSubmitter implements RemoteFunctionSubmitter, Pick<ActorSubmitter, 'createActor' | 'submitActorTask'> {
   /** Functions and classes made remote on this connection, by id: sources go to nodes with the first push. */
   private functions = new Map<FunctionId, FunctionDef>()
-  /** Classes registered with the coordinator (it places actors). */
+  private idsBySource = new Map<string, FunctionId>()
+  /** Classes and functions registered with the coordinator (it places actors and verified tasks). */
   private registered = new Set<FunctionId>()
   private readonly specs = new TurnBatch<TaskSpec>((tasks) => this.channel.send({ type: 'submit', tasks }), {
     maxItems: SUBMIT_MAX_TASKS,
@@ -84,13 +92,13 @@ export class TaskSubmitter implements RemoteFunctionSubmitter, Pick<ActorSubmitt
   constructor(private readonly channel: SubmitChannel) {}
 
   /**
-   * What a message would make: its tasks' return ids, or (as `fn:<id>`) the functions it registers. The transport
+   * What a message would make: its tasks' return ids, the tasks it pushes (their ids: see isTaskMark), or (as
+   * `fn:<id>`) the functions it registers. The transport
    * keeps this per frame, so a refused frame fails those refs and forgets those registrations.
    */
   static manifestOf(msg: ClientMessage): readonly string[] | undefined {
     if (msg.type === 'register-functions') return msg.functions.map((f) => `${FUNCTION_MARK}${f.functionId}`)
-    if (msg.type === 'peer-send')
-      return (msg.msgs as PeerMessage[]).flatMap((m) => (m.type === 'push' ? m.tasks.map((t) => `${TASK_MARK}${t.taskId}`) : []))
+    if (msg.type === 'peer-send') return (msg.msgs as PeerMessage[]).flatMap((m) => (m.type === 'push' ? m.tasks.map((t) => t.taskId) : []))
     if (msg.type !== 'submit') return undefined
     const ids: string[] = []
     for (const t of msg.tasks as TaskSpec[]) for (let i = 1; i <= t.numReturns; i++) ids.push(objectIdOf(t.taskId as TaskId, i))
@@ -115,7 +123,7 @@ export class TaskSubmitter implements RemoteFunctionSubmitter, Pick<ActorSubmitt
     this.channel.assertOpen()
     const functionId = this.defineFunction(fn.source, fn.name, 'function')
     const nested: ObjectId[] = []
-    return this.own({
+    const spec: TaskSpec = {
       taskId: newTaskId(this.channel.jobId),
       type: 'NORMAL_TASK',
       functionId,
@@ -127,8 +135,14 @@ export class TaskSubmitter implements RemoteFunctionSubmitter, Pick<ActorSubmitt
       maxRetries: s.maxRetries,
       retryExceptions: s.retryExceptions,
       strategy: s.strategy,
+      ...(s.volunteers && { volunteers: true }),
       ...(nested.length && { nestedRefs: nested }),
-    })
+    }
+    if (!s.verify) return this.own(spec)
+    // A verified task is placed by the coordinator, which alone can compare its replicas' results honestly.
+    spec.verify = s.verify
+    this.register(functionId)
+    return this.enqueue(spec)
   }
 
   /** A normal task or an actor call: owned here. Refs nested in its arguments leave this connection with it. */
@@ -151,7 +165,7 @@ export class TaskSubmitter implements RemoteFunctionSubmitter, Pick<ActorSubmitt
   createActor(cls: { source: string; name: string }, args: unknown[], s: Parameters<ActorSubmitter['createActor']>[2]) {
     this.channel.assertOpen()
     const functionId = this.defineFunction(cls.source, cls.name, 'class')
-    this.registerClass(functionId)
+    this.register(functionId)
     const actorId = newActorId(this.channel.jobId)
     const nested: ObjectId[] = []
     const [ready] = this.enqueue({
@@ -166,6 +180,7 @@ export class TaskSubmitter implements RemoteFunctionSubmitter, Pick<ActorSubmitt
       maxRetries: 0,
       retryExceptions: false,
       strategy: s.strategy,
+      ...(s.volunteers && { volunteers: true }),
       actorId,
       actor: s.actor,
       ...(nested.length && { nestedRefs: nested }),
@@ -196,7 +211,7 @@ export class TaskSubmitter implements RemoteFunctionSubmitter, Pick<ActorSubmitt
         funcName: `${className}.${method}`,
         args: this.encodeArgs(args, `${className}.${method}`, nested),
         numReturns,
-        resources: {},
+        resources: NO_RESOURCES,
         maxRetries: 0,
         retryExceptions: false,
         strategy: 'DEFAULT',
@@ -244,8 +259,8 @@ export class TaskSubmitter implements RemoteFunctionSubmitter, Pick<ActorSubmitt
   }
 
   /**
-   * An actor creation: the coordinator places it, so every ref it takes (top-level or nested) must be known
-   * there first (the publish goes out before the submit, on the same socket).
+   * An actor creation or a verified task: the coordinator places it, so every ref it takes (top-level or nested)
+   * must be known there first (the publish goes out before the submit, on the same socket).
    */
   private enqueue(spec: TaskSpec): ObjectRef[] {
     const refs = this.returnsOf(spec)
@@ -270,13 +285,17 @@ export class TaskSubmitter implements RemoteFunctionSubmitter, Pick<ActorSubmitt
   }
 
   private defineFunction(source: string, name: string, kind: 'function' | 'class'): FunctionId {
-    const functionId = functionIdOf(source)
+    // Hashed once per source: every task of a function then shares one id string (not one copy each).
+    let functionId = this.idsBySource.get(source)
+    if (functionId) return functionId
+    functionId = functionIdOf(source)
+    this.idsBySource.set(source, functionId)
     if (!this.functions.has(functionId)) this.functions.set(functionId, { functionId, name, kind, source })
     return functionId
   }
 
-  /** The coordinator places actors: it needs their class, once per connection. */
-  private registerClass(functionId: FunctionId): void {
+  /** The coordinator places actors and verified tasks: it needs their class or function, once per connection. */
+  private register(functionId: FunctionId): void {
     if (this.registered.has(functionId)) return
     const def = this.functions.get(functionId) as FunctionDef
     this.registered.add(functionId)

@@ -1,7 +1,7 @@
 import type { ActorHandleBase } from '../sdk/actor-handle.ts'
-import { Mesh } from '../sdk/connect.ts'
 import type { ShoalError } from '../sdk/errors.ts'
 import type { JobId } from '../sdk/ids.ts'
+import { Mesh } from '../sdk/mesh.ts'
 import type { ObjectRef } from '../sdk/object-ref.ts'
 import { PROTOCOL_VERSION, type ServerMessage } from '../sdk/protocol/index.ts'
 import type { Link, MemoryNetwork } from './network.ts'

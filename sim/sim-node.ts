@@ -85,6 +85,7 @@ const noObjects: NodeObjects = {
   onObjects: () => {},
   upload: async () => {},
   delete: async () => {},
+  close: () => {},
 }
 
 /**

@@ -2,12 +2,14 @@ import { Cluster } from '../coordinator/cluster.ts'
 import type { ActorHandleBase } from '../sdk/actor-handle.ts'
 import { encodeValue } from '../sdk/codec.ts'
 import { TaskError, type WireError } from '../sdk/errors.ts'
+import { randomHex } from '../sdk/ids.ts'
 import { RESOURCE_UNITS, type ResourceUnits, toUnits } from '../sdk/resources.ts'
 import type { ExecResult } from '../worker-page/executor.worker.ts'
 import { MemoryNetwork } from './network.ts'
 import { Rng } from './rng.ts'
 import { SimDriver, type Submitted } from './sim-driver.ts'
 import { type Execution, SimNode } from './sim-node.ts'
+import { SimTime } from './sim-time.ts'
 
 export interface SimOptions {
   seed: number
@@ -30,6 +32,8 @@ interface TaskInfo {
 }
 
 const HEARTBEAT_MS = 1000
+/** The size of sdk/ids.ts's pool of random bytes: asking that many at once uses up whatever is left of it. */
+const ID_POOL_BYTES = 4096
 const STEP_MS = 50
 const TASK_SOURCE = function simTask(x: unknown) {
   return x
@@ -49,7 +53,8 @@ class SimActor {
  */
 export class Simulation {
   readonly rng: Rng
-  clock = 0
+  /** The only clock and timers the participants see while the simulation runs (see SimTime). */
+  readonly time = new SimTime()
   readonly cluster: Cluster
   readonly network: MemoryNetwork
   readonly nodes: SimNode[] = []
@@ -67,8 +72,13 @@ export class Simulation {
 
   constructor(private readonly opts: SimOptions) {
     this.rng = new Rng(opts.seed)
-    this.cluster = new Cluster({ log: () => {}, monitor: false, now: () => this.clock, heartbeatTimeoutMs: 5 * HEARTBEAT_MS })
+    this.cluster = new Cluster({ log: () => {}, monitor: false, now: () => this.time.now, heartbeatTimeoutMs: 5 * HEARTBEAT_MS })
     this.network = new MemoryNetwork(this.cluster)
+  }
+
+  /** Sim time (ms): it moves only by ticks. */
+  get clock(): number {
+    return this.time.now
   }
 
   /** Runs the seed to the end and returns the violations found (none is a pass). */
@@ -87,18 +97,20 @@ export class Simulation {
     } catch (e) {
       this.violations.push(`the simulation threw: ${(e as Error).stack}`)
     } finally {
-      restore()
       this.cluster.close()
+      restore()
     }
     return this.violations
   }
 
   /**
-   * Ids come from crypto.getRandomValues: during the run they come from the seed instead, so it replays exactly.
+   * Ids come from crypto.getRandomValues: during the run they come from the seed instead, so it replays exactly. The
+   * clock and the timers are the simulation's (SimTime): neither the machine's speed nor its load changes a run.
    * Stack traces are not captured meanwhile (errors are made by the thousand; their stacks change nothing), and what
    * the participants print is kept for the report.
    */
   private takeRandomness(): () => void {
+    const restoreTime = this.time.install()
     const { warn, error } = console
     console.warn = (...a: unknown[]) => void this.console.push(a.join(' '))
     console.error = (...a: unknown[]) => void this.console.push(a.join(' '))
@@ -106,6 +118,10 @@ export class Simulation {
     Error.stackTraceLimit = 0
     const crypto = globalThis.crypto
     const original = crypto.getRandomValues
+    // Ids are cut from a pool of random bytes (sdk/ids.ts, 4 KiB at a time) that outlives a run: what the run before
+    // left in it would make this one's ids, and the moment it draws from the seed. Used up now (with real bytes, before
+    // the seed is the source), the pool's first refill comes from this seed, whatever ran before in this process.
+    randomHex(ID_POOL_BYTES)
     Object.defineProperty(crypto, 'getRandomValues', {
       configurable: true,
       value: <T extends ArrayBufferView | null>(a: T): T => {
@@ -114,6 +130,7 @@ export class Simulation {
       },
     })
     return () => {
+      restoreTime()
       console.warn = warn
       console.error = error
       Error.stackTraceLimit = stackTraceLimit
@@ -168,13 +185,16 @@ export class Simulation {
     else if (r < 0.815) this.killNode()
     else if (r < 0.818) this.freezeNode()
     else if (r < 0.822) await this.driverLeaves()
-    else this.tick()
+    else await this.tick()
     await drain()
   }
 
-  /** Sim time passes: heartbeats go out, and the coordinator judges who is silent. */
-  private tick(): void {
-    this.clock += STEP_MS
+  /**
+   * Sim time passes: the participants' timers due meanwhile run (event flushes, a lease's linger, a re-ask after a
+   * refusal…), heartbeats go out, and the coordinator judges who is silent.
+   */
+  private async tick(): Promise<void> {
+    await this.time.advance(this.clock + STEP_MS, drain)
     if (this.clock < this.nextBeat) return
     this.nextBeat += HEARTBEAT_MS
     for (const n of this.nodes) if (n.alive && !n.frozen) n.agent?.sendHeartbeat()
@@ -453,7 +473,7 @@ export class Simulation {
       const frozen = this.nodes.some((n) => n.alive && n.frozen)
       const waiting = this.liveDrivers().some((d) => d.submitted.some((s) => !s.settled))
       if ((!frozen && !waiting) || ++quiet > 30) return
-      for (let k = 0; k < HEARTBEAT_MS / STEP_MS; k++) this.tick()
+      for (let k = 0; k < HEARTBEAT_MS / STEP_MS; k++) await this.tick()
       await drain()
     }
     this.violate('the run did not settle within 20,000 steps')

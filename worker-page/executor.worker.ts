@@ -6,7 +6,6 @@
 import * as Comlink from 'comlink'
 import type { IDBPDatabase } from 'idb'
 import { decodeValue, encodeErrorFields, encodeValue } from '../sdk/codec.ts'
-import { Mesh } from '../sdk/connect.ts'
 import {
   ObjectLostError,
   ObjectStoreFullError,
@@ -17,6 +16,7 @@ import {
   type WireError,
 } from '../sdk/errors.ts'
 import { type JobId, type ObjectId, objectIdOf, type TaskId } from '../sdk/ids.ts'
+import { Mesh } from '../sdk/mesh.ts'
 import { INLINE_OBJECT_MAX_BYTES, type PageToWorker, PROTOCOL_VERSION, type WorkerToPage } from '../sdk/protocol/index.ts'
 import { openPlasma, readObject, writeObject } from './object-store/plasma-db.ts'
 import { WorkerChannel } from './worker-channel.ts'
@@ -48,6 +48,8 @@ export interface ExecTask {
   numReturns: number
   /** What the task holds while it runs (its lease's or assignment's resources), as Ray's get_assigned_resources. */
   resources: Record<string, number>
+  /** A verified task's replica: all returns inline, at most this many bytes in all, none holding a ref. */
+  inlineReturns?: number
 }
 export interface ExecutorContext {
   workerId: string
@@ -157,6 +159,12 @@ async function encodeReturns(
     const what = t.numReturns > 1 ? `return value ${i} of ${t.name}` : `the return value of ${t.name}`
     // A copy of its own: the encoder's buffer is shared with the next value, and this one's is moved to the page.
     const bytes = encodeValue(values[i], what, nestedRefs).slice()
+    if (t.inlineReturns !== undefined) {
+      inline += bytes.byteLength
+      verifiedReturnProblem(t, inline, nestedRefs)
+      returns.push(bytes)
+      continue
+    }
     // Small values travel inline, up to a total per result that keeps it well inside a frame (numReturns: 1000).
     if (bytes.byteLength <= INLINE_OBJECT_MAX_BYTES && inline + bytes.byteLength <= INLINE_RESULT_MAX_BYTES) {
       inline += bytes.byteLength
@@ -175,6 +183,19 @@ async function encodeReturns(
     returns.push({ stored: bytes.byteLength, bytes })
   }
   return { returns, nestedRefs }
+}
+
+/** A verified task's returns are compared byte by byte at the coordinator: they must travel there, and mean the same. */
+function verifiedReturnProblem(t: ExecTask, bytes: number, nestedRefs: readonly string[]): void {
+  const max = t.inlineReturns as number
+  if (bytes > max)
+    throw new ValidationError(
+      `${t.name} is verified (verify.replicas) and returned over ${max} bytes; verified returns travel to the coordinator to be compared: return less, or a digest of it`,
+    )
+  if (nestedRefs.length)
+    throw new ValidationError(
+      `${t.name} is verified (verify.replicas) and returned an ObjectRef: each replica's refs would differ, so nothing could be compared; return plain values`,
+    )
 }
 
 /**

@@ -1,3 +1,4 @@
+import { BoundedSet } from '../sdk/bounded.ts'
 import { type Lease, leaseSigningText } from '../sdk/protocol/index.ts'
 
 /** How many checked leases are remembered (a lease is checked once, on its first push). */
@@ -20,7 +21,7 @@ export interface LeaseCheck {
  */
 export class LeaseVerifier implements LeaseCheck {
   private readonly key: Promise<CryptoKey>
-  private readonly good = new Map<string, true>()
+  private readonly good = new BoundedSet<string>(REMEMBERED)
   private readonly encoder = new TextEncoder()
 
   constructor(
@@ -37,10 +38,7 @@ export class LeaseVerifier implements LeaseCheck {
     const key = `${text}|${lease.sig}`
     if (this.good.has(key)) return true
     const ok = await crypto.subtle.verify('HMAC', await this.key, fromHex(lease.sig), this.encoder.encode(text))
-    if (ok) {
-      this.good.set(key, true)
-      if (this.good.size > REMEMBERED) this.good.delete(this.good.keys().next().value as string)
-    }
+    if (ok) this.good.add(key)
     return ok
   }
 }

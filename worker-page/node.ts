@@ -1,3 +1,4 @@
+import { BoundedMap, BoundedSet } from '../sdk/bounded.ts'
 import { Deque } from '../sdk/deque.ts'
 import { TaskCancelledError, type WireError } from '../sdk/errors.ts'
 import { functionIdOf, objectIdOf, type TaskId } from '../sdk/ids.ts'
@@ -19,13 +20,14 @@ import {
   type TaskResult,
 } from '../sdk/protocol/index.ts'
 import { fromUnits, type ResourceUnits } from '../sdk/resources.ts'
-import { TaskEventReporter } from '../sdk/task-event-reporter.ts'
+import { type TaskEvent, TaskEventReporter } from '../sdk/task-event-reporter.ts'
 import type { FramedTransport } from '../sdk/transport/framed.ts'
 import { PeerLinks, type Route } from '../sdk/transport/peer-links.ts'
 import type { PeerMesh } from '../sdk/transport/peer-mesh.ts'
 import { batchBytesFor, sizeOfValues, TurnBatch } from '../sdk/turn-batch.ts'
 import type { BatchItem, ExecArg, ExecResult, ExecTask } from './executor.worker.ts'
 import { type LeaseCheck, LeaseVerifier } from './lease-verifier.ts'
+import { TenancyCheck } from './tenancy-check.ts'
 
 /** A worker as the node sees it. */
 export interface WorkerSlot {
@@ -83,6 +85,8 @@ export interface NodeObjects {
   onObjects(updates: ObjectUpdate[]): void
   upload(id: string): Promise<void>
   delete(ids: string[]): Promise<void>
+  /** The node left the cluster: pulls under way fail (their tasks are retried elsewhere by their owners). */
+  close(why: string): void
 }
 
 export interface NodeActivity {
@@ -118,6 +122,8 @@ interface ActorCaller {
   next: number
   /** Calls that came ahead of their turn (a relayed call overtaken by a direct one), by seq. */
   early: Map<number, Pushed>
+  /** Of its calls whose turn came, how many wait in the actor's queue (with `early`, bounded per lease). */
+  queued: number
   /** Calls cancelled before their turn came: skipped (answered as cancelled) when it does. */
   cancelled: Set<string>
   results: Record<Route, TurnBatch<TaskResult>>
@@ -144,6 +150,35 @@ const BATCH_TASK_MS = 2
 const BATCH_MAX = 32
 /** A batch running longer than this (ms) is stuck (a task that was short before is not now): a cancel stops it. */
 const BATCH_STUCK_MS = 1000
+/** What the state API shows of an actor call a node reports (it may reach the coordinator before its caller's). */
+const actorCallMeta = (t: Pushed, actorId: string) => ({
+  name: t.name,
+  funcName: t.funcName,
+  type: 'ACTOR_TASK' as const,
+  resources: {},
+  actorId,
+})
+
+/**
+ * Calls `each` for results `from`… of a run started together (a batch, in order), skipping those already reported,
+ * and moves the run's `reported` past them.
+ */
+function eachNewResult<T>(
+  run: { reported: number },
+  items: readonly T[],
+  from: number,
+  results: readonly ExecResult[],
+  each: (item: T, r: ExecResult) => void,
+): void {
+  results.forEach((r, i) => {
+    const at = from + i
+    const item = items[at]
+    if (item === undefined || at < run.reported) return
+    run.reported = at + 1
+    each(item, r)
+  })
+}
+
 /** The first item and those behind it in `queue` that `fits` lets join it, up to BATCH_MAX (taken off the queue). */
 function takeBatch<T>(first: T, queue: Deque<T>, fits: (next: T) => boolean): T[] {
   const batch = [first]
@@ -196,7 +231,12 @@ export class NodeAgent {
   /** The peer wire: owners push tasks here over it, and results go back. */
   readonly links: PeerLinks
 
+  /** Function definitions by job and id (`functionKey`). */
   private functions = new Map<string, FunctionDef>()
+  /** Plain tasks the coordinator placed here (verified tasks' replicas), by the worker running each. */
+  private assignedRuns = new Map<WorkerSlot, Assignment>()
+  /** Whether pushed tasks' large arguments are their own tenant's (asked of the coordinator). */
+  private readonly tenancy = new TenancyCheck((msg) => this.send(msg))
   private actors = new Map<string, HostedActor>()
   private leases = new Map<string, LeaseRun>()
   /** The actor and caller of each actor lease in use here. */
@@ -205,7 +245,7 @@ export class NodeAgent {
   private runningLeased = new Map<string, LeaseRun>()
   /** How long each function's last task ran here (ms): only short ones go to a worker in batches. */
   private fnMs = new Map<string, number>()
-  private ended = new Set<string>()
+  private ended = new BoundedSet<string>(ENDED_REMEMBERED)
   private verifier: LeaseCheck | undefined
   private readonly events: TaskEventReporter
   private readonly results = new TurnBatch<TaskResult>((results) => this.send({ type: 'task-results', results }), {
@@ -290,6 +330,8 @@ export class NodeAgent {
     this.leases.clear()
     this.runningLeased.clear()
     this.events.close()
+    this.tenancy.closed()
+    this.objects.close(`the node left the cluster: ${reason}`)
     if (this.transport.isOpen) this.transport.close()
     this.onActivity({ kind: 'disconnected', text: `disconnected: ${reason}` })
     this.onClose(reason)
@@ -306,7 +348,11 @@ export class NodeAgent {
         if (msg.leaseKey && !this.verifier) this.verifier = new LeaseVerifier(this.nodeId, msg.leaseKey)
         return
       case 'assign':
-        for (const f of msg.functions) this.functions.set(f.functionId, f)
+        // Functions are their job's own (issue 9): one job's definition never answers for another job's id.
+        for (const t of msg.tasks) {
+          const f = msg.functions.find((d) => d.functionId === t.functionId)
+          if (f) this.functions.set(functionKey(t.jobId, f.functionId), f)
+        }
         for (const t of msg.tasks) this.accept(t)
         return
       case 'peer-recv':
@@ -340,6 +386,8 @@ export class NodeAgent {
         this.objects.onObjects(msg.objects)
         return
       case 'reply':
+        this.tenancy.onReply(msg.reqId, msg.ok, msg.ok ? msg.value : undefined)
+        return
       case 'warning':
       case 'lease-granted':
       case 'lease-failed':
@@ -394,7 +442,7 @@ export class NodeAgent {
     } else if (run.lease.sig !== lease.sig) return refuse('the lease does not match the one first shown')
     for (const f of msg.functions ?? []) {
       // A function's id is its source's hash: a push cannot make another function run under a known id.
-      if (functionIdOf(f.source) === f.functionId) this.functions.set(f.functionId, f)
+      if (functionIdOf(f.source) === f.functionId) this.functions.set(functionKey(lease.jobId, f.functionId), f)
     }
     if (run.queue.length + msg.tasks.length > MAX_QUEUED_PER_LEASE)
       return refuse(`more than ${MAX_QUEUED_PER_LEASE} tasks queued under one lease`)
@@ -457,7 +505,6 @@ export class NodeAgent {
   /** The coordinator ended a lease: returned (nothing runs under it), or its owner died (`kill`: stop what runs). */
   private endLease(leaseId: string, kill: boolean): void {
     this.ended.add(leaseId)
-    if (this.ended.size > ENDED_REMEMBERED) this.ended.delete(this.ended.values().next().value as string)
     const run = this.leases.get(leaseId)
     if (!run) return
     this.leases.delete(leaseId)
@@ -473,7 +520,7 @@ export class NodeAgent {
   private pumpLease(run: LeaseRun): void {
     if (run.running || !run.queue.length || this.stopped) return
     const t = run.queue.shift() as Pushed
-    const fn = this.functions.get(t.functionId)
+    const fn = this.functions.get(functionKey(run.lease.jobId, t.functionId))
     if (!fn) {
       this.reportPushed(run, t, {
         ok: false,
@@ -492,10 +539,7 @@ export class NodeAgent {
     const resources = fromUnits(run.lease.units)
     const execs = batch.map((b) => {
       this.runningLeased.set(b.taskId, run)
-      this.stats.running++
-      const task = { name: b.name, funcName: b.funcName, type: 'NORMAL_TASK' as const, resources }
-      this.events.state(b.taskId, b.attempt, 'RUNNING', { workerId: w.id as never, nodeId: this.nodeId as never, task })
-      this.onActivity({ kind: 'task-start', text: `${b.name} started on worker ${w.id.slice(0, 8)}` })
+      this.started(b, w, { name: b.name, funcName: b.funcName, type: 'NORMAL_TASK', resources })
       const exec: ExecTask = {
         taskId: b.taskId,
         attempt: b.attempt,
@@ -536,8 +580,10 @@ export class NodeAgent {
       return
     }
     const exec = execs[0] as BatchItem
-    void this.withArgs((pushed[0] as Pushed).args, (args) =>
-      'method' in exec ? this.workers.callActor(w, { ...exec, args }) : this.workers.run(w, { ...exec, args }),
+    void this.withArgs(
+      (pushed[0] as Pushed).args,
+      (args) => ('method' in exec ? this.workers.callActor(w, { ...exec, args }) : this.workers.run(w, { ...exec, args })),
+      exec.jobId,
     ).then((r) => done(0, [r]))
   }
 
@@ -545,11 +591,7 @@ export class NodeAgent {
   private batchResults(run: LeaseRun, from: number, results: readonly ExecResult[], elapsed: number): void {
     const r = run.running
     if (!r) return
-    results.forEach((x, i) => {
-      const at = from + i
-      const b = r.batch[at]
-      if (!b || at < r.reported) return
-      r.reported = at + 1
+    eachNewResult(r, r.batch, from, results, (b, x) => {
       this.runningLeased.delete(b.taskId)
       this.stats.running--
       const ms = x.ms ?? elapsed
@@ -589,13 +631,14 @@ export class NodeAgent {
   // ---- actors (placed by the coordinator, called directly by their callers) ----
 
   private accept(t: Assignment): void {
-    const fn = this.functions.get(t.functionId)
-    if (!fn || t.type !== 'ACTOR_CREATION_TASK')
+    const fn = this.functions.get(functionKey(t.jobId, t.functionId))
+    if (!fn || (t.type !== 'ACTOR_CREATION_TASK' && t.type !== 'NORMAL_TASK'))
       return this.reportAssigned(t, {
         ok: false,
         error: systemError('VALIDATION', 'ValidationError', `node has no function ${t.functionId}`),
         userError: false,
       })
+    if (t.type === 'NORMAL_TASK') return this.runAssigned(t, fn)
     // A newer incarnation of an actor this node still hosts replaces the old one (never two at once).
     const actorId = t.actorId as string
     this.dropActor(actorId)
@@ -607,7 +650,7 @@ export class NodeAgent {
       maxConcurrency,
       running: 0,
       queue: new Deque(),
-      callers: new Map(),
+      callers: new BoundedMap(MAX_CALLERS_PER_ACTOR, (leaseId, caller) => this.forgetCaller(actorId, leaseId, caller)),
       batch: undefined,
       callMs: undefined,
       attempt: t.attempt,
@@ -625,6 +668,23 @@ export class NodeAgent {
   }
 
   /**
+   * A plain task the coordinator placed here itself: one replica of a verified task. It runs in a worker of its own
+   * job, and its result goes to the coordinator (which compares the replicas), its returns inline.
+   */
+  private runAssigned(t: Assignment, fn: FunctionDef): void {
+    const w = this.workers.acquire(t.jobId, t.taskId)
+    this.assignedRuns.set(w, t)
+    this.started(t, w, { name: t.name, funcName: t.funcName, type: 'NORMAL_TASK', resources: fromUnits(t.units) })
+    const exec = { ...this.execTask(t, []), source: fn.source, funcName: fn.name }
+    void this.withArgs(t.args, (args) => this.workers.run(w, { ...exec, args })).then((r) => {
+      if (this.assignedRuns.get(w) !== t) return // its worker died meanwhile: reported then
+      this.assignedRuns.delete(w)
+      this.workers.release(w)
+      this.finishedAssigned(t, r)
+    })
+  }
+
+  /**
    * Calls pushed by a caller under its actor lease (signed by the coordinator for this actor's incarnation here).
    * Each caller's calls start in the order of their `seq` (Ray's actor task ordering), whichever way each came; a
    * call seen before (sent again after a lost link) is not run twice.
@@ -635,6 +695,7 @@ export class NodeAgent {
     const notHere = () =>
       this.refusePush(from, msg, route, ACTOR_NOT_HERE, `actor ${actorId} (incarnation ${incarnation}) is not on this node`)
     if (lease.owner !== from) return this.refusePush(from, msg, route, 'LEASE_INVALID', `the lease belongs to ${lease.owner}, not ${from}`)
+    if (this.ended.has(lease.leaseId)) return notHere()
     let a = this.actors.get(actorId)
     if (a?.attempt !== incarnation) return notHere()
     let caller = a.callers.get(lease.leaseId)
@@ -650,20 +711,16 @@ export class NodeAgent {
           namespace: msg.namespace,
           next: 0,
           early: new Map(),
+          queued: 0,
           cancelled: new Set(),
           results: { direct: this.resultsTo(lease, 'direct'), relay: this.resultsTo(lease, 'relay') },
         }
-        a.callers.set(lease.leaseId, caller)
         this.actorLeases.set(lease.leaseId, { actor: a, caller })
-        if (a.callers.size > MAX_CALLERS_PER_ACTOR) {
-          const oldest = a.callers.keys().next().value as string
-          a.callers.delete(oldest)
-          this.actorLeases.delete(oldest)
-        }
+        a.callers.set(lease.leaseId, caller) // past MAX_CALLERS_PER_ACTOR the oldest caller is forgotten
       }
     } else if (caller.lease.sig !== lease.sig)
       return this.refusePush(from, msg, route, 'LEASE_INVALID', 'the lease does not match the one first shown')
-    if (caller.early.size + msg.tasks.length > MAX_QUEUED_PER_LEASE)
+    if (caller.early.size + caller.queued + msg.tasks.length > MAX_QUEUED_PER_LEASE)
       return this.refusePush(from, msg, route, 'LEASE_INVALID', `more than ${MAX_QUEUED_PER_LEASE} calls waiting under one lease`)
     for (const t of msg.tasks) {
       if (t.seq === undefined || t.method === undefined) {
@@ -679,7 +736,6 @@ export class NodeAgent {
 
   /** Moves a caller's calls whose turn came into the actor's queue, in seq order, and starts what may start. */
   private admitCalls(a: HostedActor, caller: ActorCaller): void {
-    const task = (t: Pushed) => ({ name: t.name, funcName: t.funcName, type: 'ACTOR_TASK' as const, resources: {}, actorId: a.actorId })
     for (let t = caller.early.get(caller.next); t; t = caller.early.get(caller.next)) {
       caller.early.delete(caller.next)
       caller.next++
@@ -691,9 +747,10 @@ export class NodeAgent {
       if (a.queue.length || a.running >= a.maxConcurrency)
         this.events.state(t.taskId, t.attempt, 'PENDING_ACTOR_TASK_ORDERING_OR_CONCURRENCY', {
           nodeId: this.nodeId as never,
-          task: task(t),
+          task: actorCallMeta(t, a.actorId),
         })
       a.queue.push({ t, caller })
+      caller.queued++
     }
     this.pumpActor(a)
   }
@@ -708,14 +765,12 @@ export class NodeAgent {
       const first = a.queue.shift() as ActorCall
       const batching = a.maxConcurrency === 1 && this.workers.runMany && (a.callMs ?? Number.POSITIVE_INFINITY) < BATCH_TASK_MS
       const calls = batching && isInline(first.t) ? takeBatch(first, a.queue, (next) => isInline(next.t)) : [first]
+      for (const c of calls) c.caller.queued--
       a.running++
       const started = performance.now()
       const run = { calls, reported: 0, started }
       const execs = calls.map(({ t, caller }) => {
-        this.stats.running++
-        const task = { name: t.name, funcName: t.funcName, type: 'ACTOR_TASK' as const, resources: {}, actorId: a.actorId }
-        this.events.state(t.taskId, t.attempt, 'RUNNING', { workerId: a.worker.id as never, nodeId: this.nodeId as never, task })
-        this.onActivity({ kind: 'task-start', text: `${t.name} started on worker ${a.worker.id.slice(0, 8)}` })
+        this.started(t, a.worker, actorCallMeta(t, a.actorId))
         const exec: ExecTask & { method: string } = {
           taskId: t.taskId,
           attempt: t.attempt,
@@ -751,11 +806,7 @@ export class NodeAgent {
   /** Results of calls `from`… of a run of an actor's calls (in order; a range already reported is not reported again). */
   private actorResults(a: HostedActor, run: ActorRun, from: number, results: readonly ExecResult[]): void {
     const elapsed = performance.now() - run.started
-    results.forEach((r, i) => {
-      const at = from + i
-      const call = run.calls[at]
-      if (!call || at < run.reported) return
-      run.reported = at + 1
+    eachNewResult(run, run.calls, from, results, (call, r) => {
       this.stats.running--
       this.storeReturns(call.t.taskId, r)
       a.callMs = r.ms ?? elapsed
@@ -768,6 +819,7 @@ export class NodeAgent {
     for (const c of a.queue) {
       if (c.t.taskId !== taskId) continue
       a.queue.remove(c)
+      caller.queued--
       return this.answerCancelled(caller, c.t)
     }
     for (const t of caller.early.values()) if (t.taskId === taskId) caller.cancelled.add(taskId)
@@ -783,8 +835,27 @@ export class NodeAgent {
    * the whole frame's buffer into the worker), large ones made local and pinned in the plasma store, then unpinned.
    * An argument that cannot be had fails the attempt as a system error (its owner retries it).
    */
-  private async withArgs(given: (Uint8Array | LargeArg)[], body: (args: ExecArg[]) => Promise<ExecResult>): Promise<ExecResult> {
+  /**
+   * Runs `body` once the large arguments are in this node's store (pinned while it runs). Given `pushedBy` (the job
+   * of a pushed task: its owner named the arguments itself), another tenant's objects are refused as unknown ones.
+   */
+  private async withArgs(
+    given: (Uint8Array | LargeArg)[],
+    body: (args: ExecArg[]) => Promise<ExecResult>,
+    pushedBy?: string,
+  ): Promise<ExecResult> {
     const large = given.filter((a): a is LargeArg => !(a instanceof Uint8Array))
+    const foreign =
+      pushedBy && large.length
+        ? await this.tenancy.foreign(
+            pushedBy,
+            large.map((a) => a.ref),
+          )
+        : []
+    if (foreign.length) {
+      const why = `argument ObjectRef(${foreign[0]}) is unknown to this coordinator (freed, forged, or from another cluster)`
+      return { ok: false, error: systemError('VALIDATION', 'ValidationError', why), userError: false }
+    }
     try {
       if (large.length) await this.objects.acquire(large)
     } catch (e) {
@@ -814,13 +885,17 @@ export class NodeAgent {
       numReturns: t.numReturns,
       resources: fromUnits(t.units),
       ...(t.actorId && { actorId: t.actorId }),
+      ...(t.inlineReturns !== undefined && { inlineReturns: t.inlineReturns }),
     }
   }
 
-  /** An actor's creation started. */
-  private started(t: Assignment, w: WorkerSlot): void {
+  /**
+   * A task started in worker `w` (an actor's creation, a leased task, an actor call): counted, reported RUNNING, shown.
+   * `task` says what it is: a pushed task's report may reach the coordinator before its owner's first one.
+   */
+  private started(t: { taskId: string; attempt: number; name: string }, w: WorkerSlot, task?: TaskEvent['task']): void {
     this.stats.running++
-    this.events.state(t.taskId, t.attempt, 'RUNNING', { workerId: w.id as never, nodeId: this.nodeId as never })
+    this.events.state(t.taskId, t.attempt, 'RUNNING', { workerId: w.id as never, nodeId: this.nodeId as never, ...(task && { task }) })
     this.onActivity({ kind: 'task-start', text: `${t.name} started on worker ${w.id.slice(0, 8)}` })
   }
 
@@ -870,13 +945,29 @@ export class NodeAgent {
     this.send({ type: 'lease-blocked', leaseId: run.lease.leaseId, blocked })
   }
 
+  /**
+   * An actor forgot its oldest caller (past MAX_CALLERS_PER_ACTOR): that lease ends here, and its calls still waiting
+   * for their turn are answered "not here", so the caller asks for a new lease and starts its order again (a caller
+   * known afresh under the old lease would wait forever for calls it had already sent).
+   */
+  private forgetCaller(actorId: string, leaseId: string, caller: ActorCaller): void {
+    this.actorLeases.delete(leaseId)
+    this.ended.add(leaseId)
+    const why = `node ${this.nodeId} refused the tasks: actor ${actorId} forgot this caller; ask again`
+    const error = systemError(ACTOR_NOT_HERE, 'ValidationError', why)
+    for (const t of caller.early.values())
+      caller.results[t.route].push({ taskId: t.taskId as never, attempt: t.attempt, ok: false, error, userError: false })
+    caller.early.clear()
+  }
+
   /** Stops an actor's worker. */
   private dropActor(actorId: string): boolean {
     const a = this.actors.get(actorId)
     if (!a) return false
     this.actors.delete(actorId)
     for (const leaseId of a.callers.keys()) this.actorLeases.delete(leaseId)
-    this.stats.running -= a.running
+    // The running count is of calls: a batch is one run of many, those not answered yet still count.
+    this.stats.running -= a.batch ? a.batch.calls.length - a.batch.reported : a.running
     this.workers.terminate(a.worker)
     return true
   }
@@ -909,8 +1000,21 @@ export class NodeAgent {
       }
       this.pumpLease(run)
     }
+    const assigned = this.assignedRuns.get(w)
+    if (assigned) {
+      this.assignedRuns.delete(w)
+      const message = `The worker running task ${assigned.taskId} died: ${reason}`
+      this.finishedAssigned(assigned, {
+        ok: false,
+        error: systemError('WORKER_CRASHED', 'WorkerCrashedError', message, { taskId: assigned.taskId }),
+        userError: false,
+      })
+    }
     const hosted = w.actorId ? this.actors.get(w.actorId) : undefined
     if (hosted?.worker === w && this.dropActor(w.actorId as string))
       this.send({ type: 'actor-died', actorId: w.actorId as never, attempt: hosted.attempt, reason })
   }
 }
+
+/** Where a function definition is kept: under its job, since ids are the job's own. */
+const functionKey = (jobId: string, functionId: string) => `${jobId}:${functionId}`

@@ -1,5 +1,6 @@
 import { Assembly, sendInChunks } from '../sdk/chunks.ts'
-import { ObjectLostError, type WireError } from '../sdk/errors.ts'
+import type { WireError } from '../sdk/errors.ts'
+import { PeerSource, pullFromAny, RelaySource } from '../sdk/object-sources.ts'
 import { type ClientMessage, type LargeArg, OBJECT_CHUNK_BYTES, type ObjectUpdate } from '../sdk/protocol/index.ts'
 import type { PeerMesh } from '../sdk/transport/peer-mesh.ts'
 import type { NodeObjects } from './node.ts'
@@ -12,8 +13,9 @@ import type { PlasmaStore } from './object-store/plasma-store.ts'
  */
 export class ObjectManager implements NodeObjects {
   private pulls = new Map<string, Promise<void>>()
-  private assemblies = new Map<string, Assembly>()
-  private fetches = new Map<string, { resolve(b: Uint8Array): void; reject(e: Error): void }>()
+  /** Objects the coordinator places here, arriving in chunks. */
+  private placements = new Map<string, Assembly>()
+  private readonly relay: RelaySource
 
   constructor(
     private readonly store: PlasmaStore,
@@ -21,7 +23,9 @@ export class ObjectManager implements NodeObjects {
     private readonly peers: () => PeerMesh | undefined,
     private readonly send: (msg: ClientMessage) => void,
     private readonly socketBuffered: () => number,
-  ) {}
+  ) {
+    this.relay = new RelaySource(send)
+  }
 
   get used(): number {
     return this.store.used
@@ -57,31 +61,10 @@ export class ObjectManager implements NodeObjects {
 
   private async pull(a: LargeArg): Promise<void> {
     this.store.admit(a.size)
-    const reasons: string[] = []
     const peers = this.peers()
-    for (const from of a.locations) {
-      if (from === this.selfId || !peers) continue
-      try {
-        const bytes = await peers.fetch(from, a.ref)
-        await this.keep(a.ref, bytes)
-        return
-      } catch (e) {
-        reasons.push((e as Error).message)
-      }
-    }
-    // No peer could send it (or only the coordinator holds it): the coordinator relays it.
-    try {
-      const bytes = await new Promise<Uint8Array>((resolve, reject) => {
-        this.fetches.set(a.ref, { resolve, reject })
-        this.send({ type: 'fetch-objects', objectIds: [a.ref] })
-      })
-      await this.keep(a.ref, bytes)
-    } catch (e) {
-      reasons.push((e as Error).message)
-      // The reasons may be ObjectLostErrors' own messages: say the object's name once.
-      const why = reasons.map((r) => r.replace(/^Object [0-9a-f]+ is lost: /, '')).join('; ')
-      throw new ObjectLostError(a.ref, why)
-    }
+    const peer = peers && new PeerSource(peers)
+    const { bytes } = await pullFromAny(a.ref, a.locations, { peer, relay: this.relay, self: this.selfId })
+    await this.keep(a.ref, bytes)
   }
 
   private async keep(id: string, bytes: Uint8Array): Promise<void> {
@@ -89,27 +72,29 @@ export class ObjectManager implements NodeObjects {
     this.send({ type: 'objects-stored', objects: [{ objectId: id as never, size: bytes.byteLength }] })
   }
 
-  /** A chunk from the coordinator: an object it places here, or one this node asked for. */
+  /** A chunk from the coordinator: of one this node asked for, or of an object it places here. */
   onChunk(id: string, offset: number, total: number, data: Uint8Array): void {
-    let a = this.assemblies.get(id)
-    // A chunk at offset 0 starts the object over (the relay failed over to another holder).
-    if (!a || offset === 0) this.assemblies.set(id, (a = new Assembly(total)))
-    if (!a.add(offset, data, total)) return
-    this.assemblies.delete(id)
-    const waiting = this.fetches.get(id)
-    this.fetches.delete(id)
-    if (waiting) waiting.resolve(a.bytes)
-    else void this.keep(id, a.bytes).catch((e: Error) => console.warn(`[shoal node] cannot store ${id}: ${e.message}`))
+    if (this.relay.onChunk(id, offset, total, data)) return
+    let a = this.placements.get(id)
+    if (!a || offset === 0) this.placements.set(id, (a = new Assembly(total)))
+    try {
+      if (!a.add(offset, data, total)) return
+    } catch (e) {
+      this.placements.delete(id)
+      return console.warn(`[shoal node] a chunk of ${id} was refused: ${(e as Error).message}`)
+    }
+    this.placements.delete(id)
+    void this.keep(id, a.bytes).catch((e: Error) => console.warn(`[shoal node] cannot store ${id}: ${e.message}`))
   }
 
   /** The coordinator answered a fetch with an error (the object is lost). */
   onObjects(updates: ObjectUpdate[]): void {
-    for (const u of updates) {
-      const waiting = this.fetches.get(u.objectId)
-      if (!waiting || !u.error) continue
-      this.fetches.delete(u.objectId)
-      waiting.reject(new Error((u.error as WireError).message))
-    }
+    for (const u of updates) if (u.error) this.relay.onFailed(u.objectId, (u.error as WireError).message)
+  }
+
+  /** The node left the cluster: pulls under way fail. */
+  close(why: string): void {
+    this.relay.close(why)
   }
 
   /** Sends an object's bytes to the coordinator in chunks, pausing while the socket's buffer is full. */

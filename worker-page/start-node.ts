@@ -1,10 +1,9 @@
-import { ConnectionError, fromWireError } from '../sdk/errors.ts'
-import { PROTOCOL_VERSION, RELAY_OVERHEAD_BYTES, type ServerMessage } from '../sdk/protocol/index.ts'
 import { toUnits } from '../sdk/resources.ts'
 import type { PeerMesh } from '../sdk/transport/peer-mesh.ts'
-import { ControlSocket } from '../sdk/transport/websocket.ts'
+import { joinAsNode } from './join.ts'
 import { NodeAgent } from './node.ts'
 import { ObjectManager } from './object-manager.ts'
+import { holdNodeLock, removeOrphanStores } from './object-store/orphans.ts'
 import { PlasmaStore } from './object-store/plasma-store.ts'
 import { WorkerPool } from './worker-pool.ts'
 
@@ -24,6 +23,8 @@ export interface StartedNode {
   objects: ObjectManager
   iceServers: { urls: string | string[]; username?: string; credential?: string }[]
   peerjsPath: string
+  /** This node's ticket for the signaling server (its id's, from the welcome). */
+  peerjsKey: string | undefined
   /** Once the page has joined the peer mesh: pulls use it, and peers read this node's objects through it. */
   attachPeers(peers: PeerMesh): void
 }
@@ -34,29 +35,18 @@ export interface StartedNode {
  */
 export async function startNode(config: NodeConfig): Promise<StartedNode> {
   const { address, cpus, token, name, objectStoreMemory, resources } = config
-  const socket = await ControlSocket.open(`${address.replace(/^http/, 'ws')}/ws`, 10_000)
-  const welcome = await new Promise<Extract<ServerMessage, { type: 'welcome' }>>((resolve, reject) => {
-    socket.onMessage = (m) => {
-      if (m.type === 'welcome') resolve(m)
-      else if ((m.type === 'reply' && !m.ok) || m.type === 'error') reject(fromWireError(m.error))
-    }
-    socket.onClose = (reason) => reject(new ConnectionError(`the coordinator closed the connection: ${reason}`))
-    socket.send({
-      type: 'hello',
-      reqId: 0,
-      protocol: PROTOCOL_VERSION,
-      role: 'node',
-      ...(token && { token }),
-      node: { resources: { CPU: cpus, ...resources }, objectStoreMemory, ...(name && { name }), userAgent: navigator.userAgent },
-    })
+  // Work that comes with the welcome waits in `early` until the store and pool exist.
+  const { socket, welcome, early } = await joinAsNode(address, {
+    ...(token && { token }),
+    node: { resources: { CPU: cpus, ...resources }, objectStoreMemory, ...(name && { name }), userAgent: navigator.userAgent },
   })
   const nodeId = welcome.nodeId as string
-  // A node may send a little more than a driver: its frames carry its workers' whole frames.
-  socket.maxFrameBytes = welcome.maxFrameBytes + RELAY_OVERHEAD_BYTES
-  // The coordinator may assign work the moment it welcomes us: hold it until the store and pool exist.
-  const early: ServerMessage[] = []
-  socket.onMessage = (m) => early.push(m)
+  // This node's lock first: from then on no other tab of the profile takes its store for an orphan.
+  await holdNodeLock(nodeId)
   const store = await PlasmaStore.open(nodeId, objectStoreMemory)
+  void removeOrphanStores(nodeId).then((ids) => {
+    if (ids.length) console.info(`[shoal node] deleted the stores of ${ids.length} node(s) of this browser that are gone`)
+  })
   let agent: NodeAgent | undefined
   let peerMesh: PeerMesh | undefined
   const objects = new ObjectManager(
@@ -90,6 +80,7 @@ export async function startNode(config: NodeConfig): Promise<StartedNode> {
     objects,
     iceServers: welcome.iceServers,
     peerjsPath: welcome.peerjsPath,
+    peerjsKey: welcome.peerjsKey,
     attachPeers(p) {
       peerMesh = p
       p.source = (id) => store.read(id)

@@ -45,7 +45,7 @@ const f = m.remote(function noop(i: number) {
 await m.get(Array.from({ length: 2000 }, (_, i) => f.remote(i)))
 const cdp = await node.page.context().newCDPSession(node.page)
 await cdp.send('Profiler.enable')
-await cdp.send('Profiler.setSamplingInterval', { interval: 200 })
+await cdp.send('Profiler.setSamplingInterval', { interval: Number(process.env.INTERVAL ?? 200) })
 await cdp.send('Profiler.start')
 const before = cpuByProcess()
 const t = performance.now()

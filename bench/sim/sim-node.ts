@@ -17,9 +17,10 @@ import { ConnectionError, fromWireError, type WireError } from '../../sdk/errors
 import { type ClientMessage, PROTOCOL_VERSION, RELAY_OVERHEAD_BYTES, type ServerMessage } from '../../sdk/protocol/index.ts'
 import { toUnits } from '../../sdk/resources.ts'
 import { ControlSocket } from '../../sdk/transport/websocket.ts'
+import { noObjects } from '../../sim/no-objects.ts'
 import { SimulatedWorkerSlots } from '../../sim/worker-slots.ts'
 import type { ExecArg, ExecResult, ExecTask } from '../../worker-page/executor.worker.ts'
-import { NodeAgent, type NodeObjects, type NodeWorkers, type WorkerSlot } from '../../worker-page/node.ts'
+import { NodeAgent, type NodeWorkers, type WorkerSlot } from '../../worker-page/node.ts'
 
 /** What one simulated node did (plain numbers, so a fleet adds up thousands of them cheaply). */
 export interface SimCounters {
@@ -272,20 +273,7 @@ export class SimNode {
     // A node may send a little more than a driver: its frames carry its workers' whole frames.
     socket.maxFrameBytes = welcome.maxFrameBytes + RELAY_OVERHEAD_BYTES
     let agent: NodeAgent | undefined
-    const objects: NodeObjects = {
-      used: 0,
-      spilledBytes: 0,
-      acquire: async () => {
-        throw Object.assign(new Error('a simulated node holds no large objects'), { name: 'ObjectLostError', code: 'OBJECT_LOST' })
-      },
-      release: () => {},
-      stored: () => {},
-      onChunk: () => {},
-      onObjects: () => {},
-      upload: async (objectId) =>
-        agent?.send({ type: 'upload-failed', objectId: objectId as never, reason: 'a simulated node holds no objects' }),
-      delete: async () => {},
-    }
+    const objects = noObjects('a simulated node', () => agent)
     const workers = new NoopWorkers(this.counters, this.opts.taskDelayMs ?? 0)
     agent = new NodeAgent(this.nodeId, socket, workers, objects, toUnits({ CPU: this.cpus }), {
       ...(welcome.leaseKey && { leaseKey: welcome.leaseKey }),

@@ -24,7 +24,13 @@ export interface NodeRecord {
   stalledAtHeartbeat: number
   runningTasks: number
   workers: number
+  /** `volunteer`: joined without a token; runs only work whose options say `volunteers: true`. */
+  trust: NodeTrust
+  /** Why it gets no more work (it returned a result the other replicas outvoted), or null. */
+  quarantined: string | null
 }
+
+export type NodeTrust = 'trusted' | 'volunteer'
 
 /** The node table (Ray's GcsNodeManager): registration, heartbeats, death. */
 export class NodeTable {
@@ -37,11 +43,13 @@ export class NodeTable {
   private stalled = 0
   /** The alive nodes, kept until one joins or dies: the scheduler reads them on every pass. */
   private aliveList: NodeRecord[] | undefined
+  /** Where work may be placed: alive and not quarantined; trusted only, or volunteers too. Kept like aliveList. */
+  private placeable: { trusted: NodeRecord[]; any: NodeRecord[] } | undefined
 
   /** `now` is the clock heartbeats are judged by (the simulator gives its own). */
   constructor(private readonly now: () => number = Date.now) {}
 
-  add(info: { resources: Resources; objectStoreMemory: number; name?: string }): NodeRecord {
+  add(info: { resources: Resources; objectStoreMemory: number; name?: string }, trust: NodeTrust = 'trusted'): NodeRecord {
     const now = this.now()
     const units = toUnits(info.resources)
     const rec: NodeRecord = {
@@ -60,9 +68,11 @@ export class NodeTable {
       stalledAtHeartbeat: this.stalled,
       runningTasks: 0,
       workers: 0,
+      trust,
+      quarantined: null,
     }
     this.nodes.set(rec.nodeId, rec)
-    this.aliveList = undefined
+    this.changed()
     return rec
   }
 
@@ -77,6 +87,38 @@ export class NodeTable {
       for (const n of this.nodes.values()) if (n.state === 'ALIVE') this.aliveList.push(n)
     }
     return this.aliveList
+  }
+
+  /** The nodes work may go to: alive, not quarantined, and trusted unless the work allows volunteers. */
+  placeableFor(volunteers: boolean): readonly NodeRecord[] {
+    if (!this.placeable) {
+      const any = this.alive().filter((n) => !n.quarantined)
+      this.placeable = { any, trusted: any.filter((n) => n.trust === 'trusted') }
+    }
+    return volunteers ? this.placeable.any : this.placeable.trusted
+  }
+
+  /** The node gets no more work (it stays connected and listed, with the reason). Returns false if it already was. */
+  /** An admin lifted the node's quarantine: it may get work again. Returns false if it was not quarantined. */
+  release(id: string): boolean {
+    const n = this.nodes.get(id as NodeId)
+    if (!n?.quarantined) return false
+    n.quarantined = null
+    this.changed()
+    return true
+  }
+
+  quarantine(id: string, reason: string): boolean {
+    const n = this.nodes.get(id as NodeId)
+    if (!n || n.quarantined) return false
+    n.quarantined = reason
+    this.changed()
+    return true
+  }
+
+  private changed(): void {
+    this.aliveList = undefined
+    this.placeable = undefined
   }
 
   heartbeat(id: string, running: number, workers: number, storeUsed?: number, storeSpilled?: number): void {
@@ -95,7 +137,7 @@ export class NodeTable {
     const n = this.nodes.get(id as NodeId)
     if (!n || n.state === 'DEAD') return false
     n.state = 'DEAD'
-    this.aliveList = undefined
+    this.changed()
     n.endTime = this.now()
     n.deathReason = reason
     n.available = {}
@@ -128,6 +170,8 @@ export class NodeTable {
       deathReason: n.deathReason,
       runningTasks: n.runningTasks,
       workers: n.workers,
+      trust: n.trust,
+      quarantined: n.quarantined,
     }))
   }
 }

@@ -23,6 +23,39 @@ describe('object directory', () => {
     expect(d.has(id(1))).toBe(false)
   })
 
+  it("counts each tenant's stored bytes as objects are made, lost and collected (the quota never walks the directory)", () => {
+    const d = new ObjectDirectory((jobId) => (jobId === 'jobB' ? 'b' : 'a'))
+    const owner = sink()
+    d.put(id(10), 'jobA', owner, { data: new Uint8Array(10) })
+    d.create(id(11), 'jobA', owner)
+    expect(d.storedBy('a')).toBe(10) // a pending return takes nothing yet
+    d.resolve(id(11), { size: 1000, location: 'node-1' })
+    d.put(id(12), 'jobB', owner, { data: new Uint8Array(7) })
+    expect([d.storedBy('a'), d.storedBy('b')]).toEqual([1010, 7])
+    d.free(id(11)) // freed: its bytes are gone, though the entry stays (as the error) while referenced
+    expect(d.storedBy('a')).toBe(10)
+    d.release(id(10), owner)
+    d.release(id(11), owner)
+    expect(d.storedBy('a')).toBe(0)
+    d.resolveBuffered(id(13), new Uint8Array(5)) // unknown id: nothing counted
+    d.create(id(14), 'jobB', owner)
+    d.resolveBuffered(id(14), new Uint8Array(500))
+    d.removeNode('node-1')
+    expect(d.storedBy('b')).toBe(507)
+    d.release(id(12), owner)
+    d.release(id(14), owner)
+    expect(d.storedBy('b')).toBe(0)
+  })
+
+  it('keeps a value decoded from a frame as bytes of its own, not as a view that holds the whole frame', () => {
+    const d = new ObjectDirectory()
+    const frame = new Uint8Array(1 << 20).fill(7)
+    d.put(id(2), 'job', sink(), { data: frame.subarray(100, 110) })
+    const kept = d.read(id(2))?.data as Uint8Array
+    expect(kept).toEqual(new Uint8Array(10).fill(7))
+    expect(kept.buffer.byteLength).toBe(10)
+  })
+
   it('lives while a pending task pins it, and is deleted on every node at zero', () => {
     const d = new ObjectDirectory()
     const deleted: [ObjectId, string[]][] = []

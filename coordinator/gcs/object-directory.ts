@@ -1,3 +1,4 @@
+import { ownBytes } from '../../sdk/byte-slab.ts'
 import { ObjectFreedError, ObjectLostError, OwnerDiedError, type WireError } from '../../sdk/errors.ts'
 import type { ObjectId } from '../../sdk/ids.ts'
 import type { ObjectUpdate } from '../../sdk/protocol/index.ts'
@@ -54,6 +55,28 @@ export class ObjectDirectory {
   onUnreferencedPending: (id: ObjectId) => void = () => {}
   /** Called when an owner's last object is collected (its worker may go, if its job has ended). */
   onOwnerEmpty: (owner: ObjectSink) => void = () => {}
+  /** Bytes of the objects listed here, per tenant (values kept here and large objects' sizes): for the quota. */
+  private stored = new Map<string, number>()
+
+  constructor(private readonly tenantOf: (jobId: string) => string = () => '') {}
+
+  /** The bytes a tenant's objects take now (kept as they change: a quota check never walks the directory). */
+  storedBy(tenant: string): number {
+    return this.stored.get(tenant) ?? 0
+  }
+
+  /**
+   * Adds (`sign` 1) or takes away (-1) an entry's bytes in its tenant's tally: added when its value or size arrives,
+   * taken away before it is lost and when it is deleted. Nothing is kept per entry (a directory may list millions).
+   */
+  private tally(e: ObjectEntry, sign: 1 | -1): void {
+    const bytes = e.data?.byteLength ?? e.size ?? 0
+    if (!bytes) return
+    const tenant = this.tenantOf(e.jobId)
+    const total = (this.stored.get(tenant) ?? 0) + sign * bytes
+    if (total) this.stored.set(tenant, total)
+    else this.stored.delete(tenant)
+  }
 
   /** Whether this owner still owns anything (a worker that does must not be stopped gracefully, as in Ray). */
   owns(owner: ObjectSink): boolean {
@@ -86,13 +109,16 @@ export class ObjectDirectory {
     if (!e || ready(e)) return
     if ('error' in result) e.error = result.error
     else {
-      if ('data' in result) e.data = result.data
+      // A value decoded from a frame is a view of that frame: kept as is, a 10-byte object would hold its whole frame
+      // (up to the frame limit) for as long as it lives. Copied, it holds its bytes.
+      if ('data' in result) e.data = ownBytes(result.data)
       else {
         e.size = result.size
         e.locations = new Set([result.location])
         this.index(this.byLocation, result.location, id)
       }
       this.contain(e, result.nested)
+      this.tally(e, 1)
     }
     this.announce(id, e, tellOwner)
   }
@@ -105,6 +131,7 @@ export class ObjectDirectory {
     e.size = buffer.byteLength
     e.locations = new Set()
     this.contain(e, nested)
+    this.tally(e, 1)
     this.announce(id, e)
   }
 
@@ -127,8 +154,9 @@ export class ObjectDirectory {
   }
 
   /** Sends the object to `sink` now if ready, else when it is. Unknown ids get ObjectLostError at once. */
-  subscribe(id: ObjectId, sink: ObjectSink): void {
-    const e = this.objects.get(id)
+  /** `unknown`: answer as if the object did not exist (another tenant's, whose existence is not ours to tell). */
+  subscribe(id: ObjectId, sink: ObjectSink, unknown = false): void {
+    const e = unknown ? undefined : this.objects.get(id)
     if (!e) {
       const reason = 'it is unknown to this coordinator (it was freed, the id is forged, or the ref comes from another cluster)'
       sink.pushObject({ objectId: id, error: new ObjectLostError(id, reason).toWire() })
@@ -253,6 +281,7 @@ export class ObjectDirectory {
     const locations = e.locations ? [...e.locations] : []
     for (const n of locations) this.byLocation.get(n)?.delete(id)
     const nested = e.nested
+    this.tally(e, -1)
     e.data = undefined
     e.buffer = undefined
     e.size = undefined
@@ -286,6 +315,11 @@ export class ObjectDirectory {
     return this.objects.size
   }
 
+  /** Every object's id. */
+  ids(): IterableIterator<ObjectId> {
+    return this.objects.keys()
+  }
+
   rows(): ObjectRow[] {
     const out: ObjectRow[] = []
     for (const [id, e] of this.objects) {
@@ -311,6 +345,7 @@ export class ObjectDirectory {
     // A pending object is never collected: its task will resolve it and someone may subscribe meanwhile.
     if (!ready(e)) return this.onUnreferencedPending(id)
     this.objects.delete(id)
+    this.tally(e, -1)
     const owned = e.owner ? this.byOwner.get(e.owner) : undefined
     if (owned?.delete(id) && !owned.size) {
       this.byOwner.delete(e.owner as ObjectSink)

@@ -66,6 +66,32 @@ describe('task events (the state API rows)', () => {
     expect(te.live).toBe(4)
   })
 
+  it("bounds rows per tenant: one tenant's flood never pushes another tenant's rows out", () => {
+    const JOB_B = '02000000'
+    const idB = (n: number) => `${n.toString(16).padStart(40, '0')}${JOB_B}`
+    const te = new TaskEvents(4, (jobId) => (jobId === JOB_B ? 'b' : 'a'))
+    te.report([{ ...ev(1, 'PENDING_ARGS_AVAIL', 1, { task }), taskId: idB(1) }], JOB_B, {})
+    te.report(
+      [
+        { ...ev(2, 'PENDING_ARGS_AVAIL', 1, { task }), taskId: idB(2) },
+        { ...ev(2, 'FINISHED', 2), taskId: idB(2) },
+      ],
+      JOB_B,
+      {},
+    )
+    // Tenant a submits 1,000 tasks, finishing half of them.
+    const owner = {}
+    for (let n = 1; n <= 1000; n++) {
+      te.report([ev(n, 'PENDING_ARGS_AVAIL', n, { task }), ...(n % 2 ? [ev(n, 'FINISHED', n + 1)] : [])], JOB, owner)
+    }
+    const rows = te.list()
+    expect(rows.filter((r) => r.jobId === JOB_B).map((r) => r.taskId)).toEqual([idB(2), idB(1)])
+    expect(rows.filter((r) => r.jobId === JOB).length).toBe(4)
+    expect(te.summarize().droppedRows).toBe(996)
+    // A's live count is right after its evictions (b's one live row + a's live ones).
+    expect(te.live).toBe(1 + rows.filter((r) => r.jobId === JOB && r.state !== 'FINISHED').length)
+  })
+
   it('evicting stays cheap however many rows went before (a Map is not used as a queue)', () => {
     const te = new TaskEvents(1000)
     const owner = {}

@@ -4,8 +4,24 @@ import type { ClientMessageOf, TaskSpec, TaskState } from '../../sdk/protocol/in
 import type { Resources } from '../../sdk/resources.ts'
 import type { TaskRow, TaskSummary } from '../../sdk/state.ts'
 
-/** Like Ray's task_events_max_num_task_in_gcs: past this many rows the oldest are dropped, finished ones first. */
+/**
+ * Like Ray's task_events_max_num_task_in_gcs: past this many rows of one tenant its oldest are dropped, finished ones
+ * first. Per tenant: one tenant's flood of tasks never pushes another's rows out.
+ */
 export const MAX_TASK_ROWS = 100_000
+
+/** One tenant's rows, in the order they came, for eviction within the tenant. */
+interface Shelf {
+  /**
+   * Keys oldest first. Not a Map's own order: a Map used as a queue walks past every entry deleted since its last
+   * rehash to find its first, so evicting cost grew with the rows already evicted (a 300,000-task run stalled the
+   * coordinator 17 s). A key whose row moved on is skipped when it reaches the front.
+   */
+  liveOrder: Deque<string>
+  finishedOrder: Deque<string>
+  rows: number
+  live: number
+}
 
 type TaskEvent = ClientMessageOf<'task-events'>['events'][number]
 
@@ -33,13 +49,9 @@ export class TaskEvents {
   /** The same rows split by whether they finished. */
   private liveRows = new Map<string, TaskRow>()
   private finishedRows = new Map<string, TaskRow>()
-  /**
-   * Their keys oldest first, for eviction. Not the Maps' own order: a Map used as a queue walks past every entry
-   * deleted since its last rehash to find its first, so evicting cost grew with the rows already evicted (a 300,000-
-   * task run stalled the coordinator 17 s). A key whose row moved on is skipped when it reaches the front.
-   */
-  private liveOrder = new Deque<string>()
-  private finishedOrder = new Deque<string>()
+  /** Each tenant's rows in order (see Shelf), and each row's shelf. */
+  private shelves = new Map<string, Shelf>()
+  private shelfOf = new WeakMap<TaskRow, Shelf>()
   /** Rows evicted lately (as many as the table holds): a late report of one does not bring it back, live forever. */
   private evicted = new Set<string>()
   private evictedOrder = new Deque<string>()
@@ -51,8 +63,15 @@ export class TaskEvents {
   private goneOwners = new WeakSet<object>()
   /** Rows dropped to stay under the limit (Ray reports its dropped task events too). */
   dropped = 0
+  /** Events owners and nodes dropped before sending them (their buffers are bounded, as Ray's workers' are). */
+  droppedAtSource = 0
 
-  constructor(private readonly maxRows = MAX_TASK_ROWS) {}
+  constructor(
+    /** Rows per tenant at most. */
+    private readonly maxRows = MAX_TASK_ROWS,
+    /** Whose a job is (its rows count against that tenant's bound). */
+    private readonly tenantOf: (jobId: string) => string = () => '',
+  ) {}
 
   /** A task the coordinator places itself (an actor's creation or call). */
   created(spec: TaskSpec, jobId: string): void {
@@ -178,16 +197,24 @@ export class TaskEvents {
     return [...this.rows.values()].reverse()
   }
 
-  /** Counts per function and state, one per task (its latest attempt). */
-  summarize(): TaskSummary {
+  /** The job of each attempt not finished yet. */
+  *liveJobs(): IterableIterator<string> {
+    for (const r of this.liveRows.values()) yield r.jobId
+  }
+
+  /** Counts per function and state, one per task (its latest attempt); only the jobs `keep` accepts, if given. */
+  summarize(keep?: (jobId: string) => boolean): TaskSummary {
     const summary: TaskSummary['summary'] = {}
     const infeasible: { taskId: string; name: string; requiredResources: Resources }[] = []
+    let total = 0
     for (const r of this.latest.values()) {
+      if (keep && !keep(r.jobId)) continue
+      total++
       const s = (summary[r.funcOrClassName] ??= { funcOrClassName: r.funcOrClassName, type: r.type, stateCounts: {} })
       s.stateCounts[r.state] = (s.stateCounts[r.state] ?? 0) + 1
       if (r.infeasible) infeasible.push({ taskId: r.taskId, name: r.name, requiredResources: r.requiredResources })
     }
-    return { summary, totalTasks: this.latest.size, infeasible, droppedRows: this.dropped }
+    return { summary, totalTasks: total, infeasible, droppedRows: this.dropped, droppedEvents: this.droppedAtSource }
   }
 
   /** The row of this attempt: made if it is the task's newest (or first, given `jobId`); undefined if stale. */
@@ -260,7 +287,9 @@ export class TaskEvents {
       const key = keyOf(row)
       if (this.liveRows.delete(key)) {
         this.finishedRows.set(key, row)
-        this.finishedOrder.push(key)
+        const shelf = this.shelfOf.get(row) as Shelf
+        shelf.live--
+        shelf.finishedOrder.push(key)
       }
     }
   }
@@ -273,28 +302,40 @@ export class TaskEvents {
 
   private add(row: TaskRow): void {
     const key = keyOf(row)
+    const tenant = this.tenantOf(row.jobId)
+    let shelf = this.shelves.get(tenant)
+    if (!shelf) this.shelves.set(tenant, (shelf = { liveOrder: new Deque(), finishedOrder: new Deque(), rows: 0, live: 0 }))
+    this.shelfOf.set(row, shelf)
     this.rows.set(key, row)
     this.liveRows.set(key, row)
-    this.liveOrder.push(key)
+    shelf.liveOrder.push(key)
+    shelf.rows++
+    shelf.live++
     this.latest.set(row.taskId, row)
-    while (this.rows.size > this.maxRows) this.evictOne()
+    while (shelf.rows > this.maxRows) this.evictOne(shelf)
     // Keys of rows that finished stay in the live order until they reach its front: compact it now and then.
-    if (this.liveOrder.length > 2 * this.liveRows.size + 1024) {
-      this.liveOrder = new Deque<string>()
-      for (const k of this.liveRows.keys()) this.liveOrder.push(k)
+    if (shelf.liveOrder.length > 2 * shelf.live + 1024) {
+      const order = new Deque<string>()
+      for (const k of shelf.liveOrder) if (this.liveRows.has(k)) order.push(k)
+      shelf.liveOrder = order
     }
   }
 
-  /** Drops the oldest finished row, or if none finished, the oldest live one: amortized O(1), whatever the table holds. */
-  private evictOne(): void {
+  /**
+   * Drops the tenant's oldest finished row, or if none finished, its oldest live one: amortized O(1), whatever the
+   * table holds.
+   */
+  private evictOne(shelf: Shelf): void {
     for (const [order, from] of [
-      [this.finishedOrder, this.finishedRows],
-      [this.liveOrder, this.liveRows],
+      [shelf.finishedOrder, this.finishedRows],
+      [shelf.liveOrder, this.liveRows],
     ] as const) {
       while (order.length) {
         const key = order.shift() as string
         const r = from.get(key)
         if (!r) continue // it moved on (finished) or went already
+        if (from === this.liveRows) shelf.live--
+        shelf.rows--
         from.delete(key)
         this.rows.delete(key)
         if (this.latest.get(r.taskId) === r) this.latest.delete(r.taskId)

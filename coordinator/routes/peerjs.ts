@@ -6,7 +6,12 @@ import type { UpgradeWebSocket, WSContext } from 'hono/ws'
 // instead of PeerJS's cloud. Wire protocol follows peerjs-server; URLs follow peerjs@1.5 (api.ts / socket.ts).
 
 export interface PeerSignalingOptions {
-  key?: string
+  /**
+   * Whether `key` lets a client hold peer id `id` (Shoal: a ticket the coordinator gave that client for that id in
+   * its welcome, so no one can sign in as another's id or use the broker without a connection of ours). Default: the
+   * key is 'shoal'.
+   */
+  authorize?: (id: string, key: string) => boolean
   expireMs?: number
   onEvent?: (e: { type: 'open' | 'close'; peerId: string }) => void
 }
@@ -14,6 +19,9 @@ export interface PeerSignalingOptions {
 // Only what the client legitimately routes to another peer; HEARTBEAT is handled locally, anything else is dropped.
 const RELAYED = new Set(['OFFER', 'ANSWER', 'CANDIDATE', 'LEAVE', 'EXPIRE'])
 const MAX_QUEUE = 200
+const MAX_SIGNAL_CHARS = 64 * 1024
+/** Peers with signals waiting for them (each expires in seconds): a bound on what junk destinations can cost. */
+const MAX_QUEUES = 10_000
 // The client heartbeats every 5 s, so a socket silent this long is half-open (peerjs-server's alive_timeout).
 const ALIVE_MS = 60_000
 const CORS = { 'Access-Control-Allow-Origin': '*' }
@@ -37,7 +45,7 @@ export function mountPeerSignaling(
   upgradeWebSocket: UpgradeWebSocket,
   opts: PeerSignalingOptions = {},
 ): { peers(): string[]; close(): void } {
-  const { key = 'shoal', expireMs = 5000, onEvent } = opts
+  const { authorize = (_id: string, key: string) => key === 'shoal', expireMs = 5000, onEvent } = opts
   // The client normalises its path to '/x/' and appends directly ('/x/' + key + '/id'), so strip ours to '/x'.
   const base = `/${path}`.replace(/\/+/g, '/').replace(/\/$/, '')
   const peers = new Map<string, Peer>()
@@ -65,7 +73,7 @@ export function mountPeerSignaling(
     // Nobody reads a LEAVE/EXPIRE for an absent peer, and bouncing them could ping-pong EXPIREs.
     if (msg.type === 'LEAVE' || msg.type === 'EXPIRE') return
     const q = queues.get(msg.dst) ?? []
-    if (q.length >= MAX_QUEUE) return
+    if (q.length >= MAX_QUEUE || (!q.length && queues.size >= MAX_QUEUES)) return
     q.push({ msg, at: Date.now() })
     queues.set(msg.dst, q)
   }
@@ -87,8 +95,11 @@ export function mountPeerSignaling(
 
   const info = { name: 'Shoal PeerJS signaling', description: 'PeerJS-compatible broker for Shoal worker tabs' }
   app.on('GET', [...new Set([base || '/', `${base}/`])], (c) => c.json(info, 200, CORS))
-  // No key check here: a bad key then fails on the socket with 'Invalid key provided', which the client reports verbatim.
-  app.get(`${base}/:key/id`, (c) => c.text(randomUUID(), 200, CORS))
+  // Ids are not handed out here: every Shoal peer is named by the coordinator (or names itself in its hello) and
+  // signs in with that id's ticket. 401 makes the stock client report 'could not get an ID' clearly.
+  app.get(`${base}/:key/id`, (c) =>
+    opts.authorize ? c.text('Shoal peers get their ids from the coordinator', 401, CORS) : c.text(randomUUID(), 200, CORS),
+  )
   // 401 is what the client recognises as "discovery disabled" and explains to the user.
   app.get(`${base}/:key/peers`, (c) => c.text('Peer discovery is disabled', 401, CORS))
 
@@ -106,8 +117,8 @@ export function mountPeerSignaling(
             ws.close()
           }
           if (closed) return reject('ERROR', 'Signaling server is shutting down')
-          if (q.key !== key) return reject('ERROR', 'Invalid key provided')
           if (!self.id || !self.token) return reject('ERROR', 'No id, token, or key supplied to websocket server')
+          if (!authorize(self.id, q.key ?? '')) return reject('ERROR', 'Invalid key provided')
           const prev = peers.get(self.id)
           if (prev && prev.token !== self.token) return reject('ID-TAKEN', 'ID is taken')
           // Same id and token is the client reconnecting after a network blip: take over from the stale socket.
@@ -122,6 +133,8 @@ export function mountPeerSignaling(
         onMessage(e) {
           if (!current()) return
           self.lastSeen = Date.now()
+          // Signals are small (an SDP offer is a few KiB): a larger frame is junk, not worth parsing.
+          if (typeof e.data !== 'string' || e.data.length > MAX_SIGNAL_CHARS) return
           const m = parse(e.data)
           // No ERROR reply for junk: the peerjs client treats any ERROR as fatal and destroys itself.
           if (typeof m?.type !== 'string' || !RELAYED.has(m.type) || typeof m.dst !== 'string') return

@@ -38,7 +38,8 @@ export function mountStatic(app: Hono, distDir: string): void {
   app.get('/favicon.ico', (c) => c.body(null, 204))
   app.get('/node', send('worker-page/index.html', 'no-cache'))
   app.get('/node/', send('worker-page/index.html', 'no-cache'))
-  app.get('/dashboard', (c) => c.redirect('/dashboard/'))
+  // The query goes along: `/dashboard?token=…` must reach the page, which keeps the token and takes it off the URL.
+  app.get('/dashboard', (c) => c.redirect(`/dashboard/${new URL(c.req.url).search}`))
   app.get('/dashboard/', send('dashboard/index.html', 'no-cache'))
   app.get('/sdk.js', send('sdk/sdk.js', 'no-cache'))
   // The benchmarks' baseline page (a bare comlink pool), measured in the same browser as the nodes.

@@ -16,11 +16,15 @@ export interface Schedulable {
   count?: number
   /** Leases asked back from their owners for it that have not ended yet (see LeaseManager.waiting). */
   reclaiming?: number
+  /** May run on volunteer nodes (its options said `volunteers: true`); else trusted nodes only. */
+  volunteers?: boolean
+  /** Nodes it must not go to (a verified task's replicas each need a node of their own). */
+  avoid?: ReadonlySet<string>
 }
 
 export interface SchedulerHooks<T extends Schedulable> {
-  /** Alive nodes in a stable order. */
-  nodes(): readonly NodeRecord[]
+  /** The nodes this item may go to (alive, trusted unless it allows volunteers, not quarantined), in a stable order. */
+  nodes(item: T): readonly NodeRecord[]
   node(nodeId: string): NodeRecord | undefined
   /** The item was given `node` (its resources are already allocated there). */
   dispatch(item: T, node: NodeRecord): void
@@ -57,7 +61,7 @@ export class Scheduler<T extends Schedulable> {
   }
 
   private queueOf(item: T): Deque<T> {
-    item.queueKey ??= JSON.stringify([item.resources, item.strategy])
+    item.queueKey ??= JSON.stringify([item.resources, item.strategy, !!item.volunteers])
     let q = this.queues.get(item.queueKey)
     if (!q) this.queues.set(item.queueKey, (q = new Deque()))
     return q
@@ -102,12 +106,12 @@ export class Scheduler<T extends Schedulable> {
   }
 
   pass(): void {
-    const nodes = this.hooks.nodes()
     const served: string[] = []
     for (const [key, q] of this.queues) {
       let placed = false
       while (q.length) {
         const item = q.peek() as T
+        const nodes = this.hooks.nodes(item)
         const p: Placement = pickNode(item.resources, item.strategy, nodes, this.policy, item.preferNode)
         if (p.kind === 'retryable') {
           this.hooks.waiting?.(item)

@@ -18,6 +18,15 @@ export class NodesView {
         cell: (n) => ({ text: n.name ? `${shortId(n.nodeId)} ${n.name}` : shortId(n.nodeId), title: n.nodeId }),
       },
       { id: 'state', header: 'State', cell: (n) => ({ text: n.state, badge: true }) },
+      // A quarantined node returned a minority result for a verified task: it stays listed, and gets no more work.
+      {
+        id: 'trust',
+        header: 'Trust',
+        cell: (n) =>
+          n.quarantined
+            ? { text: 'quarantined', badge: 'red', title: `${n.trust} node, quarantined: it ${n.quarantined}` }
+            : { text: n.trust, ...(n.trust === 'volunteer' && { badge: 'yellow' as const }) },
+      },
       {
         id: 'cpu',
         header: 'CPU used / total',

@@ -43,7 +43,12 @@ export class TaskSummaryView {
   render(data: TaskSummary): void {
     const rows = Object.values(data.summary).sort((a, b) => a.funcOrClassName.localeCompare(b.funcOrClassName))
     this.table.update(rows)
-    showCount(this.parts, rows.length, `${data.totalTasks} tasks`)
+    // Bounded as in Ray: rows past the coordinator's limit, and events past an owner's or node's buffer.
+    const dropped = [
+      data.droppedRows ? `${data.droppedRows} rows dropped past the limit` : '',
+      data.droppedEvents ? `${data.droppedEvents} events dropped before they were sent` : '',
+    ].filter(Boolean)
+    showCount(this.parts, rows.length, `${data.totalTasks} tasks${dropped.length ? ` (${dropped.join(' · ')})` : ''}`)
     this.renderInfeasible(data.infeasible)
     showError(this.parts, null)
   }

@@ -139,19 +139,26 @@ export function useActorCleanup(mesh: () => Mesh, opts: { everyActor?: boolean }
   }
 }
 
+/**
+ * Waits until no live node has a CPU held, read through `mesh`. Ray's cluster fixtures give each case a fresh cluster;
+ * ours share one per file, where a lease the last case's owner let go of lingers a moment (LEASE_LINGER_MS).
+ */
+export function waitForFreeCpus(mesh: Mesh, when: string): Promise<void> {
+  return waitForCondition(
+    async () => (await mesh.state.listNodes()).every((n) => n.state === 'DEAD' || n.availableResources.CPU === n.resources.CPU),
+    `every CPU to be free ${when}`,
+    15_000,
+  )
+}
+
 /** A job per test, closed after it (cancelling its tasks, killing its actors), as Ray gives each case its `ray.init`. */
 export function useJobPerTest(cluster: () => TestCluster, opts: { waitForFreeCpus?: () => Mesh } = {}) {
   const jobs: Mesh[] = []
   afterEach(async () => {
     for (const m of jobs.splice(0)) await m.close()
     // With `waitForFreeCpus` (read through that connection): what a test left must not hold CPUs in the next one.
-    const state = opts.waitForFreeCpus?.().state
-    if (!state) return
-    await waitForCondition(
-      async () => (await state.listNodes()).every((n) => n.state === 'DEAD' || n.availableResources.CPU === n.resources.CPU),
-      'every CPU to be free after the test',
-      15_000,
-    ).catch((e: Error) => console.warn(e.message))
+    const mesh = opts.waitForFreeCpus?.()
+    if (mesh) await waitForFreeCpus(mesh, 'after the test').catch((e: Error) => console.warn(e.message))
   })
   return async (connectOpts?: Parameters<TestCluster['connect']>[0]): Promise<Mesh> => {
     const m = await cluster().connect(connectOpts)

@@ -93,11 +93,16 @@ describe('test_basic_2.py', () => {
       } else xId = isLarge ? largeValue.remote() : smallValue.remote()
       const arg = outOfBand ? [xId] : xId
       let x: unknown
+      // A timeout names the combination that did not come back.
+      const named = (e: unknown) => {
+        if (e instanceof Error) e.message = `${what}: ${e.message}`
+        throw e
+      }
       if (destActor) {
         const b = keep(Actor.remote())
         live.push(b)
-        x = await mesh.get(b.echo.remote(arg), { timeout: 20_000 })
-      } else x = await mesh.get(echo.remote(arg), { timeout: 20_000 })
+        x = await mesh.get(b.echo.remote(arg), { timeout: 20_000 }).catch(named)
+      } else x = await mesh.get(echo.remote(arg), { timeout: 20_000 }).catch(named)
       if (isLarge) expect(x, what).toBeInstanceOf(Float64Array)
       else expect(typeof x, what).toBe('number')
       for (const h of live) await mesh.kill(h)

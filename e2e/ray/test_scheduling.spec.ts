@@ -10,6 +10,7 @@ import {
   signalActor,
   useActorCleanup,
   waitForCondition,
+  waitForFreeCpus,
 } from './helpers.ts'
 
 // Ported from python/ray/tests/test_scheduling.py and test_scheduling_2.py: the hybrid policy, SPREAD and node
@@ -86,6 +87,8 @@ describe('test_scheduling.py', () => {
         return (self as unknown as TaskSelf).shoalContext.nodeId
       })
       .options({ schedulingStrategy: 'SPREAD' })
+    // Round robin skips a node with no CPU free: the last case's leases must be gone, as in Ray's fresh cluster.
+    await waitForFreeCpus(mesh, 'before spreading')
     // Test that task f() runs on the local node as well even though remote node has the dependencies.
     const obj1 = nonLocal.remote()
     const obj2 = nonLocal.remote()

@@ -19,6 +19,7 @@ import {
   type Lease,
   PeerAddressSchema,
   ResourcesSchema,
+  type SchedulingStrategy,
   SchedulingStrategySchema,
   type TaskResult,
   TaskResultSchema,
@@ -37,6 +38,8 @@ export const PROTOCOL_VERSION = 1
 export const MAX_FRAME_BYTES = 64 * 1024 * 1024
 /** A node carries its workers' frames inside its own: its limit is this much larger, so a full worker frame fits. */
 export const RELAY_OVERHEAD_BYTES = 64 * 1024
+/** A `submit` message holds at most this many task specs (the SDK sends at most 2,000). */
+export const MAX_TASKS_PER_SUBMIT = 10_000
 /** Ray's max_direct_call_object_size: values up to this travel inline in control messages. */
 export const INLINE_OBJECT_MAX_BYTES = 100 * 1024
 /** Large objects cross the control socket (driver puts and gets, relays) in chunks of this size. */
@@ -65,6 +68,20 @@ export const ActorCreationSchema = v.strictObject({
 })
 export type ActorCreation = v.InferOutput<typeof ActorCreationSchema>
 
+/** The most replicas a verified task may ask for (each needs a node of its own). */
+export const MAX_REPLICAS = 16
+/** A verified task's returns, in all, at most: they travel to the coordinator to be compared byte by byte. */
+export const VERIFIED_RETURNS_MAX_BYTES = 4 * 1024 * 1024
+
+/**
+ * Why a task cannot be verified with this strategy, if it cannot: its replicas need distinct nodes. One rule for the
+ * SDK (`.options()` throws at once) and the coordinator (a spec that skipped the SDK is refused).
+ */
+export function verifyProblem(verify: { replicas: number } | undefined, strategy: SchedulingStrategy | undefined): string | undefined {
+  if (!verify || typeof strategy !== 'object' || strategy.soft) return undefined
+  return `verify needs ${verify.replicas} distinct nodes, and a hard node affinity (schedulingStrategy.nodeId without soft) allows only one`
+}
+
 export const TaskSpecSchema = v.strictObject({
   taskId: hex(48),
   type: v.picklist(TASK_TYPES),
@@ -89,6 +106,10 @@ export const TaskSpecSchema = v.strictObject({
   actorId: v.optional(hex(32)),
   method: v.optional(v.string()),
   actor: v.optional(ActorCreationSchema),
+  /** May run on volunteer nodes (else trusted nodes only). */
+  volunteers: v.optional(v.boolean()),
+  /** Run on this many distinct nodes and accept only a result they agree on (a plain task; the coordinator places it). */
+  verify: v.optional(v.strictObject({ replicas: v.pipe(v.number(), v.integer(), v.minValue(2), v.maxValue(MAX_REPLICAS)) })),
 })
 export type TaskSpec = v.InferOutput<typeof TaskSpecSchema>
 
@@ -154,7 +175,7 @@ export const ClientMessageSchema = v.variant('type', [
     node: v.optional(NodeInfoSchema),
   }),
   v.strictObject({ type: v.literal('register-functions'), functions: v.array(FunctionDefSchema) }),
-  v.strictObject({ type: v.literal('submit'), tasks: v.array(v.unknown()) }),
+  v.strictObject({ type: v.literal('submit'), tasks: v.pipe(v.array(v.unknown()), v.maxLength(MAX_TASKS_PER_SUBMIT)) }),
   v.strictObject({ type: v.literal('put'), reqId, objectId: hex(56), data: bytes, nestedRefs: v.optional(v.array(hex(56))) }),
   v.strictObject({ type: v.literal('subscribe'), objectIds: v.array(hex(56)) }),
   v.strictObject({ type: v.literal('release'), objectIds: v.array(hex(56)) }),
@@ -199,7 +220,22 @@ export const ClientMessageSchema = v.variant('type', [
   v.strictObject({ type: v.literal('objects-stored'), objects: v.array(v.strictObject({ objectId: hex(56), size: v.number() })) }),
   v.strictObject({ type: v.literal('objects-spilled'), objectIds: v.array(hex(56)), spilled: v.boolean(), log: v.optional(v.string()) }),
   v.strictObject({ type: v.literal('upload-failed'), objectId: hex(56), reason: v.string() }),
-  v.strictObject({ type: v.literal('task-events'), events: v.array(TaskEventSchema) }),
+  /**
+   * A node asks which of these jobs share a tenant with `jobId` (a pushed task of `jobId` takes their objects as
+   * arguments): the reply's value is the list of those that do. Only a node asks; each pair once.
+   */
+  v.strictObject({
+    type: v.literal('may-use'),
+    reqId,
+    jobId: hex(8),
+    objectJobIds: v.pipe(v.array(hex(8)), v.maxLength(1000)),
+  }),
+  /** `dropped`: events the sender's bounded buffer let go since its last message (Ray counts them too). */
+  v.strictObject({
+    type: v.literal('task-events'),
+    events: v.pipe(v.array(TaskEventSchema), v.maxLength(5000)),
+    dropped: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(Number.MAX_SAFE_INTEGER))),
+  }),
   v.strictObject({ type: v.literal('task-results'), results: v.array(TaskResultSchema) }),
   /** The worker hosting an actor died. `attempt` is the incarnation (its creation's attempt): an older one is stale. */
   v.strictObject({ type: v.literal('actor-died'), actorId: hex(32), attempt: v.number(), reason: v.string() }),
@@ -230,6 +266,8 @@ export const ClientMessageSchema = v.variant('type', [
     preferNode: v.optional(hex(56)),
     count: v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(1024)),
     head: v.strictObject({ taskId: hex(48), name: v.string() }),
+    /** Leases on volunteer nodes are fine for these tasks (else trusted nodes only). */
+    volunteers: v.optional(v.boolean()),
   }),
   /** The owner no longer wants the leases of this shape it asked for and was not granted yet. */
   v.strictObject({ type: v.literal('lease-cancel'), shapeId: v.pipe(v.string(), v.maxLength(64)) }),
@@ -268,6 +306,11 @@ export interface Assignment {
   namespace: string
   actorId?: string
   actor?: { className: string; maxConcurrency: number }
+  /**
+   * A replica of a verified task: every return comes back inline, in all at most this many bytes (the coordinator
+   * compares replicas' bytes), and none may hold an ObjectRef (each replica's would differ).
+   */
+  inlineReturns?: number
 }
 
 /** An object became ready: inline bytes, or (large) its size and where it lives; or its error. */
@@ -293,6 +336,8 @@ export type ServerMessage =
       maxFrameBytes: number
       /** To a node: the key the coordinator signs its leases with (HMAC-SHA256, hex). */
       leaseKey?: string
+      /** The ticket to sign in to the PeerJS signaling server as this connection's peer id (its node id or `peerId`). */
+      peerjsKey?: string
     }
   | { type: 'reply'; reqId: number; ok: true; value: unknown }
   | { type: 'reply'; reqId: number; ok: false; error: WireError }

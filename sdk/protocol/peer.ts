@@ -58,6 +58,28 @@ export const PeerMessageSchema = v.variant('type', [
 export type PeerMessage = v.InferOutput<typeof PeerMessageSchema>
 export type PeerMessageOf<T extends PeerMessage['type']> = Extract<PeerMessage, { type: T }>
 
+/**
+ * A message sent again through the coordinator because the direct link it went on closed before the receiver said it
+ * had it (see FrameHeader). The receiver runs `msg` unless it already had message `seq` of `stream`.
+ */
+export const ResentSchema = v.strictObject({
+  type: v.literal('resent'),
+  stream: v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(0xffffffff)),
+  base: v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(Number.MAX_SAFE_INTEGER)),
+  seq: v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(Number.MAX_SAFE_INTEGER)),
+  msg: v.unknown(),
+})
+export type Resent = v.InferOutput<typeof ResentSchema>
+/** What travels between peers: a peer message, or one sent again. */
+export type PeerWireMessage = PeerMessage | Resent
+
+/** A relayed message that says it was sent again: parsed, or why it is refused; undefined if it does not say so. */
+export function parseResent(raw: unknown): { resent: Resent } | { problem: string } | undefined {
+  if ((raw as { type?: unknown } | undefined)?.type !== 'resent') return undefined
+  const r = v.safeParse(ResentSchema, raw)
+  return r.success ? { resent: r.output } : { problem: r.issues[0].message }
+}
+
 /** Parses one peer message from an untrusted sender; undefined (and why) if it is not one. */
 export function parsePeerMessage(raw: unknown): { msg: PeerMessage } | { problem: string } {
   const r = v.safeParse(PeerMessageSchema, raw)
@@ -79,7 +101,53 @@ export const PeerFrameKind = {
   fragment: 2,
 } as const
 
-/** A rough size of a peer message: its values plus a few hundred bytes per task (to cut batches under a frame limit). */
+/**
+ * Every frame of peer messages on a direct link starts with this header (then the msgpack of its messages, if any):
+ * - `stream`, `first`: the sender's stream to this receiver and the number of the frame's first message (the others
+ *   follow in order);
+ * - `base`: the lowest number the sender has not yet heard acknowledged (where a receiver that never heard of the
+ *   stream starts counting);
+ * - `ackStream`, `ack`: what the sender received on the other way: every message of the receiver's stream `ackStream`
+ *   up to `ack` (0 if none). A frame with no messages only acknowledges.
+ * A data channel that closes loses what was in flight on it. So the sender keeps every message until it is
+ * acknowledged; when the link goes down it sends them again through the coordinator as `resent`, and the receiver
+ * runs only those it did not already have: every message arrives once (sdk/transport/peer-streams.ts).
+ */
+export interface FrameHeader {
+  stream: number
+  base: number
+  first: number
+  ackStream: number
+  ack: number
+}
+export const FRAME_HEADER_BYTES = 32
+
+export function writeFrameHeader(h: FrameHeader): Uint8Array<ArrayBuffer> {
+  const b = new Uint8Array(FRAME_HEADER_BYTES)
+  const view = new DataView(b.buffer)
+  view.setUint32(0, h.stream, true)
+  view.setUint32(4, h.ackStream, true)
+  view.setFloat64(8, h.base, true)
+  view.setFloat64(16, h.first, true)
+  view.setFloat64(24, h.ack, true)
+  return b
+}
+
+/** The header of a frame from an untrusted peer; undefined if it is not one. */
+export function readFrameHeader(frame: Uint8Array): FrameHeader | undefined {
+  if (frame.byteLength < FRAME_HEADER_BYTES) return undefined
+  const view = new DataView(frame.buffer, frame.byteOffset, FRAME_HEADER_BYTES)
+  const h = {
+    stream: view.getUint32(0, true),
+    ackStream: view.getUint32(4, true),
+    base: view.getFloat64(8, true),
+    first: view.getFloat64(16, true),
+    ack: view.getFloat64(24, true),
+  }
+  const count = (x: number) => Number.isSafeInteger(x) && x >= 0
+  return h.stream && count(h.base) && count(h.first) && count(h.ack) ? h : undefined
+}
+
 /**
  * Whether a task's result leaves objects the coordinator must count: stored (large) or ref-holding returns, or a
  * scope whose releases it must run. Such a result goes through the coordinator, which enters its returns in the
@@ -90,7 +158,9 @@ export function leavesObjects(r: { ok: boolean; returns?: readonly unknown[]; ne
   return r.ok && (!!r.nestedRefs?.length || !!r.returns?.some((x) => !(x instanceof Uint8Array)))
 }
 
-export function sizeOfPeerMessage(m: PeerMessage): number {
+/** A rough size of a peer message: its values plus a few hundred bytes per task (to cut batches under a frame limit). */
+export function sizeOfPeerMessage(m: PeerWireMessage): number {
+  if (m.type === 'resent') return 64 + sizeOfPeerMessage(m.msg as PeerMessage)
   let n = 256
   if (m.type === 'push') {
     for (const t of m.tasks) {

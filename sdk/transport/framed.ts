@@ -1,3 +1,4 @@
+import { BoundedMap } from '../bounded.ts'
 import { decodeFrames, encodeFrames } from '../codec.ts'
 import { ConnectionError } from '../errors.ts'
 import { type ClientMessage, MAX_FRAME_BYTES, type ServerMessage } from '../protocol/index.ts'
@@ -26,7 +27,7 @@ export abstract class FramedTransport {
   private framesSent = 0
   /** Messages sent so far (a task's worker tells from it whether the task used its channel). */
   messagesSent = 0
-  private readonly manifests = new Map<number, readonly string[]>()
+  private readonly manifests = new BoundedMap<number, readonly string[]>(MANIFEST_FRAMES)
   protected closedReason: string | undefined
 
   get isOpen(): boolean {
@@ -87,7 +88,6 @@ export abstract class FramedTransport {
         const ids = carried.flatMap((m) => this.manifest(m) ?? [])
         if (ids.length) {
           this.manifests.set(seq, ids)
-          if (this.manifests.size > MANIFEST_FRAMES) this.manifests.delete(this.manifests.keys().next().value as number)
         }
         this.sendFrame(frame)
       },

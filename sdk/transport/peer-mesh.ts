@@ -1,6 +1,7 @@
 import DefaultPeer, { type DataConnection } from 'peerjs'
 import { Assembly } from '../chunks.ts'
 import { PEER_MESSAGE_MAX_BYTES, PeerFrameKind } from '../protocol/index.ts'
+import type { DirectLinks } from './peer-links.ts'
 
 /**
  * The PeerJS class. A bundler (Vite, the browser SDK) loads peerjs's ES build, whose default export is the class;
@@ -51,7 +52,7 @@ interface Link {
  * `/peerjs`, no public STUN/TURN. Connections are reliable (PeerJS defaults to UNORDERED) and raw. Over them go
  * peer frames (the peer wire, in order per link) and pulls of large objects.
  */
-export class PeerMesh {
+export class PeerMesh implements DirectLinks {
   private peer: Peer | undefined
   private pool = new Map<string, Promise<DataConnection>>()
   private links = new Map<string, Link>()
@@ -75,6 +76,8 @@ export class PeerMesh {
     private readonly address: string,
     private readonly path: string,
     private readonly iceServers: RTCIceServer[],
+    /** The ticket the coordinator's welcome gave for this id: the signaling server lets only it sign in as this id. */
+    private readonly key = 'shoal',
   ) {}
 
   start(): Promise<void> {
@@ -83,7 +86,7 @@ export class PeerMesh {
       host: url.hostname,
       port: Number(url.port || (url.protocol === 'https:' ? 443 : 80)),
       path: this.path,
-      key: 'shoal',
+      key: this.key,
       secure: url.protocol === 'https:',
       config: { iceServers: this.iceServers },
       debug: 0,
@@ -137,23 +140,29 @@ export class PeerMesh {
   }
 
   /**
-   * Sends one peer frame to `peerId`, opening the link if needed; frames to one peer arrive in the order sent. A
-   * frame over a data channel message's limit goes in fragments. Rejects if no link can open.
+   * Sends one peer frame (`header` then `body`) to `peerId`, opening the link if needed; frames to one peer arrive in
+   * the order sent. A frame over a data channel message's limit goes in fragments. Rejects if no link can open.
    */
-  async sendFrame(peerId: string, frame: Uint8Array): Promise<void> {
+  async sendFrame(peerId: string, header: Uint8Array, body: Uint8Array): Promise<void> {
     let link = this.links.get(peerId)
     if (!link) {
       await this.connect(peerId)
       link = this.links.get(peerId)
       if (!link) throw new Error(`the link to ${peerId} closed`)
     }
+    this.touch(peerId)
     const max = this.maxMessage(link.conn)
-    if (frame.byteLength + 1 <= max) {
-      const m = new Uint8Array(frame.byteLength + 1)
+    const length = header.byteLength + body.byteLength
+    if (length + 1 <= max) {
+      const m = new Uint8Array(length + 1)
       m[0] = PeerFrameKind.messages
-      m.set(frame, 1)
+      m.set(header, 1)
+      m.set(body, 1 + header.byteLength)
       return this.enqueue(link, m)
     }
+    const frame = new Uint8Array(length)
+    frame.set(header)
+    frame.set(body, header.byteLength)
     const id = this.nextFragment++
     const room = max - FRAGMENT_HEADER
     for (let offset = 0; offset < frame.byteLength; offset += room) {
@@ -202,8 +211,15 @@ export class PeerMesh {
   async ping(peerId: string, text = 'hello'): Promise<string> {
     const conn = await this.connect(peerId)
     const nonce = Math.random().toString(36).slice(2)
-    return new Promise((resolve) => {
-      this.waiters.set(nonce, resolve)
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.waiters.delete(nonce)
+        reject(new Error(`no answer from ${peerId} within ${STALL_MS / 1000} s`))
+      }, STALL_MS)
+      this.waiters.set(nonce, (reply) => {
+        clearTimeout(timer)
+        resolve(reply)
+      })
       conn.dataChannel.send(`ping:${nonce}:${text}`)
     })
   }
@@ -347,7 +363,14 @@ export class PeerMesh {
   /** A connection closed: every transfer on it fails now (the caller tries another location), never hangs. */
   private linkClosed(conn: DataConnection): void {
     const peer = conn.peer
-    if (this.links.get(peer)?.conn === conn) this.links.delete(peer)
+    const link = this.links.get(peer)
+    // Two peers that connect at once have two connections and each sends on one: the other closing loses nothing
+    // here (pulls go on the one left; one that was on this fails at the stall watchdog, then tries another holder).
+    if (link && link.conn !== conn && link.conn.dataChannel?.readyState === 'open') {
+      this.pool.set(peer, Promise.resolve(link.conn))
+      return
+    }
+    if (link?.conn === conn) this.links.delete(peer)
     this.pool.delete(peer)
     for (const key of this.fragments.keys()) if (key.startsWith(`${peer}:`)) this.fragments.delete(key)
     this.failWhere(
@@ -380,15 +403,38 @@ export class PeerMesh {
       }
     })
     conn.on('close', () => this.linkClosed(conn))
-    conn.on('error', () => this.linkClosed(conn))
+    // An error ends the link on both sides: closed here, the other end sees it close and sends again what it lost.
+    conn.on('error', () => {
+      this.linkClosed(conn)
+      conn.close()
+    })
   }
 
+  /** The pool is kept in order of last use: the link evicted is the one least recently sent on. */
+  private touch(peerId: string): void {
+    const c = this.pool.get(peerId)
+    if (!c) return
+    this.pool.delete(peerId)
+    this.pool.set(peerId, c)
+  }
+
+  /** Closes the least recently used links past the limit (what was in flight on one is sent again: PeerLinks). */
   private evict(): void {
     while (this.pool.size > MAX_OPEN_CONNECTIONS) {
       const [oldest, c] = this.pool.entries().next().value as [string, Promise<DataConnection>]
       this.pool.delete(oldest)
       void c.then((conn) => conn.close()).catch(() => {})
     }
+  }
+
+  /**
+   * Closes every open link at once, as a network drop would, dropping what is in flight on them (debugging, tests):
+   * links open again on the next send. Returns how many closed.
+   */
+  closeLinks(): number {
+    const conns = [...this.links.values()].map((l) => l.conn)
+    for (const conn of conns) conn.close()
+    return conns.length
   }
 
   stop(): void {

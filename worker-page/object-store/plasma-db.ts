@@ -7,6 +7,8 @@ import { type IDBPDatabase, openDB } from 'idb'
  */
 const STORE = 'objects'
 export const plasmaDbName = (nodeId: string) => `shoal-plasma-${nodeId}`
+/** The OPFS directory a node spills to (see spill.worker.ts), also namespaced by node id. */
+export const spillDirName = (nodeId: string) => `shoal-spill-${nodeId}`
 
 const cache = new Map<string, Promise<IDBPDatabase>>()
 export function openPlasma(nodeId: string): Promise<IDBPDatabase> {

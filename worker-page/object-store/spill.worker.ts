@@ -1,6 +1,6 @@
 /// <reference lib="webworker" />
 import * as Comlink from 'comlink'
-import { deleteObjects, openPlasma, readObject, writeObject } from './plasma-db.ts'
+import { deleteObjects, openPlasma, readObject, spillDirName, writeObject } from './plasma-db.ts'
 
 /**
  * Spilling, in a worker because OPFS sync access handles exist only there (and are the fast path: PLATFORM.md).
@@ -9,7 +9,7 @@ import { deleteObjects, openPlasma, readObject, writeObject } from './plasma-db.
 let nodeId = ''
 let dir: Promise<FileSystemDirectoryHandle> | undefined
 const spillDir = () => {
-  dir ??= navigator.storage.getDirectory().then((root) => root.getDirectoryHandle(`shoal-spill-${nodeId}`, { create: true }))
+  dir ??= navigator.storage.getDirectory().then((root) => root.getDirectoryHandle(spillDirName(nodeId), { create: true }))
   return dir
 }
 
