@@ -46,6 +46,9 @@ export default defineConfig(({ mode }) => {
           // --expose-gc: reference-counting tests collect garbage on demand.
           test: {
             name: 'unit',
+            // Unit tests (floods, the simulation's 1,000 seeds) run first and alone: Vitest runs projects of one
+            // group at the same time, and their CPU load starved the e2e project's browser tabs into timeouts.
+            sequence: { groupOrder: 0 },
             include: ['{sdk,coordinator,worker-page,sim}/**/*.test.ts', 'bench/sim/**/*.test.ts'],
             environment: 'node',
             execArgv: ['--expose-gc'],
@@ -55,6 +58,7 @@ export default defineConfig(({ mode }) => {
           extends: true,
           test: {
             name: 'e2e',
+            sequence: { groupOrder: 1 },
             include: ['e2e/**/*.spec.ts'],
             environment: 'node',
             // Reference-counting tests collect a driver's dropped refs deterministically (Ray's tests rely on `del x`).

@@ -22,11 +22,15 @@ describe('peer mesh', () => {
         }
       ).shoalNode.peers
       const conn = await peers.connect(target)
-      const stats = await conn.peerConnection.getStats()
+      // getStats can lag the channel's open by a moment on a loaded machine: ask again for up to 10 s.
       let pair = ''
-      stats.forEach((s) => {
-        if (s.type === 'candidate-pair' && s.state === 'succeeded') pair = s.id
-      })
+      for (let tries = 0; pair === '' && tries < 100; tries++) {
+        if (tries > 0) await new Promise((r) => setTimeout(r, 100))
+        const stats = await conn.peerConnection.getStats()
+        stats.forEach((s) => {
+          if (s.type === 'candidate-pair' && s.state === 'succeeded') pair = s.id
+        })
+      }
       return { ordered: conn.dataChannel.ordered, label: conn.dataChannel.label, state: conn.dataChannel.readyState, pair }
     }, b.nodeId)
     expect(info.ordered).toBe(true)
