@@ -17,49 +17,23 @@ import {
 } from '../sdk/errors.ts'
 import { type JobId, type ObjectId, objectIdOf, type TaskId } from '../sdk/ids.ts'
 import { Mesh } from '../sdk/mesh.ts'
-import { INLINE_OBJECT_MAX_BYTES, type PageToWorker, PROTOCOL_VERSION, type WorkerToPage } from '../sdk/protocol/index.ts'
+import {
+  type ActorCall,
+  type BatchItem,
+  type ExecArg,
+  type ExecResult,
+  type ExecTask,
+  type ExecutorApi,
+  type ExecutorContext,
+  type FunctionTask,
+  INLINE_OBJECT_MAX_BYTES,
+  type PageToWorker,
+  PROTOCOL_VERSION,
+  type RuntimeContext,
+  type WorkerToPage,
+} from '../sdk/protocol/index.ts'
 import { openPlasma, readObject, writeObject } from './object-store/plasma-db.ts'
 import { WorkerChannel } from './worker-channel.ts'
-
-export type ExecResult = (
-  | { ok: true; returns: (Uint8Array | { stored: number; bytes?: Uint8Array })[]; nestedRefs?: string[] }
-  | { ok: false; error: WireError; userError: boolean }
-) & {
-  /** What the task made and let go when it ended, on its channel (see TaskResult.scope). */
-  scope?: { channel: string; release: string[] }
-  /**
-   * The task used `self.shoal` (its channel sent something to the coordinator): its result must reach its owner
-   * through the coordinator, after what the task sent, so the coordinator sees both in order.
-   */
-  usedChannel?: boolean
-  /** How long the task itself ran in the worker (ms), without the trip to it. */
-  ms?: number
-}
-/** An argument: its encoded bytes, or a large object already in this node's plasma store. */
-export type ExecArg = Uint8Array | { plasma: string }
-export interface ExecTask {
-  taskId: string
-  attempt: number
-  actorId?: string
-  jobId: string
-  namespace: string
-  name: string
-  args: ExecArg[]
-  numReturns: number
-  /** What the task holds while it runs (its lease's or assignment's resources), as Ray's get_assigned_resources. */
-  resources: Record<string, number>
-  /** A verified task's replica: all returns inline, at most this many bytes in all, none holding a ref. */
-  inlineReturns?: number
-}
-export interface ExecutorContext {
-  workerId: string
-  nodeId: string
-  address: string
-  /** The node's object store capacity: a larger result cannot be stored. */
-  storeCapacity: number
-  /** The largest frame the coordinator accepts from a driver (`self.shoal` cuts its frames under it). */
-  maxFrameBytes: number
-}
 
 /** How often a running batch sends the results it has so far (ms). */
 const BATCH_FLUSH_MS = 4
@@ -212,18 +186,6 @@ function failureOf(e: unknown, t: ExecTask, keepShoalErrors: boolean): WireError
   return new TaskError(t.name, t.taskId, name, message, err?.stack, encodeErrorFields(e)).toWire()
 }
 
-/** Ray's runtime context: what a task can know about where and as what it runs. */
-export interface RuntimeContext {
-  jobId: string
-  taskId: string
-  attempt: number
-  nodeId: string
-  workerId: string
-  actorId: string | null
-  /** Ray's `get_assigned_resources()`: what the task (or actor) holds while it runs, e.g. `{ CPU: 0.5 }`. */
-  assignedResources: Record<string, number>
-}
-
 /**
  * Runs one task or actor call: decodes its arguments, runs `body`, encodes the result. A normal task has a scope:
  * what it made or found is let go when it ends (carried in its result), as a Ray task's local refs are.
@@ -314,7 +276,7 @@ async function holdLifeLock(name: string): Promise<void> {
 }
 
 /** Runs one normal task (its scope ends with it; while it waits in get/wait its CPU is lent back). */
-function runTask(t: ExecTask & { source: string; funcName: string }): Promise<ExecResult> {
+function runTask(t: FunctionTask): Promise<ExecResult> {
   return execute(t, true, async (args) => {
     const fn = compile(t.source, t.funcName)
     if (typeof fn !== 'function') throw new ValidationError(`${t.funcName} did not compile to a function`)
@@ -351,7 +313,7 @@ const api = {
     }
     await holdLifeLock(lockName)
   },
-  run(t: ExecTask & { source: string; funcName: string }): Promise<ExecResult> {
+  run(t: FunctionTask): Promise<ExecResult> {
     const t0 = performance.now()
     return runTask(t).then((r) => transfer({ ...r, ms: performance.now() - t0 }))
   },
@@ -390,13 +352,13 @@ const api = {
       return null
     }).then(transfer)
   },
-  callActor(t: ExecTask & { method: string }): Promise<ExecResult> {
+  callActor(t: ActorCall): Promise<ExecResult> {
     return callMethod(t).then(transfer)
   },
-}
+} satisfies ExecutorApi
 
 /** Runs one call of this worker's actor. */
-function callMethod(t: ExecTask & { method: string }): Promise<ExecResult> {
+function callMethod(t: ActorCall): Promise<ExecResult> {
   return execute(t, false, (args) => {
     if (!actor) throw new ValidationError('this worker hosts no actor')
     const m = actor.instance[t.method]
@@ -405,7 +367,7 @@ function callMethod(t: ExecTask & { method: string }): Promise<ExecResult> {
   })
 }
 
-/** One item of a batch: a task (its function's source) or a call of the worker's actor (its method). */
-export type BatchItem = (ExecTask & { source: string; funcName: string }) | (ExecTask & { method: string })
-export type ExecutorApi = typeof api
+// The wire's types, for the modules that still import them from here.
+export type { BatchItem, ExecArg, ExecResult, ExecTask, ExecutorApi, ExecutorContext, RuntimeContext }
+
 Comlink.expose(api)

@@ -89,18 +89,6 @@ export function parsePeerMessage(raw: unknown): { msg: PeerMessage } | { problem
   return { problem: `${where ? `${where}: ` : ''}${issue.message}` }
 }
 
-/** A data channel message carries at most this many bytes (Chromium's SCTP maxMessageSize is 256 KiB). */
-export const PEER_MESSAGE_MAX_BYTES = 256 * 1024
-/** Binary data channel messages start with one of these bytes. */
-export const PeerFrameKind = {
-  /** A chunk of an object being pulled: `[kind][u32 transfer id][bytes]`. */
-  objectChunk: 0,
-  /** A msgpack frame of peer messages (one, or an array sent in one turn). */
-  messages: 1,
-  /** A piece of a frame too big for one data channel message: `[kind][u32 id][u32 total][u32 offset][bytes]`. */
-  fragment: 2,
-} as const
-
 /**
  * Every frame of peer messages on a direct link starts with this header (then the msgpack of its messages, if any):
  * - `stream`, `first`: the sender's stream to this receiver and the number of the frame's first message (the others

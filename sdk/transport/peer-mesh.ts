@@ -1,6 +1,18 @@
 import DefaultPeer, { type DataConnection } from 'peerjs'
 import { Assembly } from '../chunks.ts'
-import { PEER_MESSAGE_MAX_BYTES, PeerFrameKind } from '../protocol/index.ts'
+import {
+  CHUNK_HEADER_BYTES,
+  chunkBuffer,
+  decodeBinary,
+  decodePing,
+  decodePull,
+  encodeFragment,
+  encodeMessages,
+  encodePing,
+  encodePull,
+  FRAGMENT_HEADER_BYTES,
+  PEER_MESSAGE_MAX_BYTES,
+} from '../protocol/index.ts'
 import type { DirectLinks } from './peer-links.ts'
 
 /**
@@ -16,10 +28,6 @@ const MAX_OPEN_CONNECTIONS = 32
 /** Chromium closes a channel whose buffer reaches ~16 MiB: stay far below (PLATFORM.md). */
 const HIGH_WATER = 8 * 1024 * 1024
 const LOW_WATER = 2 * 1024 * 1024
-/** Object chunk header: kind byte + 4-byte transfer id. */
-const CHUNK_HEADER = 5
-/** Fragment header: kind byte + id + total + offset (4 bytes each). */
-const FRAGMENT_HEADER = 13
 /**
  * A pull that makes no progress for this long fails (and the caller tries another holder). A peer whose browser
  * died keeps its channel "open" until ICE consent fails, tens of seconds later: without this a pull would hang.
@@ -153,29 +161,14 @@ export class PeerMesh implements DirectLinks {
     this.touch(peerId)
     const max = this.maxMessage(link.conn)
     const length = header.byteLength + body.byteLength
-    if (length + 1 <= max) {
-      const m = new Uint8Array(length + 1)
-      m[0] = PeerFrameKind.messages
-      m.set(header, 1)
-      m.set(body, 1 + header.byteLength)
-      return this.enqueue(link, m)
-    }
+    if (length + 1 <= max) return this.enqueue(link, encodeMessages(header, body))
     const frame = new Uint8Array(length)
     frame.set(header)
     frame.set(body, header.byteLength)
     const id = this.nextFragment++
-    const room = max - FRAGMENT_HEADER
-    for (let offset = 0; offset < frame.byteLength; offset += room) {
-      const part = frame.subarray(offset, Math.min(frame.byteLength, offset + room))
-      const m = new Uint8Array(FRAGMENT_HEADER + part.byteLength)
-      const view = new DataView(m.buffer)
-      m[0] = PeerFrameKind.fragment
-      view.setUint32(1, id, true)
-      view.setUint32(5, frame.byteLength, true)
-      view.setUint32(9, offset, true)
-      m.set(part, FRAGMENT_HEADER)
-      this.enqueue(link, m)
-    }
+    const room = max - FRAGMENT_HEADER_BYTES
+    for (let offset = 0; offset < frame.byteLength; offset += room)
+      this.enqueue(link, encodeFragment(id, frame.byteLength, offset, frame.subarray(offset, Math.min(frame.byteLength, offset + room))))
   }
 
   private maxMessage(conn: DataConnection): number {
@@ -220,7 +213,7 @@ export class PeerMesh implements DirectLinks {
         clearTimeout(timer)
         resolve(reply)
       })
-      conn.dataChannel.send(`ping:${nonce}:${text}`)
+      conn.dataChannel.send(encodePing({ kind: 'ping', nonce, text }))
     })
   }
 
@@ -234,7 +227,7 @@ export class PeerMesh implements DirectLinks {
     this.watchdog ??= setInterval(() => this.failStalled(), 1000)
     const size = await new Promise<number>((resolve, reject) => {
       this.pendingMeta.set(rid, { resolve, reject, peer: peerId, since: performance.now() })
-      conn.dataChannel.send(JSON.stringify({ t: 'get', rid, id: objectId }))
+      conn.dataChannel.send(encodePull({ t: 'get', rid, id: objectId }))
     })
     if (size === 0) return new Uint8Array(0)
     return new Promise<Uint8Array>((resolve, reject) => {
@@ -273,16 +266,14 @@ export class PeerMesh implements DirectLinks {
       bytes = undefined
     }
     if (!bytes) {
-      dc.send(JSON.stringify({ t: 'err', rid, message: `${this.peerId} does not hold ${objectId}` }))
+      dc.send(encodePull({ t: 'err', rid, message: `${this.peerId} does not hold ${objectId}` }))
       return
     }
-    dc.send(JSON.stringify({ t: 'meta', rid, size: bytes.byteLength }))
-    const max = Math.min(256 * 1024, this.maxMessage(conn)) - CHUNK_HEADER
+    dc.send(encodePull({ t: 'meta', rid, size: bytes.byteLength }))
+    const max = Math.min(256 * 1024, this.maxMessage(conn)) - CHUNK_HEADER_BYTES
     dc.bufferedAmountLowThreshold = LOW_WATER
     // send() copies synchronously, so one scratch buffer serves every chunk.
-    const scratch = new Uint8Array(CHUNK_HEADER + max)
-    scratch[0] = PeerFrameKind.objectChunk
-    new DataView(scratch.buffer).setUint32(1, rid, true)
+    const scratch = chunkBuffer(rid, max)
     for (let off = 0; off < bytes.byteLength; off += max) {
       if (dc.bufferedAmount > HIGH_WATER) {
         await new Promise<void>((resolve) => {
@@ -297,67 +288,54 @@ export class PeerMesh implements DirectLinks {
       }
       if (dc.readyState !== 'open') return
       const len = Math.min(max, bytes.byteLength - off)
-      scratch.set(bytes.subarray(off, off + len), CHUNK_HEADER)
-      dc.send(len === max ? scratch : scratch.subarray(0, CHUNK_HEADER + len))
+      scratch.set(bytes.subarray(off, off + len), CHUNK_HEADER_BYTES)
+      dc.send(len === max ? scratch : scratch.subarray(0, CHUNK_HEADER_BYTES + len))
     }
   }
 
-  private onBinary(from: string, m: Uint8Array): void {
-    if (m.byteLength < 1) return
-    const kind = m[0]
-    if (kind === PeerFrameKind.messages) return this.onFrame(from, m.subarray(1))
-    if (m.byteLength < CHUNK_HEADER) return
-    const view = new DataView(m.buffer, m.byteOffset, m.byteLength)
-    if (kind === PeerFrameKind.objectChunk) {
-      const rid = view.getUint32(1, true)
-      const t = this.incoming.get(rid)
+  private onBinary(from: string, raw: Uint8Array): void {
+    const m = decodeBinary(raw)
+    if (!m) return
+    if (m.kind === 'messages') return this.onFrame(from, m.frame)
+    if (m.kind === 'chunk') {
+      const t = this.incoming.get(m.transfer)
       if (!t || t.peer !== from) return
       t.lastProgress = performance.now()
       let done = false
       try {
-        done = t.assembly.add(t.assembly.receivedBytes, m.subarray(CHUNK_HEADER))
+        done = t.assembly.add(t.assembly.receivedBytes, m.data)
       } catch (e) {
-        this.incoming.delete(rid)
+        this.incoming.delete(m.transfer)
         return t.reject(e as Error)
       }
       if (done) {
-        this.incoming.delete(rid)
+        this.incoming.delete(m.transfer)
         t.resolve(t.assembly.bytes)
       }
       return
     }
-    if (kind === PeerFrameKind.fragment && m.byteLength >= FRAGMENT_HEADER) {
-      const key = `${from}:${view.getUint32(1, true)}`
-      const total = view.getUint32(5, true)
-      let a = this.fragments.get(key)
-      if (!a) this.fragments.set(key, (a = new Assembly(total)))
-      try {
-        if (!a.add(view.getUint32(9, true), m.subarray(FRAGMENT_HEADER), total)) return
-      } catch {
-        this.fragments.delete(key) // a malformed fragment: the frame is dropped, not written out of bounds
-        return
-      }
-      this.fragments.delete(key)
-      this.onFrame(from, a.bytes)
+    const key = `${from}:${m.id}`
+    let a = this.fragments.get(key)
+    if (!a) this.fragments.set(key, (a = new Assembly(m.total)))
+    try {
+      if (!a.add(m.offset, m.data, m.total)) return
+    } catch {
+      this.fragments.delete(key) // a malformed fragment: the frame is dropped, not written out of bounds
+      return
     }
+    this.fragments.delete(key)
+    this.onFrame(from, a.bytes)
   }
 
   private onControl(conn: DataConnection, text: string): void {
-    let m: { t?: string; rid?: number; id?: string; size?: number; message?: string }
-    try {
-      m = JSON.parse(text)
-    } catch {
-      return
-    }
-    if (typeof m.rid !== 'number') return
-    if (m.t === 'get' && typeof m.id === 'string') void this.serve(conn, m.rid, m.id)
-    else if (m.t === 'meta' || m.t === 'err') {
-      const p = this.pendingMeta.get(m.rid)
-      if (!p || p.peer !== conn.peer) return
-      this.pendingMeta.delete(m.rid)
-      if (m.t === 'meta') p.resolve(typeof m.size === 'number' && m.size >= 0 ? m.size : 0)
-      else p.reject(new Error(m.message ?? 'the peer refused'))
-    }
+    const m = decodePull(text)
+    if (!m) return
+    if (m.t === 'get') return void this.serve(conn, m.rid, m.id)
+    const p = this.pendingMeta.get(m.rid)
+    if (!p || p.peer !== conn.peer) return
+    this.pendingMeta.delete(m.rid)
+    if (m.t === 'meta') p.resolve(m.size)
+    else p.reject(new Error(m.message))
   }
 
   /** A connection closed: every transfer on it fails now (the caller tries another location), never hangs. */
@@ -395,11 +373,11 @@ export class PeerMesh implements DirectLinks {
       if (ArrayBuffer.isView(data)) return this.onBinary(conn.peer, new Uint8Array(data.buffer, data.byteOffset, data.byteLength))
       if (typeof data !== 'string') return
       if (data.startsWith('{')) return this.onControl(conn, data)
-      const [kind, nonce, ...rest] = data.split(':')
-      if (kind === 'ping') conn.dataChannel.send(`pong:${nonce}:${rest.join(':')}`)
-      else if (kind === 'pong') {
-        this.waiters.get(nonce as string)?.(rest.join(':'))
-        this.waiters.delete(nonce as string)
+      const ping = decodePing(data)
+      if (ping?.kind === 'ping') conn.dataChannel.send(encodePing({ ...ping, kind: 'pong' }))
+      else if (ping?.kind === 'pong') {
+        this.waiters.get(ping.nonce)?.(ping.text)
+        this.waiters.delete(ping.nonce)
       }
     })
     conn.on('close', () => this.linkClosed(conn))

@@ -1,5 +1,6 @@
 /// <reference lib="webworker" />
 import * as Comlink from 'comlink'
+import type { SpillApi } from '../../sdk/protocol/spill.ts'
 import { deleteObjects, openPlasma, readObject, spillDirName, writeObject } from './plasma-db.ts'
 
 /**
@@ -113,6 +114,8 @@ const api = {
     for (let i = 0; i < count; i++) await d.removeEntry(`bare-${i}`)
     return ms
   },
-}
-export type SpillApi = typeof api
+} satisfies SpillApi
+
+export type { SpillApi }
+
 Comlink.expose(api)
