@@ -3,8 +3,15 @@ import { decodeFrames } from '../sdk/codec.ts'
 import { Deque } from '../sdk/deque.ts'
 import { ProtocolError } from '../sdk/errors.ts'
 import { type ClientMessage, ClientMessageSchema } from '../sdk/protocol/index.ts'
-import type { Cluster } from './cluster.ts'
 import type { Session } from './session.ts'
+
+/** What the edge hands valid messages to (the cluster, in the coordinator; anything that routes them, in a test). */
+export interface MessageHandler {
+  /** One validated message from `s`. Errors a client can cause are answered by the handler, never thrown out. */
+  handle(s: Session, msg: ClientMessage): void
+  /** The largest frame `s` may send. */
+  frameLimit(s: Session): number
+}
 
 /** Messages one frame may hold (our SDK's frames hold a few hundred; a frame of more is refused whole). */
 export const MAX_MESSAGES_PER_FRAME = 100_000
@@ -46,7 +53,7 @@ export class Inbound {
   private scheduled = false
 
   constructor(
-    private readonly cluster: Cluster,
+    private readonly handler: MessageHandler,
     private readonly maxQueuedBytes: number,
   ) {}
 
@@ -116,20 +123,20 @@ export class Inbound {
       const ids = (msg as { objectIds: string[] }).objectIds
       if (ids.length > IDS_PER_STEP) {
         w.messages[--w.next] = new Validated({ ...msg, objectIds: ids.slice(IDS_PER_STEP) } as ClientMessage)
-        return this.cluster.handle(w.s, { ...msg, objectIds: ids.slice(0, IDS_PER_STEP) } as ClientMessage)
+        return this.handler.handle(w.s, { ...msg, objectIds: ids.slice(0, IDS_PER_STEP) } as ClientMessage)
       }
     }
-    this.cluster.handle(w.s, msg)
+    this.handler.handle(w.s, msg)
   }
 }
 
 /**
  * The trust boundary: every frame a client sends — on its socket, or relayed by a node for one of its workers — is
  * counted, size-checked, decoded and validated here, once. A bad frame gets one error reply naming what is wrong and
- * which frame it was (so the sender can fail what it carried), and changes nothing. The cluster sees valid messages
+ * which frame it was (so the sender can fail what it carried), and changes nothing. The handler sees valid messages
  * only.
  */
-export function receiveFrame(cluster: Cluster, s: Session, data: unknown, maxBytes: number): void {
+export function receiveFrame(handler: MessageHandler, s: Session, data: unknown, maxBytes: number): void {
   const frame = ++s.framesReceived
   const refuse = (why: string) => s.send({ type: 'error', error: refusal(why), frame })
   if (typeof data === 'string') return refuse('text frames are not part of the protocol: send msgpack binary frames')
@@ -144,7 +151,7 @@ export function receiveFrame(cluster: Cluster, s: Session, data: unknown, maxByt
   if (messages.length > MAX_MESSAGES_PER_FRAME)
     return refuse(`a frame may hold at most ${MAX_MESSAGES_PER_FRAME} messages (this one holds ${messages.length})`)
   const root = s.carrier?.node ?? s
-  root.inbound ??= new Inbound(cluster, cluster.frameLimit(root) * 4)
+  root.inbound ??= new Inbound(handler, handler.frameLimit(root) * 4)
   root.inbound.add(s, frame, messages, bytes.byteLength, root !== s)
 }
 

@@ -1,6 +1,6 @@
 import type { MiddlewareHandler } from 'hono'
 import { bearerOf, type Credentials, isLoopback, originAllowed } from '../auth.ts'
-import type { Viewer } from '../cluster.ts'
+import type { Viewer } from '../tenancy.ts'
 
 declare module 'hono' {
   interface ContextVariableMap {

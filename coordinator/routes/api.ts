@@ -1,7 +1,8 @@
 import { type Context, Hono } from 'hono'
 import * as v from 'valibot'
 import { type StateQuery, StateQuerySchema } from '../../sdk/protocol/index.ts'
-import type { Cluster, Viewer } from '../cluster.ts'
+import type { Cluster } from '../cluster.ts'
+import type { Viewer } from '../tenancy.ts'
 
 /** Parses `filter=key=value` / `filter=key!=value` query parameters (repeatable). */
 function parseFilters(raw: string[]): StateQuery['filters'] {
