@@ -47,7 +47,20 @@ describe('message routes', () => {
         return from !== 'unadmitted' && from.length === 1 && from[0] === role
       })
     expect(only('driver')).toEqual(
-      ['actor-lease-request', 'free', 'lease-request', 'publish', 'put', 'put-remote', 'register-functions', 'submit'].sort(),
+      [
+        'actor-lease-request',
+        'cancel',
+        'free',
+        'get-actor',
+        'kill-actor',
+        'lease-request',
+        'publish',
+        'put',
+        'put-remote',
+        'register-functions',
+        'state',
+        'submit',
+      ].sort(),
     )
     expect(only('node')).toEqual(
       [
@@ -78,7 +91,7 @@ describe('message routes', () => {
         refused++
       }
     }
-    expect(refused).toBe(17)
+    expect(refused).toBe(21)
     expect(handled).not.toHaveBeenCalled()
   })
 

@@ -89,7 +89,7 @@ export function messageRoutes(c: RouteContext): MessageRoutes {
     submit: { from: drivers, handle: (s, msg) => c.taskRequests.submit(s, msg.tasks) },
     'task-events': { from: anyone, handle: (s, msg) => c.taskRequests.events(s, msg) },
     cancel: {
-      from: anyone,
+      from: drivers,
       handle: (s, msg) => {
         c.taskRequests.cancel(s, msg.objectId as ObjectId, msg.force)
         ok(s, msg.reqId, null)
@@ -121,7 +121,7 @@ export function messageRoutes(c: RouteContext): MessageRoutes {
       handle: (s, msg) => c.actors.requestLease(s, msg.actorId, c.tenancy.sees(s, c.actors.jobOf(msg.actorId))),
     },
     'get-actor': {
-      from: anyone,
+      from: drivers,
       handle: (s, msg) => {
         const found: { handleId?: string } = c.actors.lookup(s.tenant, msg.name, msg.namespace)
         // A detached actor outlives its handles: the object they were counted through may be gone.
@@ -130,7 +130,7 @@ export function messageRoutes(c: RouteContext): MessageRoutes {
       },
     },
     'kill-actor': {
-      from: anyone,
+      from: drivers,
       handle: (s, msg) => {
         if (!c.tenancy.sees(s, c.actors.jobOf(msg.actorId))) throw new ValidationError(`no actor ${msg.actorId} exists on this coordinator`)
         c.actors.kill(msg.actorId, msg.noRestart)
@@ -193,7 +193,8 @@ export function messageRoutes(c: RouteContext): MessageRoutes {
       },
     },
 
-    // The state API.
-    state: { from: anyone, handle: (s, msg) => ok(s, msg.reqId, c.state.query(msg.query, s)) },
+    // The state API. Drivers only, as finding, killing and cancelling are: a node's session names no tenant of its own
+    // (its tenant reads 'default'), so it would act on the default tenant's work.
+    state: { from: drivers, handle: (s, msg) => ok(s, msg.reqId, c.state.query(msg.query, s)) },
   }
 }

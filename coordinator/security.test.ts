@@ -680,6 +680,21 @@ describe('6. rogue nodes', () => {
     expect(refusalOf(await volunteer.request({ type: 'put', objectId: newPutObjectId(a.jobId), data: encodeValue(1, 'x') }))).toBeDefined()
     volunteer.send({ type: 'register-functions', functions: [] })
     await volunteer.waitFor('the refusal', (m) => m.type === 'error')
+    // Nor may it read the state API, find, kill or cancel anything: a node names no tenant, and it acted as a driver
+    // of tenant 'default' (the admin's): it listed the admin's job and could kill its actors.
+    const admin = track(await driver(c, ADMIN))
+    const adminActor = admin.remote(Counter).options({ numCpus: 0, name: 'admins', lifetime: 'detached' }).remote()
+    expect(await admin.get(adminActor.inc.remote(1), { timeout: 10_000 })).toBe(1)
+    const adminTask = admin.remote(slow).remote(1, 3000)
+    for (const m of [
+      { type: 'state', query: { resource: 'jobs' } },
+      { type: 'get-actor', name: 'admins', namespace: admin.namespace },
+      { type: 'kill-actor', actorId: adminActor.actorId, noRestart: true },
+      { type: 'cancel', objectId: adminTask.id, force: true },
+    ])
+      expect(refusalOf(await volunteer.request(m))?.message, m.type).toMatch(/only for drivers/)
+    expect(await admin.get(adminActor.inc.remote(1), { timeout: 10_000 })).toBe(2)
+    expect(await admin.get(adminTask, { timeout: 10_000 })).toBe(1)
 
     // A's work still right, and still nowhere near the volunteer.
     expect(await a.get(a.remote(double).remote(33), { timeout: 10_000 })).toBe(66)
