@@ -1,9 +1,11 @@
 import * as v from 'valibot'
 import { encodeValue } from '../sdk/codec.ts'
+import { DependencyResolver } from '../sdk/dependency-resolver.ts'
 import { ActorUnschedulableError, TaskCancelledError, ValidationError, type WireError } from '../sdk/errors.ts'
 import { jobIdOfTask, type ObjectId, objectIdOf, type TaskId } from '../sdk/ids.ts'
 import { type Assignment, type TaskResult, TaskSpecSchema, verifyProblem } from '../sdk/protocol/index.ts'
 import { quantityProblem, type ResourceUnits, release, toUnits } from '../sdk/resources.ts'
+import { decideRetry } from '../sdk/retry-policy.ts'
 import type { ActorManager, ActorTaskOps } from './actor-manager.ts'
 import type { TenantQuota } from './auth.ts'
 import type { FunctionTable } from './gcs/functions.ts'
@@ -35,6 +37,7 @@ export class TaskManager implements ActorTaskOps {
   private pendingByTenant = new Map<string, number>()
   actors!: ActorManager
   readonly verified: VerifiedTasks
+  private readonly waits: DependencyResolver<TaskRecord>
 
   constructor(
     private readonly deps: {
@@ -51,6 +54,7 @@ export class TaskManager implements ActorTaskOps {
       quarantine(nodeId: string, reason: string): void
     },
   ) {
+    this.waits = new DependencyResolver(deps.objects, (rec, failed) => (failed ? this.fail(rec, failed) : this.argsReady(rec)))
     this.verified = new VerifiedTasks(
       {
         assignmentOf: (rec) => this.assignmentOf(rec),
@@ -156,23 +160,11 @@ export class TaskManager implements ActorTaskOps {
       rec.pinned.push(id)
     }
     if (spec.type === 'ACTOR_CREATION_TASK' && !this.actors.register(rec)) return
-    for (const id of deps) {
-      if (objects.isReady(id)) continue
-      rec.missing++
-      objects.onReady(id, () => {
-        if (--rec.missing === 0 && rec.phase === 'waiting-deps') this.argsReady(rec)
-      })
-    }
-    if (rec.missing === 0) this.argsReady(rec)
+    this.waits.wait(rec, deps)
   }
 
+  /** Its arguments are ready and none failed (one that failed fails the task with the same error, as in Ray). */
   private argsReady(rec: TaskRecord): void {
-    // A task whose argument failed fails with the same error, as in Ray.
-    for (const a of rec.spec.args) {
-      if (!('ref' in a)) continue
-      const err = this.deps.objects.read(a.ref as ObjectId)?.error
-      if (err) return this.fail(rec, err)
-    }
     rec.preferNode = this.whereTheDataIs(rec)
     if (!rec.spec.verify) return this.queue(rec)
     rec.phase = 'queued'
@@ -289,7 +281,7 @@ export class TaskManager implements ActorTaskOps {
       const nodeId = rec.nodeId as string
       this.unassign(rec)
       if (r.ok) this.succeed(rec, r.returns, r.nestedRefs as ObjectId[] | undefined, nodeId)
-      else if (this.shouldRetry(rec, r.error, r.userError)) this.retry(rec, r.error)
+      else if (decideRetry(rec.attempt, rec.spec, r.error, r.userError).kind === 'retry') this.retry(rec, r.error)
       else this.fail(rec, r.error)
     }
   }
@@ -344,15 +336,6 @@ export class TaskManager implements ActorTaskOps {
     }
     this.deps.events.state(s.taskId, 'FINISHED', { attempt: rec.attempt })
     this.done(rec, s.type === 'ACTOR_CREATION_TASK')
-  }
-
-  private shouldRetry(rec: TaskRecord, error: WireError, userError: boolean): boolean {
-    const { maxRetries, retryExceptions } = rec.spec
-    const left = maxRetries === -1 || rec.attempt < maxRetries
-    if (!left) return false
-    if (!userError) return true
-    const name = (error.data?.remoteName as string | undefined) ?? error.name
-    return retryExceptions === true || (Array.isArray(retryExceptions) && retryExceptions.includes(name))
   }
 
   /** Runs the task again as a new attempt; the failed attempt's row keeps its error. */

@@ -1,8 +1,10 @@
+import { DependencyResolver } from './dependency-resolver.ts'
 import { NodeDiedError, TaskCancelledError, TaskUnschedulableError, ValidationError, type WireError } from './errors.ts'
 import { type ObjectId, objectIdOf, type TaskId } from './ids.ts'
 import type { ObjectTable } from './object-table.ts'
 import type { Resources, SchedulingStrategy, TaskArg, TaskResult, TaskSpec } from './protocol/index.ts'
 import type { ReferenceCounter } from './reference-counter.ts'
+import { decideRetry } from './retry-policy.ts'
 import type { TaskEvent, TaskEventReporter } from './task-event-reporter.ts'
 
 /**
@@ -120,8 +122,11 @@ export class TaskManager {
   private tasks = new Map<string, OwnedTask>()
   scheduling!: TaskScheduling
   actorCalls!: TaskScheduling
+  private readonly deps: DependencyResolver<OwnedTask>
 
-  constructor(private readonly ch: TaskManagerChannel) {}
+  constructor(private readonly ch: TaskManagerChannel) {
+    this.deps = new DependencyResolver(ch.objects, (t, failed) => (failed ? this.fail(t, failed) : this.queue(t, false)))
+  }
 
   get pending(): number {
     return this.tasks.size
@@ -150,27 +155,10 @@ export class TaskManager {
     if (rejected) return this.fail(t, rejected)
     this.schedulingOf(t).submitted?.(t)
     const subscribe: ObjectId[] = []
-    for (const id of deps) {
-      if (objects.ensure(id)) subscribe.push(id)
-      if (objects.isReady(id)) continue
-      t.missing++
-      objects.onReady(id, () => {
-        if (--t.missing === 0 && t.phase === 'waiting-deps') this.argsReady(t)
-      })
-    }
+    for (const id of deps) if (objects.ensure(id)) subscribe.push(id)
+    // An object it subscribes to is not ready yet: the task is never queued before its subscription is sent.
+    this.deps.wait(t, deps)
     if (subscribe.length) this.ch.subscribe(subscribe)
-    if (t.missing === 0) this.argsReady(t)
-  }
-
-  private argsReady(t: OwnedTask): void {
-    if (t.args instanceof Uint8Array) return this.queue(t, false) // a lone inline argument: nothing to fail
-    // A task whose argument failed fails with the same error, as in Ray.
-    for (const a of t.args) {
-      if (!('ref' in a)) continue
-      const err = this.ch.objects.read(a.ref as ObjectId)?.error
-      if (err) return this.fail(t, err)
-    }
-    this.queue(t, false)
   }
 
   private queue(t: OwnedTask, front: boolean): void {
@@ -239,12 +227,8 @@ export class TaskManager {
   attemptFailed(t: OwnedTask, error: WireError, userError: boolean): void {
     if (t.phase === 'done') return
     if (t.cancelled) return this.fail(t, error) // whatever ended this attempt (its node's answer, its actor's death)
-    const { maxRetries } = t
-    const { retryExceptions } = t.template
-    const left = maxRetries === -1 || t.attempt < maxRetries
-    const name = (error.data?.remoteName as string | undefined) ?? error.name
-    const retry = left && (!userError || retryExceptions === true || (Array.isArray(retryExceptions) && retryExceptions.includes(name)))
-    if (!retry) return this.fail(t, error)
+    const decision = decideRetry(t.attempt, { maxRetries: t.maxRetries, retryExceptions: t.template.retryExceptions }, error, userError)
+    if (decision.kind === 'fail') return this.fail(t, decision.error)
     this.ch.events.state(t.taskId, t.attempt, 'FAILED', { error })
     t.attempt++
     this.queue(t, true)
