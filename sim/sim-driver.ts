@@ -3,6 +3,7 @@ import type { ShoalError } from '../sdk/errors.ts'
 import type { JobId } from '../sdk/ids.ts'
 import { Mesh } from '../sdk/mesh.ts'
 import type { ObjectRef } from '../sdk/object-ref.ts'
+import { driverPeerId } from '../sdk/peer-address.ts'
 import { PROTOCOL_VERSION, type ServerMessage } from '../sdk/protocol/index.ts'
 import type { Link, MemoryNetwork } from './network.ts'
 
@@ -41,11 +42,13 @@ export class SimDriver {
     readonly name: string,
   ) {
     this.link = network.connect(name)
-    this.peerId = `d-${[...name]
-      .map((c) => c.charCodeAt(0).toString(16).padStart(2, '0'))
-      .join('')
-      .padEnd(54, '0')
-      .slice(0, 54)}`
+    this.peerId = driverPeerId(
+      [...name]
+        .map((c) => c.charCodeAt(0).toString(16).padStart(2, '0'))
+        .join('')
+        .padEnd(54, '0')
+        .slice(0, 54),
+    )
     const transport = this.link.client
     transport.onMessage = (m: ServerMessage) => {
       if (m.type !== 'welcome' || this.mesh) return

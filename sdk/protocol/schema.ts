@@ -3,6 +3,7 @@
  * between owners and nodes): ids, bytes, resources, results, leases. One home, so both wires check them alike.
  */
 import * as v from 'valibot'
+import { DRIVER_PEER_ID, PEER_ADDRESS } from '../peer-address.ts'
 
 export const hex = (len: number) => v.pipe(v.string(), v.regex(new RegExp(`^[0-9a-f]{${len}}$`), `must be ${len} hex digits`))
 export const bytes = v.custom<Uint8Array>((x) => x instanceof Uint8Array, 'must be bytes')
@@ -11,14 +12,10 @@ export const count = v.pipe(v.number(), v.integer(), v.minValue(-1))
 export const attempt = v.pipe(v.number(), v.integer(), v.minValue(0))
 export const size = v.pipe(v.number(), v.integer(), v.minValue(0))
 
-/**
- * A peer's address: a node's id, a driver's `d-…` id, or a task's connection on a node (`<nodeId>/<workerId>/<jobId>`,
- * its worker's channel).
- */
-export const PeerAddressSchema = v.pipe(
-  v.string(),
-  v.regex(/^(?:[0-9a-f]{56}|d-[0-9a-f]{54}|[0-9a-f]{56}\/[0-9a-f]{56}\/[0-9a-f]{8})$/, 'must be a peer address'),
-)
+/** A peer's address: a node's id, a driver's `d-…` id, or a task's connection on a node (see sdk/peer-address.ts). */
+export const PeerAddressSchema = v.pipe(v.string(), v.regex(PEER_ADDRESS, 'must be a peer address'))
+/** A driver's peer id (its PeerJS id, whether or not it could join the peer mesh). */
+export const DriverPeerIdSchema = v.pipe(v.string(), v.regex(DRIVER_PEER_ID, 'must be a driver peer id (d- and 54 hex digits)'))
 
 export const ResourcesSchema = v.record(v.string(), v.pipe(v.number(), v.finite(), v.minValue(0)))
 export type Resources = v.InferOutput<typeof ResourcesSchema>
