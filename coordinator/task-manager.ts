@@ -3,6 +3,7 @@ import { encodeValue } from '../sdk/codec.ts'
 import { DependencyResolver } from '../sdk/dependency-resolver.ts'
 import { ActorUnschedulableError, TaskCancelledError, ValidationError, type WireError } from '../sdk/errors.ts'
 import { jobIdOfTask, type ObjectId, objectIdOf, type TaskId } from '../sdk/ids.ts'
+import { whereTheDataIs } from '../sdk/locality.ts'
 import { type Assignment, type TaskResult, TaskSpecSchema, verifyProblem } from '../sdk/protocol/index.ts'
 import { quantityProblem, type ResourceUnits, release, toUnits } from '../sdk/resources.ts'
 import { decideRetry } from '../sdk/retry-policy.ts'
@@ -165,7 +166,7 @@ export class TaskManager implements ActorTaskOps {
 
   /** Its arguments are ready and none failed (one that failed fails the task with the same error, as in Ray). */
   private argsReady(rec: TaskRecord): void {
-    rec.preferNode = this.whereTheDataIs(rec)
+    rec.preferNode = whereTheDataIs(rec.spec.args, (id) => this.deps.objects.read(id))
     if (!rec.spec.verify) return this.queue(rec)
     rec.phase = 'queued'
     this.deps.events.state(rec.spec.taskId, 'PENDING_NODE_ASSIGNMENT', { attempt: 0 })
@@ -185,19 +186,6 @@ export class TaskManager implements ActorTaskOps {
   /** The actor can never be placed (hard affinity to a node that is gone or too small). */
   unschedulable(rec: TaskRecord, reason: string): void {
     this.fail(rec, new ActorUnschedulableError(rec.spec.taskId, reason).toWire())
-  }
-
-  /** The node holding the most bytes of this task's large ref arguments, if any. */
-  private whereTheDataIs(rec: TaskRecord): string | undefined {
-    const bytes = new Map<string, number>()
-    for (const a of rec.spec.args) {
-      if (!('ref' in a)) continue
-      const e = this.deps.objects.read(a.ref as ObjectId)
-      for (const n of e?.locations ?? []) bytes.set(n, (bytes.get(n) ?? 0) + (e?.size ?? 0))
-    }
-    let best: string | undefined
-    for (const [n, b] of bytes) if (!best || b > (bytes.get(best) ?? 0)) best = n
-    return best
   }
 
   /** Puts a task in line for a node (first attempt or retry). */
