@@ -1,6 +1,6 @@
 import type { ActorHandleBase } from '../sdk/actor-handle.ts'
 import type { ShoalError } from '../sdk/errors.ts'
-import type { JobId } from '../sdk/ids.ts'
+import { type JobId, taskIdOfObject } from '../sdk/ids.ts'
 import { Mesh } from '../sdk/mesh.ts'
 import type { ObjectRef } from '../sdk/object-ref.ts'
 import { driverPeerId } from '../sdk/peer-address.ts'
@@ -71,7 +71,7 @@ export class SimDriver {
 
   /** Records a ref and settles it when its value or error arrives. */
   track(ref: ObjectRef, kind: Submitted['kind'], deps: string[] = [], actorId?: string): Submitted {
-    const s: Submitted = { ref, taskId: ref.id.slice(0, 48), kind, seq: this.seq++, deps, ...(actorId && { actorId }) }
+    const s: Submitted = { ref, taskId: taskIdOfObject(ref.id), kind, seq: this.seq++, deps, ...(actorId && { actorId }) }
     this.submitted.push(s)
     ;(this.mesh as Mesh).get(ref).then(
       (value) => void (s.settled = { value }),
