@@ -1,6 +1,7 @@
 import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import * as v from 'valibot'
+import { invalidText } from '../sdk/protocol/index.ts'
 
 /**
  * Who may do what (issue 9). A token names a role and, for a driver, its tenant:
@@ -93,11 +94,7 @@ export class Credentials {
 
   static from(file: unknown): Credentials {
     const parsed = v.safeParse(AuthFileSchema, file)
-    if (!parsed.success) {
-      const issue = parsed.issues[0]
-      const where = issue.path?.map((p) => String(p.key)).join('.')
-      throw new Error(`auth file: ${where ? `'${where}': ` : ''}${issue.message}`)
-    }
+    if (!parsed.success) throw new Error(invalidText('auth file', parsed.issues))
     return new Credentials(parsed.output)
   }
 

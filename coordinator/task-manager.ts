@@ -4,7 +4,7 @@ import { DependencyResolver } from '../sdk/dependency-resolver.ts'
 import { ActorUnschedulableError, TaskCancelledError, ValidationError, type WireError } from '../sdk/errors.ts'
 import { jobIdOfTask, type ObjectId, objectIdOf, type TaskId } from '../sdk/ids.ts'
 import { whereTheDataIs } from '../sdk/locality.ts'
-import { type Assignment, type TaskResult, TaskSpecSchema, verifyProblem } from '../sdk/protocol/index.ts'
+import { type Assignment, invalidText, type TaskResult, TaskSpecSchema, verifyProblem } from '../sdk/protocol/index.ts'
 import { quantityProblem, type ResourceUnits, release, toUnits } from '../sdk/resources.ts'
 import { decideRetry } from '../sdk/retry-policy.ts'
 import type { ActorManager, ActorTaskOps } from './actor-manager.ts'
@@ -102,12 +102,7 @@ export class TaskManager implements ActorTaskOps {
   submit(owner: Session, raw: unknown, unnamed: (why: string) => void): void {
     const reject = (why: string) => this.reject(owner, raw, why, unnamed)
     const parsed = v.safeParse(TaskSpecSchema, raw)
-    if (!parsed.success) {
-      const issue = parsed.issues[0]
-      const where = issue.path?.map((p) => String(p.key)).join('.') ?? ''
-      reject(`malformed task spec${where ? ` at '${where}'` : ''}: ${issue.message}`)
-      return
-    }
+    if (!parsed.success) return reject(invalidText('malformed task spec', parsed.issues))
     const spec = parsed.output
     if (spec.type === 'NORMAL_TASK' && !spec.verify)
       return reject('plain tasks go to leased nodes (lease-request), not through submit (unless verified)')
@@ -308,10 +303,7 @@ export class TaskManager implements ActorTaskOps {
   private succeed(rec: TaskRecord, returns: (Uint8Array | { stored: number })[], nested: ObjectId[] | undefined, nodeId: string): void {
     const s = rec.spec
     if (returns.length !== s.numReturns) {
-      return this.fail(
-        rec,
-        new ValidationError(`task ${s.name} returned ${returns.length} value(s) but numReturns is ${s.numReturns}`).toWire(),
-      )
+      return this.fail(rec, ValidationError.returnCount(s.name, returns.length, s.numReturns).toWire())
     }
     if (s.type === 'ACTOR_CREATION_TASK') this.actors.created(rec)
     for (let i = 0; i < returns.length; i++) {

@@ -286,6 +286,11 @@ export class ValidationError extends ShoalError {
   constructor(message: string) {
     super('VALIDATION', message)
   }
+
+  /** A task returned another number of values than its `numReturns` (its owner and the coordinator both check). */
+  static returnCount(taskName: string, returned: number, numReturns: number): ValidationError {
+    return new ValidationError(`task ${taskName} returned ${returned} value(s) but numReturns is ${numReturns}`)
+  }
 }
 
 /** The object store and its spill space are both full. */

@@ -199,11 +199,7 @@ export class TaskManager {
     if (t.phase === 'done') return // cancelled or failed meanwhile: its returns already hold their error
     if (!r.ok) return this.attemptFailed(t, r.error, r.userError)
     const s = t.template
-    if (r.returns.length !== s.numReturns)
-      return this.fail(
-        t,
-        new ValidationError(`task ${s.name} returned ${r.returns.length} value(s) but numReturns is ${s.numReturns}`).toWire(),
-      )
+    if (r.returns.length !== s.numReturns) return this.fail(t, ValidationError.returnCount(s.name, r.returns.length, s.numReturns).toWire())
     const values: OwnedValue[] = []
     for (let i = 0; i < r.returns.length; i++) {
       const objectId = objectIdOf(t.taskId as TaskId, i + 1)

@@ -5,6 +5,21 @@
 import * as v from 'valibot'
 import { DRIVER_PEER_ID, PEER_ADDRESS } from '../peer-address.ts'
 
+/** Where in a value its first problem is, as a dotted path (`tasks.0.resources`); empty at the top. */
+export function issuePath(issue: v.BaseIssue<unknown>): string {
+  return issue.path?.map((p) => String(p.key)).join('.') ?? ''
+}
+
+/**
+ * Why a value failed its schema, in one line: `what at 'a.b': message` (`what: message` at the top). The one text of
+ * a validation error, for every input checked at a trust boundary (messages, task specs, files).
+ */
+export function invalidText(what: string, issues: readonly [v.BaseIssue<unknown>, ...v.BaseIssue<unknown>[]]): string {
+  const issue = issues[0]
+  const where = issuePath(issue)
+  return `${what}${where ? ` at '${where}'` : ''}: ${issue.message}`
+}
+
 export const hex = (len: number) => v.pipe(v.string(), v.regex(new RegExp(`^[0-9a-f]{${len}}$`), `must be ${len} hex digits`))
 export const bytes = v.custom<Uint8Array>((x) => x instanceof Uint8Array, 'must be bytes')
 /** A retry or restart count: -1 means unlimited. */
