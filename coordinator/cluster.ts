@@ -3,7 +3,7 @@ import { jobIdOfObject, jobIdOfTask, type ObjectId, type TaskId, taskIdOfObject 
 import type { ClientMessage, ClientMessageOf, RTCIceServerLike, StateQuery, TaskResult } from '../sdk/protocol/index.ts'
 import { MAX_FRAME_BYTES, PROTOCOL_VERSION, RELAY_OVERHEAD_BYTES } from '../sdk/protocol/index.ts'
 import { fromUnits, type ResourceUnits } from '../sdk/resources.ts'
-import type { TaskRow } from '../sdk/state.ts'
+import type { TaskRow } from '../sdk/state-api.ts'
 import { ActorManager } from './actor-manager.ts'
 import { Credentials, DEFAULT_TENANT } from './auth.ts'
 import { publicError, receiveFrame } from './edge.ts'
@@ -15,12 +15,12 @@ import { MAX_TASK_ROWS, TaskEvents } from './gcs/task-events.ts'
 import { LeaseManager, type LeaseRequest } from './lease-manager.ts'
 import { ObjectTransfers } from './object-transfers.ts'
 import { PeerRelay } from './peer-relay.ts'
+import { PlacedTasks, type TaskRecord } from './placed-tasks.ts'
 import { SUBMITS_PER_SECOND } from './rate-limit.ts'
 import { type Schedulable, Scheduler } from './scheduler/scheduler.ts'
 import { Session } from './session.ts'
 import { filterRows } from './state-query.ts'
 import type { ControlStore } from './store/control-store.ts'
-import { TaskManager, type TaskRecord } from './task-manager.ts'
 import { isReplica } from './verified-tasks.ts'
 
 export interface ClusterOptions {
@@ -62,7 +62,7 @@ export class Cluster {
   /** One scheduler for everything placed on nodes: lease requests and actors' creations share the nodes' resources. */
   readonly scheduler: Scheduler<Schedulable>
   readonly leases: LeaseManager
-  readonly tasks: TaskManager
+  readonly tasks: PlacedTasks
   readonly actors: ActorManager
   readonly transfers: ObjectTransfers
   private readonly relay: PeerRelay
@@ -116,7 +116,7 @@ export class Cluster {
       waiting: (x) => this.leases.waiting(x, isLease(x) ? x.owner : undefined),
     })
     this.leases = new LeaseManager({ nodes: this.nodes, scheduler: this.scheduler, nodeSession })
-    this.tasks = new TaskManager({
+    this.tasks = new PlacedTasks({
       nodes: this.nodes,
       functions: this.functions,
       objects: this.objects,

@@ -1,7 +1,7 @@
 import { ValidationError } from '../sdk/errors.ts'
 import type { StateFilter } from '../sdk/protocol/index.ts'
-import { STATE_COLUMNS } from '../sdk/state.ts'
-import { ACTOR_STATES, TASK_STATES } from '../sdk/states.ts'
+import { STATE_COLUMNS } from '../sdk/state-api.ts'
+import { ACTOR_STATES, TASK_STATES } from '../sdk/state-vocabulary.ts'
 
 type Listable = keyof typeof STATE_COLUMNS
 

@@ -1,5 +1,6 @@
 import { Deque } from './deque.ts'
 import { whereTheDataIs } from './locality.ts'
+import type { OwnedTask, OwnedTasks, TaskScheduling } from './owned-tasks.ts'
 import {
   type ClientMessage,
   FUNCTION_MISSING,
@@ -12,7 +13,6 @@ import {
   type SchedulingStrategy,
 } from './protocol/index.ts'
 import { PushBatches, type PushChannel, pushedTaskOf } from './pushed-task.ts'
-import type { OwnedTask, TaskManager, TaskScheduling } from './task-manager.ts'
 import type { Route } from './transport/peer-links.ts'
 import { TurnBatch } from './turn-batch.ts'
 
@@ -92,7 +92,7 @@ export class DirectSubmitter implements TaskScheduling {
 
   constructor(
     private readonly ch: DirectSubmitChannel,
-    private readonly tasks: TaskManager,
+    private readonly tasks: OwnedTasks,
   ) {}
 
   /** Leases held now (diagnostics, tests). */

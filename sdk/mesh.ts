@@ -8,12 +8,12 @@ import { ObjectRef } from './object-ref.ts'
 import { ObjectTable } from './object-table.ts'
 import { ObjectTransfer } from './object-transfer.ts'
 import { CancelOptionsSchema, GetOptionsSchema, parseOptions, WaitOptionsSchema } from './options.ts'
+import { OwnedTasks, type OwnedValue } from './owned-tasks.ts'
 import { type ClientMessage, INLINE_OBJECT_MAX_BYTES, parsePeerMessage, type ServerMessage } from './protocol/index.ts'
 import { ReferenceCounter } from './reference-counter.ts'
 import { RemoteFunction } from './remote-function.ts'
-import { StateApi } from './state.ts'
+import { StateApi } from './state-api.ts'
 import { TaskEventReporter } from './task-event-reporter.ts'
-import { type OwnedValue, TaskManager } from './task-manager.ts'
 import { encodePut, FUNCTION_MARK, isTaskMark, TaskSubmitter } from './task-submitter.ts'
 import type { FramedTransport } from './transport/framed.ts'
 import { PeerLinks, type Route } from './transport/peer-links.ts'
@@ -37,7 +37,7 @@ export class Mesh implements ActorSubmitter {
   readonly refs: ReferenceCounter
   private readonly submitter: TaskSubmitter
   /** The normal tasks this connection owns, and how they reach leased nodes. */
-  private readonly tasks: TaskManager
+  private readonly tasks: OwnedTasks
   private readonly direct: DirectSubmitter
   /** How actor calls reach their actor's node. */
   private readonly actorCalls: ActorCallSubmitter
@@ -114,7 +114,7 @@ export class Mesh implements ActorSubmitter {
       () => batchBytesFor(this.transport.maxFrameBytes),
     )
     this.links.onMessage = (from, raw, route) => this.onPeerMessage(from, raw, route)
-    this.tasks = new TaskManager({
+    this.tasks = new OwnedTasks({
       objects: this.objects,
       refs: this.refs,
       events: this.events,

@@ -47,7 +47,7 @@ export const INLINE_OBJECT_MAX_BYTES = 100 * 1024
 export const OBJECT_CHUNK_BYTES = 1024 * 1024
 
 import type { ResourceUnits } from '../resources.ts'
-import { ACTOR_STATES, type ActorState, TASK_STATES, TASK_TYPES, type TaskState, type TaskType } from '../states.ts'
+import { ACTOR_STATES, type ActorState, TASK_STATES, TASK_TYPES, type TaskState, type TaskType } from '../state-vocabulary.ts'
 
 export type { ActorState, TaskState, TaskType }
 export { ACTOR_STATES, TASK_STATES, TASK_TYPES }

@@ -29,7 +29,7 @@ const NULL_VALUE = encodeValue(null, 'null')
  * come here (their owners lease workers and push them), nor actor calls (their callers send them to the actor's node
  * under an actor lease).
  */
-export class TaskManager implements ActorTaskOps {
+export class PlacedTasks implements ActorTaskOps {
   private tasks = new Map<string, TaskRecord>()
   private byNode = new Map<string, Set<TaskRecord>>()
   /** Live tasks by the connection that submitted them (their owner), for fate sharing. */

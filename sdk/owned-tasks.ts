@@ -9,7 +9,7 @@ import type { TaskEvent, TaskEventReporter } from './task-event-reporter.ts'
 
 /**
  * What the tasks of one function (or actor method) with the same options share: a loop of a million calls makes one
- * (see TaskManager.templateOf). Never changed once made.
+ * (see OwnedTasks.templateOf). Never changed once made.
  */
 export interface TaskTemplate {
   readonly type: TaskSpec['type']
@@ -78,8 +78,8 @@ export interface OwnedValue {
   error?: WireError
 }
 
-/** What the task manager needs from its connection. */
-export interface TaskManagerChannel {
+/** What the owner's task table needs from its connection. */
+export interface OwnedTasksChannel {
   readonly objects: ObjectTable
   readonly refs: ReferenceCounter
   readonly events: TaskEventReporter
@@ -111,11 +111,11 @@ export interface TaskScheduling {
 }
 
 /**
- * The tasks this connection owns (Ray's TaskManager, owner side): their state from submit to result, their return
- * objects, retries within `maxRetries`, cancellation and their task events. Results come straight from the nodes
- * that ran them; the coordinator only hears the events.
+ * The owner's table of the tasks this connection owns (Ray's TaskManager, owner side): their state from submit to
+ * result, their return objects, retries within `maxRetries`, cancellation and their task events. Results come
+ * straight from the nodes that ran them; the coordinator only hears the events.
  */
-export class TaskManager {
+export class OwnedTasks {
   /** The last task's template: a loop of one function's calls shares one (see templateOf). */
   private lastTemplate: TaskTemplate | undefined
 
@@ -124,7 +124,7 @@ export class TaskManager {
   actorCalls!: TaskScheduling
   private readonly deps: DependencyResolver<OwnedTask>
 
-  constructor(private readonly ch: TaskManagerChannel) {
+  constructor(private readonly ch: OwnedTasksChannel) {
     this.deps = new DependencyResolver(ch.objects, (t, failed) => (failed ? this.fail(t, failed) : this.queue(t, false)))
   }
 
