@@ -325,16 +325,6 @@ program
     )
   })
 
-program
-  .command('bench')
-  .description('benchmarks, each beside its baseline measured in the same run; writes bench/results/*.json')
-  .argument('[parts...]', 'which: tasks, tasks-page, actors, objects, verify, scale (default: all)')
-  .action(async (parts: string[]) => {
-    const { runBench } = await import('../bench/run.ts')
-    await runBench(parts)
-    process.exit(0)
-  })
-
 program.parseAsync().catch((e: Error & { code?: string }) => {
   console.error(`shoal: ${e.message}`)
   process.exit(1)
