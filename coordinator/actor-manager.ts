@@ -92,7 +92,7 @@ export class ActorManager {
     },
   ) {}
 
-  /** Where a name is kept: per tenant and namespace (issue 9: a foreign actor name does not exist). */
+  /** Where a name is kept: per tenant and namespace (docs/trust.md: a foreign actor name does not exist). */
   private nameKey(tenant: string, namespace: string, name: string): string {
     return `${tenant}\u0000${namespace}\u0000${name}`
   }

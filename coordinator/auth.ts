@@ -4,7 +4,7 @@ import * as v from 'valibot'
 import { invalidText } from '../sdk/protocol/index.ts'
 
 /**
- * Who may do what (issue 9). A token names a role and, for a driver, its tenant:
+ * Who may do what (docs/trust.md). A token names a role and, for a driver, its tenant:
  * - `admin`: everything (every tenant's work, the whole state API);
  * - `driver`: the jobs of its tenant only;
  * - `node`: may join as a trusted node.

@@ -85,7 +85,7 @@ const storeOption = () =>
     .default(DEFAULT_STORE)
 const tokenOption = () => new Option('--token <token>', 'a token (for start/up: the one admin token)').env('SHOAL_TOKEN')
 
-/** The access options of a coordinator (issue 9): who may connect, as what, from where. */
+/** The access options of a coordinator (docs/trust.md): who may connect, as what, from where. */
 interface AccessOptions {
   token?: string
   auth?: string

@@ -1,5 +1,6 @@
 /**
- * Shoal's SDK: Ray Core's API for a mesh of browser tabs. This list is the public surface (DESIGN.md §6).
+ * Shoal's SDK: Ray Core's API for a mesh of browser tabs. This list is the public surface: extend it, never break it
+ * (no `export *`: what is not listed here is internal).
  * @example
  * import { connect } from 'shoal'
  * const mesh = await connect()
