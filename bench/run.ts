@@ -10,7 +10,10 @@ import { benchTasksFromPage } from './tasks-page.bench.ts'
 import { benchVerify } from './verify.bench.ts'
 
 const PARTS = ['tasks', 'tasks-page', 'actors', 'objects', 'verify', 'scale'] as const
-/** The cluster each part runs on: [nodes, CPUs per node] (issue 8 names a browser driver on 2 × 2, Node on 3 × 4). */
+/**
+ * The cluster each part runs on: [nodes, CPUs per node]: the shapes the README's figures were measured on (a browser
+ * driver on 2 × 2, a Node driver on 3 × 4).
+ */
 const SHAPES: Record<Exclude<Part, 'scale'>, [number, number]> = {
   tasks: [3, 4],
   'tasks-page': [2, 2],

@@ -20,7 +20,7 @@ type PageBench = {
  */
 export async function benchTasksFromPage(c: BenchCluster, cpusPerNode: number) {
   const context = await c.browser.newContext()
-  // Without this grant Chromium offers no loopback ICE candidate, and no data channel opens (PLATFORM.md).
+  // Without this grant Chromium offers no loopback ICE candidate, and no data channel opens (docs/platform.md).
   await context.grantPermissions(['camera', 'microphone'], { origin: c.url })
   const page = await context.newPage()
   await page.goto(`${c.url}/bench/baseline.html`)

@@ -11,7 +11,7 @@ const noop = function noop(x: number) {
 }
 
 /**
- * Verified tasks (`verify: { replicas: 2 }`, issue 9) beside plain tasks of the same function on the same cluster in
+ * Verified tasks (`verify: { replicas: 2 }`, docs/trust.md) beside plain tasks of the same function on the same cluster in
  * the same run: what verification costs. A verified task goes through the coordinator (it places both replicas and
  * compares their bytes); a plain one is pushed by its owner straight to a leased worker. Ray has no counterpart.
  */

@@ -1,12 +1,12 @@
 import { ActorDiedError, ValidationError, type WireError } from '../sdk/errors.ts'
 import { jobIdOfActor, objectIdOf, randomHex, type TaskId } from '../sdk/ids.ts'
 import type { ActorState, Lease } from '../sdk/protocol/index.ts'
-import type { ActorRow } from '../sdk/state.ts'
+import type { ActorRow } from '../sdk/state-api.ts'
 import type { NodeRecord, NodeTable } from './gcs/nodes.ts'
 import type { Session } from './session.ts'
 import type { TaskRecord } from './task-record.ts'
 
-/** What the actor manager needs from the task manager (as Ray's GcsActorManager receives its scheduler). */
+/** What the actor manager needs from the placed tasks (as Ray's GcsActorManager receives its scheduler). */
 export interface ActorTaskOps {
   /** Fails a task: its returns hold the error. */
   fail(rec: TaskRecord, error: WireError): void
@@ -92,7 +92,7 @@ export class ActorManager {
     },
   ) {}
 
-  /** Where a name is kept: per tenant and namespace (issue 9: a foreign actor name does not exist). */
+  /** Where a name is kept: per tenant and namespace (docs/trust.md: a foreign actor name does not exist). */
   private nameKey(tenant: string, namespace: string, name: string): string {
     return `${tenant}\u0000${namespace}\u0000${name}`
   }

@@ -8,10 +8,10 @@ import type { JobTable } from './gcs/jobs.ts'
 import type { NodeTable } from './gcs/nodes.ts'
 import type { LeaseManager } from './lease-manager.ts'
 import type { ObjectTransfers } from './object-transfers.ts'
+import type { PlacedTasks } from './placed-tasks.ts'
 import type { Schedulable, Scheduler } from './scheduler/scheduler.ts'
 import type { Session } from './session.ts'
 import type { SessionRegistry } from './sessions.ts'
-import type { TaskManager } from './task-manager.ts'
 
 export interface AdmissionOptions {
   /** Let nodes without a token join as volunteers (they run only work whose options say `volunteers: true`). */
@@ -26,7 +26,7 @@ export interface AdmissionDeps {
   nodes: NodeTable
   jobs: JobTable
   leases: LeaseManager
-  tasks: TaskManager
+  tasks: PlacedTasks
   actors: ActorManager
   scheduler: Pick<Scheduler<Schedulable>, 'nodesChanged'>
   transfers: ObjectTransfers

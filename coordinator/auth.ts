@@ -1,9 +1,10 @@
 import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import * as v from 'valibot'
+import { invalidText } from '../sdk/protocol/index.ts'
 
 /**
- * Who may do what (issue 9). A token names a role and, for a driver, its tenant:
+ * Who may do what (docs/trust.md). A token names a role and, for a driver, its tenant:
  * - `admin`: everything (every tenant's work, the whole state API);
  * - `driver`: the jobs of its tenant only;
  * - `node`: may join as a trusted node.
@@ -93,11 +94,7 @@ export class Credentials {
 
   static from(file: unknown): Credentials {
     const parsed = v.safeParse(AuthFileSchema, file)
-    if (!parsed.success) {
-      const issue = parsed.issues[0]
-      const where = issue.path?.map((p) => String(p.key)).join('.')
-      throw new Error(`auth file: ${where ? `'${where}': ` : ''}${issue.message}`)
-    }
+    if (!parsed.success) throw new Error(invalidText('auth file', parsed.issues))
     return new Credentials(parsed.output)
   }
 

@@ -85,7 +85,7 @@ const storeOption = () =>
     .default(DEFAULT_STORE)
 const tokenOption = () => new Option('--token <token>', 'a token (for start/up: the one admin token)').env('SHOAL_TOKEN')
 
-/** The access options of a coordinator (issue 9): who may connect, as what, from where. */
+/** The access options of a coordinator (docs/trust.md): who may connect, as what, from where. */
 interface AccessOptions {
   token?: string
   auth?: string
@@ -323,16 +323,6 @@ program
         })),
       ['objectId', 'size', 'refCount', 'spilled', 'locations'],
     )
-  })
-
-program
-  .command('bench')
-  .description('benchmarks, each beside its baseline measured in the same run; writes bench/results/*.json')
-  .argument('[parts...]', 'which: tasks, tasks-page, actors, objects, verify, scale (default: all)')
-  .action(async (parts: string[]) => {
-    const { runBench } = await import('../bench/run.ts')
-    await runBench(parts)
-    process.exit(0)
   })
 
 program.parseAsync().catch((e: Error & { code?: string }) => {

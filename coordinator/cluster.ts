@@ -1,7 +1,7 @@
 import { ShoalError } from '../sdk/errors.ts'
 import type { ClientMessage, StateQuery } from '../sdk/protocol/index.ts'
 import { MAX_FRAME_BYTES, RELAY_OVERHEAD_BYTES, type RTCIceServerLike } from '../sdk/protocol/index.ts'
-import type { TaskRow } from '../sdk/state.ts'
+import type { TaskRow } from '../sdk/state-api.ts'
 import { ActorManager } from './actor-manager.ts'
 import { Admission } from './admission.ts'
 import { Credentials, DEFAULT_TENANT } from './auth.ts'
@@ -17,18 +17,18 @@ import { type MessageRoutes, messageRoutes, type RouteContext, routeMessage } fr
 import { ObjectRequests } from './object-requests.ts'
 import { ObjectTransfers } from './object-transfers.ts'
 import { PeerRelay } from './peer-relay.ts'
+import { PlacedTasks, type TaskRecord } from './placed-tasks.ts'
 import { type Schedulable, Scheduler } from './scheduler/scheduler.ts'
 import type { Session } from './session.ts'
 import { SessionRegistry } from './sessions.ts'
 import { StateReader } from './state-query.ts'
 import type { ControlStore } from './store/control-store.ts'
-import { TaskManager, type TaskRecord } from './task-manager.ts'
 import { TaskRequests } from './task-requests.ts'
 import { Tenancy, type Viewer } from './tenancy.ts'
 import { isReplica } from './verified-tasks.ts'
 
 export interface ClusterOptions {
-  /** Who may connect, as what (issue 9). Default: none configured, everyone is an admin of the default tenant. */
+  /** Who may connect, as what (roles and tenants: docs/trust.md). Default: none configured, everyone is an admin of the default tenant. */
   credentials?: Credentials
   /** Shorthand for `credentials`: one admin token. */
   token?: string
@@ -46,7 +46,7 @@ export interface ClusterOptions {
   /** Check heartbeats on a timer (the simulator calls `checkHeartbeats` itself). */
   monitor?: boolean
   /**
-   * Where jobs and functions are kept across restarts (Ray's GCS storage; issue 10). Without one, nothing outlives
+   * Where jobs and functions are kept across restarts (Ray's GCS storage). Without one, nothing outlives
    * the process. Call `restore()` before the first connection.
    */
   store?: ControlStore
@@ -68,7 +68,7 @@ export class Cluster implements MessageHandler, RouteContext {
   /** One scheduler for everything placed on nodes: lease requests and actors' creations share the nodes' resources. */
   readonly scheduler: Scheduler<Schedulable>
   readonly leases: LeaseManager
-  readonly tasks: TaskManager
+  readonly tasks: PlacedTasks
   readonly actors: ActorManager
   readonly transfers: ObjectTransfers
   readonly relay: PeerRelay
@@ -122,7 +122,7 @@ export class Cluster implements MessageHandler, RouteContext {
       waiting: (x) => this.leases.waiting(x, isLease(x) ? x.owner : undefined),
     })
     this.leases = new LeaseManager({ nodes: this.nodes, scheduler: this.scheduler, nodeSession })
-    this.tasks = new TaskManager({
+    this.tasks = new PlacedTasks({
       nodes: this.nodes,
       functions: this.functions,
       objects: this.objects,

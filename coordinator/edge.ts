@@ -2,7 +2,7 @@ import * as v from 'valibot'
 import { decodeFrames } from '../sdk/codec.ts'
 import { Deque } from '../sdk/deque.ts'
 import { ProtocolError } from '../sdk/errors.ts'
-import { type ClientMessage, ClientMessageSchema } from '../sdk/protocol/index.ts'
+import { type ClientMessage, ClientMessageSchema, invalidText } from '../sdk/protocol/index.ts'
 import type { Session } from './session.ts'
 
 /** What the edge hands valid messages to (the cluster, in the coordinator; anything that routes them, in a test). */
@@ -108,10 +108,8 @@ export class Inbound {
     const parsed = v.safeParse(ClientMessageSchema, raw)
     if (parsed.success) return this.handle(w, parsed.output)
     if (++w.refused > ANSWERED_PER_FRAME) return
-    const issue = parsed.issues[0]
-    const where = issue.path?.map((p) => String(p.key)).join('.')
     const { type, reqId } = (raw && typeof raw === 'object' ? raw : {}) as { type?: unknown; reqId?: unknown }
-    const error = refusal(`invalid '${String(type).slice(0, 40)}' message${where ? ` at '${where}'` : ''}: ${issue.message}`)
+    const error = refusal(invalidText(`invalid '${String(type).slice(0, 40)}' message`, parsed.issues))
     // A request gets its reply, even a refused one: the caller's promise must end.
     if (typeof reqId === 'number' && Number.isInteger(reqId)) w.s.send({ type: 'reply', reqId, ok: false, error })
     else w.s.send({ type: 'error', error, frame: w.frame })

@@ -10,7 +10,7 @@ import { NodeAgent, type WorkerSlot } from '../worker-page/node.ts'
 /*
  * A node in the test's own process: the real NodeAgent of worker-page/node.ts on a real socket to a real coordinator,
  * registered with a hello as a browser node is, with workers that really run the functions' sources. No Chromium.
- * Used by the security suite (issue 9) and the verified-task tests, where a node may also lie (`forge`).
+ * Used by the security suite (docs/trust.md) and the verified-task tests, where a node may also lie (`forge`).
  */
 
 // ---- an in-process node that really runs what it is given ----

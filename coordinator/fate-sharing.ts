@@ -8,9 +8,9 @@ import type { TaskEvents } from './gcs/task-events.ts'
 import type { LeaseManager } from './lease-manager.ts'
 import type { ObjectRequests } from './object-requests.ts'
 import type { ObjectTransfers } from './object-transfers.ts'
+import type { PlacedTasks } from './placed-tasks.ts'
 import type { Session } from './session.ts'
 import type { SessionRegistry } from './sessions.ts'
-import type { TaskManager } from './task-manager.ts'
 
 export interface FateSharingDeps {
   sessions: SessionRegistry
@@ -19,7 +19,7 @@ export interface FateSharingDeps {
   functions: FunctionTable
   objects: ObjectDirectory
   events: TaskEvents
-  tasks: TaskManager
+  tasks: PlacedTasks
   leases: LeaseManager
   actors: ActorManager
   transfers: ObjectTransfers

@@ -4,7 +4,10 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { type Browser, type BrowserContext, chromium, type Page } from 'playwright-core'
 
-/** Flags that work here (DESIGN.md §8). Never add our own --disable-features: it replaces Playwright's list. */
+/**
+ * Flags that work with Debian's Chromium, headless and in a loopback-only network (docs/platform.md). Never add our own
+ * --disable-features: it replaces Playwright's list.
+ */
 export const CHROMIUM_ARGS = [
   '--headless',
   '--no-sandbox',
@@ -60,7 +63,7 @@ export interface HeadlessNode {
 
 /**
  * One node as a headless Chromium tab with its own persistent profile: an incognito context keeps IndexedDB and
- * OPFS in memory (PLATFORM.md), and a node's object store must behave as on a real machine. Each profile is its own
+ * OPFS in memory (docs/platform.md), and a node's object store must behave as on a real machine. Each profile is its own
  * browser process, so nodes share nothing (storage, peer connections), as on separate machines.
  */
 export async function startHeadlessNode(
@@ -78,7 +81,7 @@ export async function startHeadlessNode(
     await rm(profile, { recursive: true, force: true })
   }
   try {
-    // Without this grant Chromium offers no loopback ICE candidate, and no peer connection opens (PLATFORM.md).
+    // Without this grant Chromium offers no loopback ICE candidate, and no peer connection opens (docs/platform.md).
     await context.grantPermissions(['camera', 'microphone'], { origin })
     const page = context.pages()[0] ?? (await context.newPage())
     page.on('console', (m) => opts.onConsole?.(opts.index, m.type(), m.text()))

@@ -11,10 +11,10 @@ import type { LeaseManager } from './lease-manager.ts'
 import type { ObjectRequests } from './object-requests.ts'
 import type { ObjectTransfers } from './object-transfers.ts'
 import type { PeerRelay } from './peer-relay.ts'
+import type { PlacedTasks } from './placed-tasks.ts'
 import type { Session } from './session.ts'
 import type { SessionRegistry } from './sessions.ts'
 import type { StateReader } from './state-query.ts'
-import type { TaskManager } from './task-manager.ts'
 import type { TaskRequests } from './task-requests.ts'
 import type { Tenancy } from './tenancy.ts'
 
@@ -42,7 +42,7 @@ export interface RouteContext extends MessageHandler {
   readonly objects: ObjectDirectory
   readonly objectRequests: ObjectRequests
   readonly transfers: ObjectTransfers
-  readonly tasks: TaskManager
+  readonly tasks: PlacedTasks
   readonly taskRequests: TaskRequests
   readonly leases: LeaseManager
   readonly actors: ActorManager

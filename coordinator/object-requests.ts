@@ -1,5 +1,5 @@
 import { ObjectStoreFullError, ValidationError } from '../sdk/errors.ts'
-import { jobIdOfTask, type ObjectId, taskIdOfObject } from '../sdk/ids.ts'
+import { jobIdOfObject, type ObjectId } from '../sdk/ids.ts'
 import type { ClientMessageOf, TaskResult } from '../sdk/protocol/index.ts'
 import type { Credentials } from './auth.ts'
 import type { ObjectDirectory } from './gcs/object-directory.ts'
@@ -37,7 +37,7 @@ export class ObjectRequests {
   publish(s: Session, objects: ClientMessageOf<'publish'>['objects']): void {
     for (const o of objects) {
       const id = o.objectId as ObjectId
-      if (jobIdOfTask(taskIdOfObject(id)) !== s.jobId) throw new ValidationError(`object ${id} is not of this job`)
+      if (jobIdOfObject(id) !== s.jobId) throw new ValidationError(`object ${id} is not of this job`)
       const e = this.objects.read(id)
       const result = o.data ? { data: o.data } : o.error ? { error: o.error } : undefined
       if (!e) {

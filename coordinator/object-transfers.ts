@@ -1,6 +1,6 @@
 import { Assembly, chunksOf } from '../sdk/chunks.ts'
 import { ObjectLostError, ValidationError } from '../sdk/errors.ts'
-import { jobIdOfTask, type ObjectId, type TaskId } from '../sdk/ids.ts'
+import { jobIdOfObject, type ObjectId } from '../sdk/ids.ts'
 import { type ClientMessageOf, OBJECT_CHUNK_BYTES } from '../sdk/protocol/index.ts'
 import type { NodeTable } from './gcs/nodes.ts'
 import type { ObjectDirectory } from './gcs/object-directory.ts'
@@ -42,7 +42,7 @@ export class ObjectTransfers {
   /** What every put must satisfy: the id is this job's and new, and refs inside the value are known. */
   private checkPut(s: Session, id: ObjectId, nested: readonly string[] | undefined): void {
     const objects = this.deps.objects
-    if (jobIdOfTask(id.slice(0, 48) as TaskId) !== s.jobId) throw new ValidationError('put: the object id does not belong to this job')
+    if (jobIdOfObject(id) !== s.jobId) throw new ValidationError('put: the object id does not belong to this job')
     if (objects.has(id)) throw new ValidationError(`put: object ${id} already exists`)
     for (const n of nested ?? [])
       if (!objects.has(n)) throw new ValidationError(`put: the value holds ObjectRef(${n}), which this coordinator does not know`)

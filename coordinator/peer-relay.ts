@@ -1,5 +1,6 @@
 import { ValidationError } from '../sdk/errors.ts'
 import { type ObjectId, objectIdOf, type TaskId } from '../sdk/ids.ts'
+import { isNodeAddress } from '../sdk/peer-address.ts'
 import type { Lease } from '../sdk/protocol/index.ts'
 import {
   type ClientMessageOf,
@@ -11,8 +12,6 @@ import {
 } from '../sdk/protocol/index.ts'
 import type { ObjectDirectory } from './gcs/object-directory.ts'
 import type { Session } from './session.ts'
-
-const NODE_ID = /^[0-9a-f]{56}$/
 
 /**
  * The relay for peer messages between owners and nodes that have no direct channel (or must stay in order with what
@@ -40,7 +39,7 @@ export class PeerRelay {
     if (!fromAddress) throw new ValidationError('this connection has no peer address (say peerId in hello)')
     const to = this.deps.sessionAt(msg.to)
     if (from.role === 'node') return this.fromNode(from, fromAddress, msg.to, to, msg.msgs)
-    if (!NODE_ID.test(msg.to)) throw new ValidationError('peer messages from a driver or task go to nodes only')
+    if (!isNodeAddress(msg.to)) throw new ValidationError('peer messages from a driver or task go to nodes only')
     if (to && !to.closed) to.send({ type: 'peer-recv', from: fromAddress, msgs: msg.msgs })
   }
 

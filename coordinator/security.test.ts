@@ -10,7 +10,7 @@ import { EvalNode } from './eval-node.fixture.ts'
 import { type CoordinatorOptions, type RunningCoordinator, startCoordinator } from './server.ts'
 
 /*
- * Issue 9, "a mesh open to strangers": one test per attack. Each checks that the attack is refused AND that the
+ * A mesh open to strangers (docs/trust.md): one test per attack. Each checks that the attack is refused AND that the
  * legitimate clients' work is still right afterwards. Everything runs in this process: a real coordinator on a real
  * port, real Node drivers (`connect`), raw WebSocket attackers, and in-process nodes (the real NodeAgent of
  * worker-page/node.ts on a real socket, with workers that really run the functions' sources). No Chromium.

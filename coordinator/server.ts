@@ -51,7 +51,10 @@ export interface RunningCoordinator {
   close(): Promise<void>
 }
 
-/** Starts the coordinator: one Hono app on one port for every surface (DESIGN.md §7). */
+/**
+ * Starts the coordinator: one Hono app on one port for every surface (`/node`, `/dashboard`, `/sdk.js`, `/api/*`,
+ * `/ws`, `/peerjs`, `/metrics`), so a single address is all a node, driver or browser needs.
+ */
 export async function startCoordinator(opts: CoordinatorOptions = {}): Promise<RunningCoordinator> {
   const store = await openStore(opts.store ?? 'memory')
   const cluster = new Cluster({
@@ -79,7 +82,7 @@ export async function startCoordinator(opts: CoordinatorOptions = {}): Promise<R
   // Frames a little over our limit still reach the handler, which answers with a clear error instead of a bare 1009 close.
   ;(wss.options as { maxPayload?: number }).maxPayload = maxFrame * 2
 
-  // Static shells stay public; everything that serves cluster data or accepts work checks who asks (issue 9).
+  // Static shells stay public; everything that serves cluster data or accepts work checks who asks (docs/trust.md).
   const origins = requireOrigin(opts.allowedOrigins)
   const token = requireToken(cluster.credentials)
   const local = requireLocalHost(cluster.credentials, !!opts.insecure)

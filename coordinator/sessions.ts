@@ -1,4 +1,5 @@
 import { ValidationError } from '../sdk/errors.ts'
+import { parsePeerAddress, taskConnectionAddress } from '../sdk/peer-address.ts'
 import { Session } from './session.ts'
 
 const NONE: ReadonlySet<Session> = new Set()
@@ -105,16 +106,16 @@ export class SessionRegistry {
 
   /** The session at a peer address: a node (its id), a driver (its `d-…` id), or a task's connection (`node/worker/job`). */
   at(address: string): Session | undefined {
-    if (address.startsWith('d-')) return this.peers.get(address)
-    if (address.length === 56) return this.nodes.get(address)
-    const slash = address.indexOf('/')
-    return this.nodes.get(address.slice(0, slash))?.relays.get(address.slice(slash + 1))
+    const a = parsePeerAddress(address)
+    if (a.kind === 'driver') return this.peers.get(a.peerId)
+    if (a.kind === 'node') return this.nodes.get(a.nodeId)
+    return this.nodes.get(a.nodeId)?.relays.get(a.channel)
   }
 
   /** The peer address of `s` (see `at`), if it has one. */
   addressOf(s: Session): string | undefined {
     if (s.role === 'node') return s.nodeId
-    if (s.carrier) return `${s.carrier.node.nodeId}/${s.carrier.channel}`
+    if (s.carrier) return taskConnectionAddress(s.carrier.node.nodeId as string, s.carrier.channel)
     return s.peerId
   }
 }

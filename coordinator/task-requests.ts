@@ -6,13 +6,13 @@ import type { JobTable } from './gcs/jobs.ts'
 import type { ObjectDirectory } from './gcs/object-directory.ts'
 import type { TaskEvents } from './gcs/task-events.ts'
 import type { LeaseManager } from './lease-manager.ts'
+import type { PlacedTasks } from './placed-tasks.ts'
 import { SUBMITS_PER_SECOND } from './rate-limit.ts'
 import type { Session } from './session.ts'
-import type { TaskManager } from './task-manager.ts'
 import type { Tenancy } from './tenancy.ts'
 
 export interface TaskRequestsDeps {
-  tasks: TaskManager
+  tasks: PlacedTasks
   events: TaskEvents
   leases: LeaseManager
   actors: ActorManager

@@ -1,5 +1,6 @@
 import { decodeFrames, encodeValue } from '../sdk/codec.ts'
-import { functionIdOf, type JobId, newTaskId, objectIdOf, randomHex, type TaskId } from '../sdk/ids.ts'
+import { functionIdOf, type JobId, newTaskId, objectIdOf, type TaskId } from '../sdk/ids.ts'
+import { newDriverPeerId } from '../sdk/peer-address.ts'
 import type { Assignment, ClientMessage, Lease, ObjectUpdate, ServerMessage, TaskResult, TaskSpec } from '../sdk/protocol/index.ts'
 import { PROTOCOL_VERSION } from '../sdk/protocol/index.ts'
 import { taskSpec } from '../sdk/task-spec.fixture.ts'
@@ -47,7 +48,7 @@ export async function driver(
   extra: Partial<Extract<ClientMessage, { type: 'hello' }>> = {},
 ): Promise<FakeConn & { jobId: JobId; peerId: string }> {
   const c = new FakeConn(cluster)
-  const peerId = `d-${randomHex(27)}`
+  const peerId = newDriverPeerId()
   c.send({ type: 'hello', reqId: 1, protocol: PROTOCOL_VERSION, role: 'driver', peerId, ...extra })
   await tick()
   const w = c.of('welcome')[0]

@@ -16,7 +16,7 @@ import { EvalNode } from './eval-node.fixture.ts'
 import { type CoordinatorOptions, type RunningCoordinator, startCoordinator } from './server.ts'
 
 /*
- * Issue 9 item 7, verified results: a task with `verify: { replicas: N }` runs on N distinct nodes and its result is
+ * Verified results (docs/trust.md): a task with `verify: { replicas: N }` runs on N distinct nodes and its result is
  * accepted only when they agree. Real coordinator, real Node driver (`connect`), in-process nodes that run the
  * functions' sources — some of which lie (`forge`).
  */

@@ -41,12 +41,12 @@ interface Verification {
   lastLoss?: string
 }
 
-/** What VerifiedTasks needs from the TaskManager, which owns the task's record and its returns. */
+/** What VerifiedTasks needs from PlacedTasks, which owns the task's record and its returns. */
 export interface VerifiedTaskOps {
   assignmentOf(rec: TaskRecord): Assignment
   /** The replicas agreed on these returns. */
   accept(rec: TaskRecord, returns: Uint8Array[]): void
-  /** Fails the task, which stops its replicas (the TaskManager calls `stop`). */
+  /** Fails the task, which stops its replicas (PlacedTasks calls `stop`). */
   fail(rec: TaskRecord, error: WireError): void
   releaseOn(node: NodeRecord, resources: ResourceUnits): void
 }

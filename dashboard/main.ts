@@ -1,5 +1,5 @@
 import { takeToken } from '../sdk/page-token.ts'
-import type { ActorRow, JobRow, NodeRow, TaskRow, TaskSummary } from '../sdk/state.ts'
+import type { ActorRow, JobRow, NodeRow, TaskRow, TaskSummary } from '../sdk/state-api.ts'
 import { ActorsView } from './views/actors.ts'
 import { errorText, getJson, isUnauthorized, isUnreachable } from './views/api.ts'
 import { byId } from './views/dom.ts'

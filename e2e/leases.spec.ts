@@ -3,7 +3,7 @@ import type { Mesh } from '../sdk/index.ts'
 import type { PeerMesh } from '../sdk/transport/peer-mesh.ts'
 import { eventually, useCluster } from './fixtures/cluster.ts'
 
-// Direct submission (DESIGN.md §4): an owner leases workers from the coordinator and pushes its tasks straight to
+// Direct submission (Ray's ownership model, README "How it works"): an owner leases workers from the coordinator and pushes its tasks straight to
 // the leased nodes; results come straight back. Where no direct channel opens, the coordinator relays: slower,
 // never broken. Owners and nodes die at any moment: what ran under a lease is retried or shares its owner's fate.
 const cluster = useCluster({ nodes: 2, cpus: 2 })

@@ -2,7 +2,8 @@ import { describe, expect, it } from 'vitest'
 import { NodeDiedError } from '../sdk/index.ts'
 import { eventually, useCluster } from './fixtures/cluster.ts'
 
-// Tabs close at any moment: that is the normal case (DESIGN.md §5).
+// Tabs close at any moment: that is the normal case, not the exception. A dead node's tasks are retried elsewhere
+// (maxRetries), and its actors restart (maxRestarts) or die with ActorDiedError.
 const cluster = useCluster({ nodes: 3, cpus: 2 })
 
 describe('node loss', () => {

@@ -3,7 +3,7 @@ import { startHeadlessNode } from '../coordinator/headless-nodes.ts'
 import { startCoordinator } from '../coordinator/server.ts'
 import { eventually } from './fixtures/cluster.ts'
 
-/** Issue 10, "stores of nodes that will not come back are cleaned up": at the next start of a node in that profile. */
+/** Stores of nodes that will not come back are cleaned up: at the next start of a node in that profile. */
 describe('stores of nodes that are gone', () => {
   it('the next node started in a browser profile deletes the stores of its closed tabs, and keeps the live ones', async () => {
     const co = await startCoordinator({ port: 0, log: () => {} })

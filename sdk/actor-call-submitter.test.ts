@@ -2,9 +2,9 @@ import { describe, expect, it } from 'vitest'
 import { ActorCallSubmitter } from './actor-call-submitter.ts'
 import { decodeValue, encodeValue } from './codec.ts'
 import { type ActorId, type JobId, newActorId, newNodeId, newTaskId, type ObjectId, objectIdOf, type TaskId } from './ids.ts'
+import type { TaskScheduling } from './owned-tasks.ts'
 import { ownerWiring } from './owner.fixture.ts'
 import { ACTOR_NOT_HERE, type Lease, type PeerMessageOf, type PushedTask, type TaskResult, type TaskSpec } from './protocol/index.ts'
-import type { TaskScheduling } from './task-manager.ts'
 import { actorCallFields, taskSpec } from './task-spec.fixture.ts'
 
 const JOB = '0000002b' as JobId

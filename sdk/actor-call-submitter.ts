@@ -1,5 +1,6 @@
 import { Deque } from './deque.ts'
 import { ActorDiedError, type WireError } from './errors.ts'
+import type { OwnedTask, OwnedTasks, TaskScheduling } from './owned-tasks.ts'
 import {
   ACTOR_NOT_HERE,
   type ActorStateMessage,
@@ -9,7 +10,6 @@ import {
   type PushedTask,
 } from './protocol/index.ts'
 import { PushBatches, type PushChannel, pushedTaskOf } from './pushed-task.ts'
-import type { OwnedTask, TaskManager, TaskScheduling } from './task-manager.ts'
 import type { Route } from './transport/peer-links.ts'
 import { TurnBatch } from './turn-batch.ts'
 
@@ -77,7 +77,7 @@ export class ActorCallSubmitter implements TaskScheduling {
 
   constructor(
     private readonly ch: ActorCallChannel,
-    private readonly tasks: TaskManager,
+    private readonly tasks: OwnedTasks,
   ) {}
 
   /** A new call: it takes its place in its caller's order now, whether or not its arguments are ready. */

@@ -1,7 +1,8 @@
 import { ConnectionError, fromWireError } from './errors.ts'
-import { type JobId, randomHex } from './ids.ts'
+import type { JobId } from './ids.ts'
 import { Mesh } from './mesh.ts'
 import { type ConnectOptions, ConnectOptionsSchema, parseOptions } from './options.ts'
+import { newDriverPeerId } from './peer-address.ts'
 import { PROTOCOL_VERSION, type ServerMessage } from './protocol/index.ts'
 import type { PeerMesh } from './transport/peer-mesh.ts'
 import { ControlSocket } from './transport/websocket.ts'
@@ -30,7 +31,7 @@ export async function connect(options: ConnectOptions = {}): Promise<Mesh> {
   const address = (o.address ?? defaultAddress()).replace(/\/+$/, '')
   const url = `${address.replace(/^http/, 'ws')}/ws`
   const socket = await ControlSocket.open(url, o.timeout ?? 10_000)
-  const peerId = `d-${randomHex(27)}`
+  const peerId = newDriverPeerId()
   const welcome = await hello(socket, address, o, peerId)
   socket.maxFrameBytes = welcome.maxFrameBytes
   const peers = await joinPeerMesh(peerId, address, welcome)

@@ -1,6 +1,6 @@
 /**
  * A FIFO queue with O(1) push, shift and unshift at any size. `Array.prototype.shift` is linear in Node 20 on large
- * arrays (229 µs at 400 k elements, PLATFORM.md): a queue of a million tasks must not use it.
+ * arrays (229 µs at 400 k elements, docs/platform.md): a queue of a million tasks must not use it.
  */
 export class Deque<T> {
   private buf: (T | undefined)[]

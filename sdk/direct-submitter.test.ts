@@ -46,7 +46,7 @@ function leaseOn(nodeId: string): Lease {
 }
 
 /**
- * An owner as `Mesh` wires it (real TaskManager, ObjectTable, ReferenceCounter, TaskEventReporter) with its control
+ * An owner as `Mesh` wires it (real OwnedTasks, ObjectTable, ReferenceCounter, TaskEventReporter) with its control
  * socket and peer links replaced by recorders, and the coordinator and nodes played by the test.
  */
 function owner() {

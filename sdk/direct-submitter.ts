@@ -1,5 +1,6 @@
 import { Deque } from './deque.ts'
-import type { ObjectId } from './ids.ts'
+import { whereTheDataIs } from './locality.ts'
+import type { OwnedTask, OwnedTasks, TaskScheduling } from './owned-tasks.ts'
 import {
   type ClientMessage,
   FUNCTION_MISSING,
@@ -12,11 +13,9 @@ import {
   type SchedulingStrategy,
 } from './protocol/index.ts'
 import { PushBatches, type PushChannel, pushedTaskOf } from './pushed-task.ts'
-import type { OwnedTask, TaskManager, TaskScheduling } from './task-manager.ts'
 import type { Route } from './transport/peer-links.ts'
 import { TurnBatch } from './turn-batch.ts'
 
-const NODE_ID = /^[0-9a-f]{56}$/
 /** An idle lease is kept this long for the next task of its shape (a loop of sync round trips reuses it). */
 const LEASE_LINGER_MS = 100
 /** A lease gets enough tasks in flight to keep its worker busy this long (once the shape's run time is known). */
@@ -93,7 +92,7 @@ export class DirectSubmitter implements TaskScheduling {
 
   constructor(
     private readonly ch: DirectSubmitChannel,
-    private readonly tasks: TaskManager,
+    private readonly tasks: OwnedTasks,
   ) {}
 
   /** Leases held now (diagnostics, tests). */
@@ -216,7 +215,11 @@ export class DirectSubmitter implements TaskScheduling {
   }
 
   private keyOf(t: OwnedTask): string {
-    const preferNode = t.template.strategy === 'DEFAULT' ? this.whereTheDataIs(t) : undefined
+    // A lone inline argument (most tasks) has no refs.
+    const preferNode =
+      t.template.strategy === 'DEFAULT' && !(t.args instanceof Uint8Array)
+        ? whereTheDataIs(t.args, (id) => this.ch.objects.peek(id))
+        : undefined
     return JSON.stringify([t.template.resources, t.template.strategy, preferNode ?? null, t.template.volunteers])
   }
 
@@ -240,29 +243,6 @@ export class DirectSubmitter implements TaskScheduling {
       this.shapesById.set(shape.id, shape)
     }
     return shape
-  }
-
-  /** Ray's locality: the node holding the most bytes of the task's large ref arguments, if any. */
-  private whereTheDataIs(t: OwnedTask): string | undefined {
-    if (t.args instanceof Uint8Array) return undefined // a lone inline argument: no refs
-    let best: string | undefined
-    let bestBytes = 0
-    const bytes = new Map<string, number>()
-    for (const a of t.args) {
-      if (!('ref' in a)) continue
-      const e = this.ch.objects.peek(a.ref as ObjectId)
-      if (!e?.size || !e.locations?.length) continue
-      for (const n of e.locations) {
-        if (!NODE_ID.test(n)) continue // a driver serving its own put: not a place to run
-        const b = (bytes.get(n) ?? 0) + e.size
-        bytes.set(n, b)
-        if (b > bestBytes) {
-          best = n
-          bestBytes = b
-        }
-      }
-    }
-    return best
   }
 
   /**

@@ -43,7 +43,7 @@ export class ShoalError extends Error {
   }
   /**
    * The error as it crosses a boundary. No stack: where a system error was raised (the coordinator, a node) is not
-   * the receiver's business, and a server's paths are not for its clients (issue 9). A task's own error keeps the
+   * the receiver's business, and a server's paths are not for its clients (docs/trust.md). A task's own error keeps the
    * remote stack in its data (TaskError).
    */
   toWire(): WireError {
@@ -285,6 +285,11 @@ export class ValidationError extends ShoalError {
   override readonly name = 'ValidationError'
   constructor(message: string) {
     super('VALIDATION', message)
+  }
+
+  /** A task returned another number of values than its `numReturns` (its owner and the coordinator both check). */
+  static returnCount(taskName: string, returned: number, numReturns: number): ValidationError {
+    return new ValidationError(`task ${taskName} returned ${returned} value(s) but numReturns is ${numReturns}`)
   }
 }
 

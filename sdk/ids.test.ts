@@ -1,5 +1,15 @@
 import { describe, expect, it } from 'vitest'
-import { functionIdOf, jobIdFromNumber, jobIdOfTask, newPutObjectId, newTaskId, objectIdOf, taskIdOfObject } from './ids.ts'
+import {
+  functionIdOf,
+  isPutObjectId,
+  jobIdFromNumber,
+  jobIdOfObject,
+  jobIdOfTask,
+  newPutObjectId,
+  newTaskId,
+  objectIdOf,
+  taskIdOfObject,
+} from './ids.ts'
 
 describe('ids', () => {
   it('carry their lineage like Ray: object = task + index, task ends with its job', () => {
@@ -12,6 +22,14 @@ describe('ids', () => {
     expect(taskIdOfObject(obj)).toBe(task)
     expect(jobIdOfTask(task)).toBe(job)
     expect(newPutObjectId(job).endsWith('00000000')).toBe(true)
+  })
+
+  it('tell a put from a task return, and the job of either', () => {
+    const job = jobIdFromNumber(7)
+    const put = newPutObjectId(job)
+    const ret = objectIdOf(newTaskId(job), 1)
+    expect([isPutObjectId(put), isPutObjectId(ret)]).toEqual([true, false])
+    expect([jobIdOfObject(put), jobIdOfObject(ret)]).toEqual([job, job])
   })
 
   it('hash function sources stably', () => {

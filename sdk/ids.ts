@@ -73,6 +73,8 @@ export const newTaskId = (job: JobId): TaskId => hexOf(20, job) as TaskId
 export const objectIdOf = (task: TaskId, index = 1): ObjectId => (task + (RETURN_SUFFIXES[index] ?? u32le(index))) as ObjectId
 /** Objects made by `put` use index 0, which no task return ever has. */
 export const newPutObjectId = (job: JobId): ObjectId => objectIdOf(newTaskId(job), 0)
+/** Whether the object was made by `put` (index 0), not returned by a task. */
+export const isPutObjectId = (id: ObjectId): boolean => id.endsWith(RETURN_SUFFIXES[0] as string)
 
 export const taskIdOfObject = (id: ObjectId): TaskId => id.slice(0, 48) as TaskId
 export const jobIdOfTask = (id: TaskId): JobId => id.slice(40, 48) as JobId

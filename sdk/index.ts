@@ -1,5 +1,6 @@
 /**
- * Shoal's SDK: Ray Core's API for a mesh of browser tabs. This list is the public surface (DESIGN.md §6).
+ * Shoal's SDK: Ray Core's API for a mesh of browser tabs. This list is the public surface: extend it, never break it
+ * (no `export *`: what is not listed here is internal).
  * @example
  * import { connect } from 'shoal'
  * const mesh = await connect()
@@ -35,5 +36,5 @@ export type { ActorOptions, ConnectOptions, TaskOptions } from './options.ts'
 export type { ActorState, SchedulingStrategy, TaskState, TaskType } from './protocol/index.ts'
 export { RemoteFunction } from './remote-function.ts'
 export { parseSize } from './size.ts'
-export type { ActorRow, JobRow, ListOptions, NodeRow, ObjectRow, TaskRow, TaskSummary } from './state.ts'
-export { StateApi } from './state.ts'
+export type { ActorRow, JobRow, ListOptions, NodeRow, ObjectRow, TaskRow, TaskSummary } from './state-api.ts'
+export { StateApi } from './state-api.ts'

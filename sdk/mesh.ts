@@ -3,17 +3,17 @@ import { ActorClass, type ActorHandle, ActorHandleBase, type ActorSubmitter } fr
 import { type DecodeContext, decodeValue } from './codec.ts'
 import { DirectSubmitter } from './direct-submitter.ts'
 import { ConnectionError, fromWireError, GetTimeoutError, ObjectFreedError, ValidationError, type WireError } from './errors.ts'
-import type { ActorId, JobId, ObjectId } from './ids.ts'
+import { type ActorId, isPutObjectId, type JobId, type ObjectId, taskIdOfObject } from './ids.ts'
 import { ObjectRef } from './object-ref.ts'
 import { ObjectTable } from './object-table.ts'
 import { ObjectTransfer } from './object-transfer.ts'
 import { CancelOptionsSchema, GetOptionsSchema, parseOptions, WaitOptionsSchema } from './options.ts'
+import { OwnedTasks, type OwnedValue } from './owned-tasks.ts'
 import { type ClientMessage, INLINE_OBJECT_MAX_BYTES, parsePeerMessage, type ServerMessage } from './protocol/index.ts'
 import { ReferenceCounter } from './reference-counter.ts'
 import { RemoteFunction } from './remote-function.ts'
-import { StateApi } from './state.ts'
+import { StateApi } from './state-api.ts'
 import { TaskEventReporter } from './task-event-reporter.ts'
-import { type OwnedValue, TaskManager } from './task-manager.ts'
 import { encodePut, FUNCTION_MARK, isTaskMark, TaskSubmitter } from './task-submitter.ts'
 import type { FramedTransport } from './transport/framed.ts'
 import { PeerLinks, type Route } from './transport/peer-links.ts'
@@ -37,7 +37,7 @@ export class Mesh implements ActorSubmitter {
   readonly refs: ReferenceCounter
   private readonly submitter: TaskSubmitter
   /** The normal tasks this connection owns, and how they reach leased nodes. */
-  private readonly tasks: TaskManager
+  private readonly tasks: OwnedTasks
   private readonly direct: DirectSubmitter
   /** How actor calls reach their actor's node. */
   private readonly actorCalls: ActorCallSubmitter
@@ -114,7 +114,7 @@ export class Mesh implements ActorSubmitter {
       () => batchBytesFor(this.transport.maxFrameBytes),
     )
     this.links.onMessage = (from, raw, route) => this.onPeerMessage(from, raw, route)
-    this.tasks = new TaskManager({
+    this.tasks = new OwnedTasks({
       objects: this.objects,
       refs: this.refs,
       events: this.events,
@@ -366,7 +366,7 @@ export class Mesh implements ActorSubmitter {
     const o = parseOptions(CancelOptionsSchema, opts, 'cancel')
     if (!(ref instanceof ObjectRef)) throw new ValidationError('cancel: expected an ObjectRef')
     // A task this connection owns is cancelled here; any other (an actor call, another owner's task) by its owner.
-    if (this.tasks.cancel(ref.id.slice(0, 48), o.force ?? false)) return
+    if (this.tasks.cancel(taskIdOfObject(ref.id), o.force ?? false)) return
     this.checkRefs([ref], 'cancel')
     await this.request({ type: 'cancel', reqId: 0, objectId: ref.id, force: o.force ?? false, recursive: o.recursive ?? true })
   }
@@ -541,10 +541,10 @@ export class Mesh implements ActorSubmitter {
 
   private timeoutError(timeout: number, ids: readonly ObjectId[]): GetTimeoutError {
     const pending = ids.filter((id) => !this.objects.read(id))
-    const why = [...new Set(pending.flatMap((id) => this.infeasible.get(id.slice(0, 48)) ?? []))]
+    const why = [...new Set(pending.flatMap((id) => this.infeasible.get(taskIdOfObject(id)) ?? []))]
     // Else, where the first pending task this connection owns is in its life (waiting, queued, or at which node).
     for (const id of why.length ? [] : pending) {
-      const where = this.tasks.whereIs(id.slice(0, 48))
+      const where = this.tasks.whereIs(taskIdOfObject(id))
       if (where) {
         why.push(where)
         break
@@ -584,9 +584,10 @@ export class Mesh implements ActorSubmitter {
         this.tasks.lost(taskId, new ValidationError(`the coordinator did not accept task ${taskId}: ${why}`).toWire())
         continue
       }
-      const task = id.slice(0, 48)
-      const error = new ValidationError(`the coordinator did not accept ${id.endsWith('00000000') ? 'the put' : `task ${task}`}: ${why}`)
-      this.objects.fail(id as ObjectId, error.toWire())
+      const objectId = id as ObjectId
+      const what = isPutObjectId(objectId) ? 'the put' : `task ${taskIdOfObject(objectId)}`
+      const error = new ValidationError(`the coordinator did not accept ${what}: ${why}`)
+      this.objects.fail(objectId, error.toWire())
     }
   }
 

@@ -5,7 +5,7 @@
  */
 import * as v from 'valibot'
 import { ValidationError } from './errors.ts'
-import { MAX_REPLICAS, ResourcesSchema, SchedulingStrategySchema } from './protocol/index.ts'
+import { issuePath, MAX_REPLICAS, ResourcesSchema, SchedulingStrategySchema } from './protocol/index.ts'
 
 const nonNegInt = v.pipe(v.number(), v.integer('must be a whole number'), v.minValue(0))
 const retries = v.pipe(v.number(), v.integer('must be a whole number'), v.minValue(-1, 'must be -1 (forever) or more'))
@@ -89,7 +89,7 @@ export function parseOptions<S extends v.GenericSchema>(schema: S, input: unknow
   const result = v.safeParse(schema, input)
   if (result.success) return result.output
   const issue = result.issues[0]
-  const path = issue.path?.map((p) => String(p.key)).join('.') ?? ''
+  const path = issuePath(issue)
   const key = issue.path?.[0]?.key
   if (issue.type === 'strict_object' && typeof key === 'string' && 'entries' in schema) {
     const known = Object.keys((schema as unknown as v.StrictObjectSchema<v.ObjectEntries, undefined>).entries)

@@ -1,12 +1,12 @@
 import { ObjectTable } from './object-table.ts'
+import { OwnedTasks, type OwnedValue } from './owned-tasks.ts'
 import type { ClientMessage, PeerMessage } from './protocol/index.ts'
 import { ReferenceCounter } from './reference-counter.ts'
 import { TaskEventReporter } from './task-event-reporter.ts'
-import { type OwnedValue, TaskManager } from './task-manager.ts'
 import type { PeerLinks, Route } from './transport/peer-links.ts'
 
 /**
- * For tests of an owner's submitters: what `Mesh` wires around them (a real TaskManager, ObjectTable,
+ * For tests of an owner's submitters: what `Mesh` wires around them (a real OwnedTasks, ObjectTable,
  * ReferenceCounter and TaskEventReporter), with the control socket and the peer links replaced by recorders. The one
  * home of this wiring for the leased-task and actor-call tests.
  */
@@ -20,7 +20,7 @@ export function ownerWiring() {
   const resolved: OwnedValue[] = []
   const refs = new ReferenceCounter({ release: () => {}, borrow: () => {}, unborrow: () => {} }, (id) => objects.delete(id))
   const events = new TaskEventReporter((m) => control.push(m))
-  const tm = new TaskManager({
+  const tm = new OwnedTasks({
     objects,
     refs,
     events,

@@ -1,7 +1,7 @@
 import type { ObjectId } from './ids.ts'
 import type { ObjectTable } from './object-table.ts'
+import type { OwnedTask } from './owned-tasks.ts'
 import { INLINE_OBJECT_MAX_BYTES, type LargeArg, type PushedTask } from './protocol/index.ts'
-import type { OwnedTask } from './task-manager.ts'
 import type { PeerLinks } from './transport/peer-links.ts'
 import { sizeOfValues } from './turn-batch.ts'
 

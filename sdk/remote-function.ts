@@ -24,7 +24,7 @@ export function resourcesOf(
 }
 
 /** What a RemoteFunction needs from its connection. */
-export interface TaskSubmitter {
+export interface RemoteFunctionSubmitter {
   submitTask(
     fn: { source: string; name: string; kind: 'function' },
     args: unknown[],
@@ -57,7 +57,7 @@ export class RemoteFunction<F extends Fn> {
   private readonly source: string
 
   constructor(
-    private readonly submitter: TaskSubmitter,
+    private readonly submitter: RemoteFunctionSubmitter,
     fn: F,
     private readonly opts: TaskOptions = {},
   ) {

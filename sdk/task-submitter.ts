@@ -23,7 +23,7 @@ import {
   type TaskArg,
   type TaskSpec,
 } from './protocol/index.ts'
-import type { TaskSubmitter as RemoteFunctionSubmitter } from './remote-function.ts'
+import type { RemoteFunctionSubmitter } from './remote-function.ts'
 import { batchBytesFor, sizeOfValues, TurnBatch } from './turn-batch.ts'
 
 /** Marks a function registration in a frame's manifest (see manifestOf). */
@@ -53,7 +53,7 @@ export interface SubmitChannel {
   /** The returns of a task are expected here (from its node, or from the coordinator for an actor's). */
   expect(id: ObjectId): void
   /**
-   * A task this connection owns and sends to nodes itself (see TaskManager); `rejected` fails it at once; `keepAlive`
+   * A task this connection owns and sends to nodes itself (see OwnedTasks); `rejected` fails it at once; `keepAlive`
    * lives while it is pending.
    */
   submitOwned(spec: TaskSpec, rejected?: WireError, keepAlive?: readonly ObjectId[]): void
@@ -71,7 +71,7 @@ export interface SubmitChannel {
 
 /**
  * Turns `.remote()` calls into task specs: makes the task id and return refs locally, so a call never waits. A normal
- * task goes to this connection's own task manager (it owns it, and pushes it to a leased node); actor creations and
+ * task goes to this connection's own table of owned tasks (it owns it, and pushes it to a leased node); actor creations and
  * actor calls go to the coordinator in batches at the end of the turn — cut by count and by size, so a loop of a
  * million calls never makes a frame the coordinator must refuse.
  */

@@ -1,8 +1,9 @@
 import type { ActorHandleBase } from '../sdk/actor-handle.ts'
 import type { ShoalError } from '../sdk/errors.ts'
-import type { JobId } from '../sdk/ids.ts'
+import { type JobId, taskIdOfObject } from '../sdk/ids.ts'
 import { Mesh } from '../sdk/mesh.ts'
 import type { ObjectRef } from '../sdk/object-ref.ts'
+import { driverPeerId } from '../sdk/peer-address.ts'
 import { PROTOCOL_VERSION, type ServerMessage } from '../sdk/protocol/index.ts'
 import type { Link, MemoryNetwork } from './network.ts'
 
@@ -41,11 +42,13 @@ export class SimDriver {
     readonly name: string,
   ) {
     this.link = network.connect(name)
-    this.peerId = `d-${[...name]
-      .map((c) => c.charCodeAt(0).toString(16).padStart(2, '0'))
-      .join('')
-      .padEnd(54, '0')
-      .slice(0, 54)}`
+    this.peerId = driverPeerId(
+      [...name]
+        .map((c) => c.charCodeAt(0).toString(16).padStart(2, '0'))
+        .join('')
+        .padEnd(54, '0')
+        .slice(0, 54),
+    )
     const transport = this.link.client
     transport.onMessage = (m: ServerMessage) => {
       if (m.type !== 'welcome' || this.mesh) return
@@ -68,7 +71,7 @@ export class SimDriver {
 
   /** Records a ref and settles it when its value or error arrives. */
   track(ref: ObjectRef, kind: Submitted['kind'], deps: string[] = [], actorId?: string): Submitted {
-    const s: Submitted = { ref, taskId: ref.id.slice(0, 48), kind, seq: this.seq++, deps, ...(actorId && { actorId }) }
+    const s: Submitted = { ref, taskId: taskIdOfObject(ref.id), kind, seq: this.seq++, deps, ...(actorId && { actorId }) }
     this.submitted.push(s)
     ;(this.mesh as Mesh).get(ref).then(
       (value) => void (s.settled = { value }),

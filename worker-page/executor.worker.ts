@@ -17,6 +17,7 @@ import {
 } from '../sdk/errors.ts'
 import { type JobId, type ObjectId, objectIdOf, type TaskId } from '../sdk/ids.ts'
 import { Mesh } from '../sdk/mesh.ts'
+import { taskConnectionAddress, workerChannelOf } from '../sdk/peer-address.ts'
 import {
   type ActorCall,
   type BatchItem,
@@ -74,7 +75,7 @@ function meshFor(t: ExecTask): { mesh: Mesh; channel: WorkerChannel } {
   let m = meshes.get(t.jobId)
   if (!m) {
     const c = ctx as ExecutorContext
-    const channel = new WorkerChannel(`${c.workerId}/${t.jobId}`, {
+    const channel = new WorkerChannel(workerChannelOf(c.workerId, t.jobId), {
       type: 'hello',
       reqId: 0,
       protocol: PROTOCOL_VERSION,
@@ -85,7 +86,7 @@ function meshFor(t: ExecTask): { mesh: Mesh; channel: WorkerChannel } {
     channel.maxFrameBytes = c.maxFrameBytes
     // Its peer messages (tasks it submits, their results) go through the coordinator, which knows this channel.
     const mesh = new Mesh(channel, c.address, t.jobId as JobId, t.namespace, {
-      peerAddress: `${c.nodeId}/${channel.channel}`,
+      peerAddress: taskConnectionAddress(c.nodeId, channel.channel),
       relayOnly: true,
     })
     m = { mesh, channel }

@@ -348,7 +348,7 @@ export class NodeAgent {
         if (msg.leaseKey && !this.verifier) this.verifier = new LeaseVerifier(this.nodeId, msg.leaseKey)
         return
       case 'assign':
-        // Functions are their job's own (issue 9): one job's definition never answers for another job's id.
+        // Functions are their job's own (docs/trust.md): one job's definition never answers for another job's id.
         for (const t of msg.tasks) {
           const f = msg.functions.find((d) => d.functionId === t.functionId)
           if (f) this.functions.set(functionKey(t.jobId, f.functionId), f)

@@ -10,6 +10,7 @@ import { fileURLToPath } from 'node:url'
 import { WebSocket } from 'ws'
 import { encodeFrame, encodeValue } from '../../sdk/codec.ts'
 import { functionIdOf, randomHex } from '../../sdk/ids.ts'
+import { newDriverPeerId } from '../../sdk/peer-address.ts'
 import type { ClientMessage, Lease, PeerMessage } from '../../sdk/protocol/index.ts'
 import { repeat } from '../stats.ts'
 import { killOnExit, within } from './processes.ts'
@@ -20,7 +21,7 @@ export function samplePush(i: number): ClientMessage {
   const lease: Lease = {
     leaseId: randomHex(16),
     nodeId,
-    owner: `d-${randomHex(27)}`,
+    owner: newDriverPeerId(),
     jobId: randomHex(4),
     units: { CPU: 10_000 },
     sig: randomHex(32),

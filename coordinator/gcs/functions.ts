@@ -7,7 +7,7 @@ import type { ControlStore } from '../store/control-store.ts'
 export const MAX_FUNCTIONS_PER_JOB = 10_000
 
 /**
- * The function table: task functions and actor classes, each the registering job's own (issue 9). An id is its
+ * The function table: task functions and actor classes, each the registering job's own (docs/trust.md). An id is its
  * source's hash, computed here again: a registration whose id is not its source's is refused, and one job's
  * registration can never change the code another job's id stands for (there is no table they share).
  */

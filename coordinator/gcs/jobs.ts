@@ -1,6 +1,6 @@
 import { ConnectionError } from '../../sdk/errors.ts'
 import { type JobId, jobIdFromNumber, randomHex } from '../../sdk/ids.ts'
-import type { JobRow } from '../../sdk/state.ts'
+import type { JobRow } from '../../sdk/state-api.ts'
 import type { ControlStore } from '../store/control-store.ts'
 
 /** Job numbers are reserved from the control store this many at a time: a job starts without waiting for a write. */

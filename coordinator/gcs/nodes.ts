@@ -1,6 +1,6 @@
 import { type NodeId, newNodeId } from '../../sdk/ids.ts'
 import { fromUnits, type Resources, type ResourceUnits, toUnits } from '../../sdk/resources.ts'
-import type { NodeRow } from '../../sdk/state.ts'
+import type { NodeRow } from '../../sdk/state-api.ts'
 
 /**
  * A node as the coordinator tracks it. `available` is what the scheduler may still hand out. Quantities are in

@@ -2,7 +2,7 @@ import { ownBytes } from '../../sdk/byte-slab.ts'
 import { ObjectFreedError, ObjectLostError, OwnerDiedError, type WireError } from '../../sdk/errors.ts'
 import type { ObjectId } from '../../sdk/ids.ts'
 import type { ObjectUpdate } from '../../sdk/protocol/index.ts'
-import type { ObjectRow } from '../../sdk/state.ts'
+import type { ObjectRow } from '../../sdk/state-api.ts'
 
 /** Someone who receives an object when it becomes ready (a driver's session). */
 export interface ObjectSink {

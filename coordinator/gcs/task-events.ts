@@ -2,7 +2,7 @@ import { Deque } from '../../sdk/deque.ts'
 import { rayErrorType, type WireError } from '../../sdk/errors.ts'
 import type { ClientMessageOf, TaskSpec, TaskState } from '../../sdk/protocol/index.ts'
 import type { Resources } from '../../sdk/resources.ts'
-import type { TaskRow, TaskSummary } from '../../sdk/state.ts'
+import type { TaskRow, TaskSummary } from '../../sdk/state-api.ts'
 
 /**
  * Like Ray's task_events_max_num_task_in_gcs: past this many rows of one tenant its oldest are dropped, finished ones

@@ -8,7 +8,7 @@ import { JOB_NUMBER_BLOCK } from '../gcs/jobs.ts'
 import { type RunningCoordinator, startCoordinator } from '../server.ts'
 
 /*
- * Issue 10, first part: what the coordinator keeps in its control store outlives it. A coordinator is stopped with
+ * Coordinator restart: what the coordinator keeps in its control store outlives it. A coordinator is stopped with
  * its driver still connected (as a crash leaves it), and another starts on the same store.
  */
 

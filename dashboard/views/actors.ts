@@ -1,4 +1,4 @@
-import type { ActorRow } from '../../sdk/state.ts'
+import type { ActorRow } from '../../sdk/state-api.ts'
 import { type SectionParts, sectionParts, showCount, showError } from './dom.ts'
 import { shortId, truncate } from './format.ts'
 import { type Column, KeyedTable } from './table.ts'

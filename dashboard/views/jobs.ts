@@ -1,4 +1,4 @@
-import type { JobRow } from '../../sdk/state.ts'
+import type { JobRow } from '../../sdk/state-api.ts'
 import { type SectionParts, sectionParts, showCount, showError } from './dom.ts'
 import { formatDuration, formatTime } from './format.ts'
 import { type Column, KeyedTable } from './table.ts'

@@ -1,4 +1,4 @@
-import type { NodeRow } from '../../sdk/state.ts'
+import type { NodeRow } from '../../sdk/state-api.ts'
 import { type SectionParts, sectionParts, showCount, showError } from './dom.ts'
 import { formatBytes, formatDuration, formatNumber, formatResources, shortId } from './format.ts'
 import { type Column, KeyedTable } from './table.ts'

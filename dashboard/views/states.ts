@@ -1,5 +1,5 @@
 /** Ray's task states in lifecycle order. */
-export { TASK_STATES } from '../../sdk/states.ts'
+export { TASK_STATES } from '../../sdk/state-vocabulary.ts'
 
 export type BadgeColor = 'grey' | 'yellow' | 'blue' | 'green' | 'red'
 

@@ -1,4 +1,4 @@
-import type { TaskSummary } from '../../sdk/state.ts'
+import type { TaskSummary } from '../../sdk/state-api.ts'
 import { byId, type SectionParts, sectionParts, showCount, showError } from './dom.ts'
 import { formatResources, shortId } from './format.ts'
 import { TASK_STATES } from './states.ts'

@@ -1,4 +1,4 @@
-import type { TaskRow } from '../../sdk/state.ts'
+import type { TaskRow } from '../../sdk/state-api.ts'
 import { byId, type SectionParts, sectionParts, showCount, showError } from './dom.ts'
 import { formatDuration, formatResources, shortId, truncate } from './format.ts'
 import { TASK_STATES } from './states.ts'

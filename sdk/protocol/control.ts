@@ -12,6 +12,7 @@ import {
   attempt,
   bytes,
   count,
+  DriverPeerIdSchema,
   type FunctionDef,
   FunctionDefSchema,
   hex,
@@ -46,7 +47,7 @@ export const INLINE_OBJECT_MAX_BYTES = 100 * 1024
 export const OBJECT_CHUNK_BYTES = 1024 * 1024
 
 import type { ResourceUnits } from '../resources.ts'
-import { ACTOR_STATES, type ActorState, TASK_STATES, TASK_TYPES, type TaskState, type TaskType } from '../states.ts'
+import { ACTOR_STATES, type ActorState, TASK_STATES, TASK_TYPES, type TaskState, type TaskType } from '../state-vocabulary.ts'
 
 export type { ActorState, TaskState, TaskType }
 export { ACTOR_STATES, TASK_STATES, TASK_TYPES }
@@ -171,7 +172,7 @@ export const ClientMessageSchema = v.variant('type', [
     /** That task's worker hosts this actor: its channel ends (and what it owns with it) when the actor does. */
     actorId: v.optional(hex(32)),
     /** A driver's address among peers (its PeerJS id, whether or not it could join): results find it by this. */
-    peerId: v.optional(v.pipe(v.string(), v.regex(/^d-[0-9a-f]{54}$/, 'must be a driver peer id (d- and 54 hex digits)'))),
+    peerId: v.optional(DriverPeerIdSchema),
     node: v.optional(NodeInfoSchema),
   }),
   v.strictObject({ type: v.literal('register-functions'), functions: v.array(FunctionDefSchema) }),
@@ -211,7 +212,7 @@ export const ClientMessageSchema = v.variant('type', [
     reqId,
     objectId: hex(56),
     size: v.pipe(v.number(), v.integer(), v.minValue(0)),
-    peerId: v.pipe(v.string(), v.regex(/^d-[0-9a-f]{54}$/, 'must be a driver peer id (d- and 54 hex digits)')),
+    peerId: DriverPeerIdSchema,
     nestedRefs: v.optional(v.array(hex(56))),
   }),
   /** A driver or node wants the bytes of large objects sent to it over this socket. */

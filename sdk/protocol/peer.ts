@@ -7,7 +7,7 @@
  * with their results. Neither the coordinator nor anyone else is in that path (Ray's direct task submission).
  */
 import * as v from 'valibot'
-import { attempt, bytes, FunctionDefSchema, hex, LargeArgSchema, LeaseSchema, TaskResultSchema } from './schema.ts'
+import { attempt, bytes, FunctionDefSchema, hex, invalidText, LargeArgSchema, LeaseSchema, TaskResultSchema } from './schema.ts'
 
 /** One task attempt as an owner pushes it: its arguments are already values (or large objects and where they are). */
 export const PushedTaskSchema = v.strictObject({
@@ -77,16 +77,15 @@ export type PeerWireMessage = PeerMessage | Resent
 export function parseResent(raw: unknown): { resent: Resent } | { problem: string } | undefined {
   if ((raw as { type?: unknown } | undefined)?.type !== 'resent') return undefined
   const r = v.safeParse(ResentSchema, raw)
-  return r.success ? { resent: r.output } : { problem: r.issues[0].message }
+  return r.success ? { resent: r.output } : { problem: invalidText("invalid 'resent'", r.issues) }
 }
 
 /** Parses one peer message from an untrusted sender; undefined (and why) if it is not one. */
 export function parsePeerMessage(raw: unknown): { msg: PeerMessage } | { problem: string } {
   const r = v.safeParse(PeerMessageSchema, raw)
   if (r.success) return { msg: r.output }
-  const issue = r.issues[0]
-  const where = issue.path?.map((p) => String(p.key)).join('.') ?? ''
-  return { problem: `${where ? `${where}: ` : ''}${issue.message}` }
+  const type = (raw as { type?: unknown } | undefined)?.type
+  return { problem: invalidText(`invalid '${String(type).slice(0, 40)}'`, r.issues) }
 }
 
 /**

@@ -3,6 +3,22 @@
  * between owners and nodes): ids, bytes, resources, results, leases. One home, so both wires check them alike.
  */
 import * as v from 'valibot'
+import { DRIVER_PEER_ID, PEER_ADDRESS } from '../peer-address.ts'
+
+/** Where in a value its first problem is, as a dotted path (`tasks.0.resources`); empty at the top. */
+export function issuePath(issue: v.BaseIssue<unknown>): string {
+  return issue.path?.map((p) => String(p.key)).join('.') ?? ''
+}
+
+/**
+ * Why a value failed its schema, in one line: `what at 'a.b': message` (`what: message` at the top). The one text of
+ * a validation error, for every input checked at a trust boundary (messages, task specs, files).
+ */
+export function invalidText(what: string, issues: readonly [v.BaseIssue<unknown>, ...v.BaseIssue<unknown>[]]): string {
+  const issue = issues[0]
+  const where = issuePath(issue)
+  return `${what}${where ? ` at '${where}'` : ''}: ${issue.message}`
+}
 
 export const hex = (len: number) => v.pipe(v.string(), v.regex(new RegExp(`^[0-9a-f]{${len}}$`), `must be ${len} hex digits`))
 export const bytes = v.custom<Uint8Array>((x) => x instanceof Uint8Array, 'must be bytes')
@@ -11,14 +27,10 @@ export const count = v.pipe(v.number(), v.integer(), v.minValue(-1))
 export const attempt = v.pipe(v.number(), v.integer(), v.minValue(0))
 export const size = v.pipe(v.number(), v.integer(), v.minValue(0))
 
-/**
- * A peer's address: a node's id, a driver's `d-…` id, or a task's connection on a node (`<nodeId>/<workerId>/<jobId>`,
- * its worker's channel).
- */
-export const PeerAddressSchema = v.pipe(
-  v.string(),
-  v.regex(/^(?:[0-9a-f]{56}|d-[0-9a-f]{54}|[0-9a-f]{56}\/[0-9a-f]{56}\/[0-9a-f]{8})$/, 'must be a peer address'),
-)
+/** A peer's address: a node's id, a driver's `d-…` id, or a task's connection on a node (see sdk/peer-address.ts). */
+export const PeerAddressSchema = v.pipe(v.string(), v.regex(PEER_ADDRESS, 'must be a peer address'))
+/** A driver's peer id (its PeerJS id, whether or not it could join the peer mesh). */
+export const DriverPeerIdSchema = v.pipe(v.string(), v.regex(DRIVER_PEER_ID, 'must be a driver peer id (d- and 54 hex digits)'))
 
 export const ResourcesSchema = v.record(v.string(), v.pipe(v.number(), v.finite(), v.minValue(0)))
 export type Resources = v.InferOutput<typeof ResourcesSchema>

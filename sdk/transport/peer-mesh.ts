@@ -25,7 +25,7 @@ type Peer = DefaultPeer
 
 /** Chromium allows ~500 RTCPeerConnections per tab lifetime: keep a bounded pool of open ones and reuse them. */
 const MAX_OPEN_CONNECTIONS = 32
-/** Chromium closes a channel whose buffer reaches ~16 MiB: stay far below (PLATFORM.md). */
+/** Chromium closes a channel whose buffer reaches ~16 MiB: stay far below (docs/platform.md). */
 const HIGH_WATER = 8 * 1024 * 1024
 const LOW_WATER = 2 * 1024 * 1024
 /**

@@ -20,7 +20,7 @@ export function openPlasma(nodeId: string): Promise<IDBPDatabase> {
   return db
 }
 
-/** Stored as an ArrayBuffer (PLATFORM.md: the fastest IndexedDB value here). A view is copied only if partial. */
+/** Stored as an ArrayBuffer (docs/platform.md: the fastest IndexedDB value here). A view is copied only if partial. */
 export async function writeObject(db: IDBPDatabase, id: string, bytes: Uint8Array): Promise<void> {
   const whole = bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength
   await db.put(STORE, whole ? bytes.buffer : bytes.slice().buffer, id)

@@ -31,7 +31,8 @@ export class PlasmaStore {
   private restoring = new Map<string, Promise<void>>()
   /**
    * Hot objects' bytes kept in page memory (least recently used first), within the store's capacity: reads and
-   * spills of them skip IndexedDB. DESIGN §4: "hot objects stay in memory".
+   * spills of them skip IndexedDB (IndexedDB is the store every worker of the node shares; the page's memory is
+   * the fast copy).
    */
   private hot = new Map<string, Uint8Array>()
   private hotBytes = 0

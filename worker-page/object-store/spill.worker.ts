@@ -4,7 +4,7 @@ import type { SpillApi } from '../../sdk/protocol/spill.ts'
 import { deleteObjects, openPlasma, readObject, spillDirName, writeObject } from './plasma-db.ts'
 
 /**
- * Spilling, in a worker because OPFS sync access handles exist only there (and are the fast path: PLATFORM.md).
+ * Spilling, in a worker because OPFS sync access handles exist only there (and are the fast path: docs/platform.md).
  * Moves objects IndexedDB → OPFS file and back; the page decides what and when.
  */
 let nodeId = ''

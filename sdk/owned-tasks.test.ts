@@ -3,16 +3,16 @@ import { decodeValue, encodeValue } from './codec.ts'
 import type { WireError } from './errors.ts'
 import { functionIdOf, type JobId, newActorId, newNodeId, newTaskId, type ObjectId, objectIdOf, type TaskId } from './ids.ts'
 import { ObjectTable } from './object-table.ts'
+import { type OwnedTask, OwnedTasks, type OwnedValue, type TaskScheduling } from './owned-tasks.ts'
 import type { ClientMessage, TaskResult, TaskSpec } from './protocol/index.ts'
 import { ReferenceCounter } from './reference-counter.ts'
 import { type TaskEvent, TaskEventReporter } from './task-event-reporter.ts'
-import { type OwnedTask, type OwnedValue, TaskManager, type TaskScheduling } from './task-manager.ts'
 import { actorCallFields, taskSpec } from './task-spec.fixture.ts'
 
 const JOB = '0000002a' as JobId
 const FN = functionIdOf('function f(x) { return x }')
 
-/** Records what the task manager asks of its submitter; tests move tasks from the queue to a node by hand. */
+/** Records what the owned-task table asks of its submitter; tests move tasks from the queue to a node by hand. */
 class FakeScheduling implements TaskScheduling {
   queue: OwnedTask[] = []
   readonly cancelled: { taskId: string; force: boolean; leaseId?: string }[] = []
@@ -28,14 +28,14 @@ class FakeScheduling implements TaskScheduling {
   }
 }
 
-/** A task manager over the real object table, reference counter and event reporter, with a recording channel. */
+/** An owned-task table over the real object table, reference counter and event reporter, with a recording channel. */
 function owner() {
   const objects = new ObjectTable()
   const control: ClientMessage[] = []
   const refs = new ReferenceCounter({ release: () => {}, borrow: () => {}, unborrow: () => {} }, (id) => objects.delete(id))
   const events = new TaskEventReporter((m) => control.push(m))
   const said = { subscribed: [] as ObjectId[], resolved: [] as OwnedValue[], registered: [] as ObjectId[] }
-  const tm = new TaskManager({
+  const tm = new OwnedTasks({
     objects,
     refs,
     events,
@@ -106,7 +106,7 @@ const userError = (t: OwnedTask, remoteName = 'Error'): TaskResult => ({
   userError: true,
 })
 
-describe('TaskManager (owner side)', () => {
+describe('OwnedTasks (owner side)', () => {
   it('says where a pending task is, for a timeout', () => {
     const o = owner()
     const s = o.submit()

@@ -1,9 +1,12 @@
 import * as v from 'valibot'
 import { encodeValue } from '../sdk/codec.ts'
+import { DependencyResolver } from '../sdk/dependency-resolver.ts'
 import { ActorUnschedulableError, TaskCancelledError, ValidationError, type WireError } from '../sdk/errors.ts'
 import { jobIdOfTask, type ObjectId, objectIdOf, type TaskId } from '../sdk/ids.ts'
-import { type Assignment, type TaskResult, TaskSpecSchema, verifyProblem } from '../sdk/protocol/index.ts'
+import { whereTheDataIs } from '../sdk/locality.ts'
+import { type Assignment, invalidText, type TaskResult, TaskSpecSchema, verifyProblem } from '../sdk/protocol/index.ts'
 import { quantityProblem, type ResourceUnits, release, toUnits } from '../sdk/resources.ts'
+import { decideRetry } from '../sdk/retry-policy.ts'
 import type { ActorManager, ActorTaskOps } from './actor-manager.ts'
 import type { TenantQuota } from './auth.ts'
 import type { FunctionTable } from './gcs/functions.ts'
@@ -26,7 +29,7 @@ const NULL_VALUE = encodeValue(null, 'null')
  * come here (their owners lease workers and push them), nor actor calls (their callers send them to the actor's node
  * under an actor lease).
  */
-export class TaskManager implements ActorTaskOps {
+export class PlacedTasks implements ActorTaskOps {
   private tasks = new Map<string, TaskRecord>()
   private byNode = new Map<string, Set<TaskRecord>>()
   /** Live tasks by the connection that submitted them (their owner), for fate sharing. */
@@ -35,6 +38,7 @@ export class TaskManager implements ActorTaskOps {
   private pendingByTenant = new Map<string, number>()
   actors!: ActorManager
   readonly verified: VerifiedTasks
+  private readonly waits: DependencyResolver<TaskRecord>
 
   constructor(
     private readonly deps: {
@@ -51,6 +55,7 @@ export class TaskManager implements ActorTaskOps {
       quarantine(nodeId: string, reason: string): void
     },
   ) {
+    this.waits = new DependencyResolver(deps.objects, (rec, failed) => (failed ? this.fail(rec, failed) : this.argsReady(rec)))
     this.verified = new VerifiedTasks(
       {
         assignmentOf: (rec) => this.assignmentOf(rec),
@@ -97,12 +102,7 @@ export class TaskManager implements ActorTaskOps {
   submit(owner: Session, raw: unknown, unnamed: (why: string) => void): void {
     const reject = (why: string) => this.reject(owner, raw, why, unnamed)
     const parsed = v.safeParse(TaskSpecSchema, raw)
-    if (!parsed.success) {
-      const issue = parsed.issues[0]
-      const where = issue.path?.map((p) => String(p.key)).join('.') ?? ''
-      reject(`malformed task spec${where ? ` at '${where}'` : ''}: ${issue.message}`)
-      return
-    }
+    if (!parsed.success) return reject(invalidText('malformed task spec', parsed.issues))
     const spec = parsed.output
     if (spec.type === 'NORMAL_TASK' && !spec.verify)
       return reject('plain tasks go to leased nodes (lease-request), not through submit (unless verified)')
@@ -156,24 +156,12 @@ export class TaskManager implements ActorTaskOps {
       rec.pinned.push(id)
     }
     if (spec.type === 'ACTOR_CREATION_TASK' && !this.actors.register(rec)) return
-    for (const id of deps) {
-      if (objects.isReady(id)) continue
-      rec.missing++
-      objects.onReady(id, () => {
-        if (--rec.missing === 0 && rec.phase === 'waiting-deps') this.argsReady(rec)
-      })
-    }
-    if (rec.missing === 0) this.argsReady(rec)
+    this.waits.wait(rec, deps)
   }
 
+  /** Its arguments are ready and none failed (one that failed fails the task with the same error, as in Ray). */
   private argsReady(rec: TaskRecord): void {
-    // A task whose argument failed fails with the same error, as in Ray.
-    for (const a of rec.spec.args) {
-      if (!('ref' in a)) continue
-      const err = this.deps.objects.read(a.ref as ObjectId)?.error
-      if (err) return this.fail(rec, err)
-    }
-    rec.preferNode = this.whereTheDataIs(rec)
+    rec.preferNode = whereTheDataIs(rec.spec.args, (id) => this.deps.objects.read(id))
     if (!rec.spec.verify) return this.queue(rec)
     rec.phase = 'queued'
     this.deps.events.state(rec.spec.taskId, 'PENDING_NODE_ASSIGNMENT', { attempt: 0 })
@@ -193,19 +181,6 @@ export class TaskManager implements ActorTaskOps {
   /** The actor can never be placed (hard affinity to a node that is gone or too small). */
   unschedulable(rec: TaskRecord, reason: string): void {
     this.fail(rec, new ActorUnschedulableError(rec.spec.taskId, reason).toWire())
-  }
-
-  /** The node holding the most bytes of this task's large ref arguments, if any. */
-  private whereTheDataIs(rec: TaskRecord): string | undefined {
-    const bytes = new Map<string, number>()
-    for (const a of rec.spec.args) {
-      if (!('ref' in a)) continue
-      const e = this.deps.objects.read(a.ref as ObjectId)
-      for (const n of e?.locations ?? []) bytes.set(n, (bytes.get(n) ?? 0) + (e?.size ?? 0))
-    }
-    let best: string | undefined
-    for (const [n, b] of bytes) if (!best || b > (bytes.get(best) ?? 0)) best = n
-    return best
   }
 
   /** Puts a task in line for a node (first attempt or retry). */
@@ -289,7 +264,7 @@ export class TaskManager implements ActorTaskOps {
       const nodeId = rec.nodeId as string
       this.unassign(rec)
       if (r.ok) this.succeed(rec, r.returns, r.nestedRefs as ObjectId[] | undefined, nodeId)
-      else if (this.shouldRetry(rec, r.error, r.userError)) this.retry(rec, r.error)
+      else if (decideRetry(rec.attempt, rec.spec, r.error, r.userError).kind === 'retry') this.retry(rec, r.error)
       else this.fail(rec, r.error)
     }
   }
@@ -328,10 +303,7 @@ export class TaskManager implements ActorTaskOps {
   private succeed(rec: TaskRecord, returns: (Uint8Array | { stored: number })[], nested: ObjectId[] | undefined, nodeId: string): void {
     const s = rec.spec
     if (returns.length !== s.numReturns) {
-      return this.fail(
-        rec,
-        new ValidationError(`task ${s.name} returned ${returns.length} value(s) but numReturns is ${s.numReturns}`).toWire(),
-      )
+      return this.fail(rec, ValidationError.returnCount(s.name, returns.length, s.numReturns).toWire())
     }
     if (s.type === 'ACTOR_CREATION_TASK') this.actors.created(rec)
     for (let i = 0; i < returns.length; i++) {
@@ -344,15 +316,6 @@ export class TaskManager implements ActorTaskOps {
     }
     this.deps.events.state(s.taskId, 'FINISHED', { attempt: rec.attempt })
     this.done(rec, s.type === 'ACTOR_CREATION_TASK')
-  }
-
-  private shouldRetry(rec: TaskRecord, error: WireError, userError: boolean): boolean {
-    const { maxRetries, retryExceptions } = rec.spec
-    const left = maxRetries === -1 || rec.attempt < maxRetries
-    if (!left) return false
-    if (!userError) return true
-    const name = (error.data?.remoteName as string | undefined) ?? error.name
-    return retryExceptions === true || (Array.isArray(retryExceptions) && retryExceptions.includes(name))
   }
 
   /** Runs the task again as a new attempt; the failed attempt's row keeps its error. */

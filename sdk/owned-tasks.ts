@@ -1,13 +1,15 @@
+import { DependencyResolver } from './dependency-resolver.ts'
 import { NodeDiedError, TaskCancelledError, TaskUnschedulableError, ValidationError, type WireError } from './errors.ts'
 import { type ObjectId, objectIdOf, type TaskId } from './ids.ts'
 import type { ObjectTable } from './object-table.ts'
 import type { Resources, SchedulingStrategy, TaskArg, TaskResult, TaskSpec } from './protocol/index.ts'
 import type { ReferenceCounter } from './reference-counter.ts'
+import { decideRetry } from './retry-policy.ts'
 import type { TaskEvent, TaskEventReporter } from './task-event-reporter.ts'
 
 /**
  * What the tasks of one function (or actor method) with the same options share: a loop of a million calls makes one
- * (see TaskManager.templateOf). Never changed once made.
+ * (see OwnedTasks.templateOf). Never changed once made.
  */
 export interface TaskTemplate {
   readonly type: TaskSpec['type']
@@ -76,8 +78,8 @@ export interface OwnedValue {
   error?: WireError
 }
 
-/** What the task manager needs from its connection. */
-export interface TaskManagerChannel {
+/** What the owner's task table needs from its connection. */
+export interface OwnedTasksChannel {
   readonly objects: ObjectTable
   readonly refs: ReferenceCounter
   readonly events: TaskEventReporter
@@ -109,19 +111,22 @@ export interface TaskScheduling {
 }
 
 /**
- * The tasks this connection owns (Ray's TaskManager, owner side): their state from submit to result, their return
- * objects, retries within `maxRetries`, cancellation and their task events. Results come straight from the nodes
- * that ran them; the coordinator only hears the events.
+ * The owner's table of the tasks this connection owns (Ray's TaskManager, owner side): their state from submit to
+ * result, their return objects, retries within `maxRetries`, cancellation and their task events. Results come
+ * straight from the nodes that ran them; the coordinator only hears the events.
  */
-export class TaskManager {
+export class OwnedTasks {
   /** The last task's template: a loop of one function's calls shares one (see templateOf). */
   private lastTemplate: TaskTemplate | undefined
 
   private tasks = new Map<string, OwnedTask>()
   scheduling!: TaskScheduling
   actorCalls!: TaskScheduling
+  private readonly deps: DependencyResolver<OwnedTask>
 
-  constructor(private readonly ch: TaskManagerChannel) {}
+  constructor(private readonly ch: OwnedTasksChannel) {
+    this.deps = new DependencyResolver(ch.objects, (t, failed) => (failed ? this.fail(t, failed) : this.queue(t, false)))
+  }
 
   get pending(): number {
     return this.tasks.size
@@ -150,27 +155,10 @@ export class TaskManager {
     if (rejected) return this.fail(t, rejected)
     this.schedulingOf(t).submitted?.(t)
     const subscribe: ObjectId[] = []
-    for (const id of deps) {
-      if (objects.ensure(id)) subscribe.push(id)
-      if (objects.isReady(id)) continue
-      t.missing++
-      objects.onReady(id, () => {
-        if (--t.missing === 0 && t.phase === 'waiting-deps') this.argsReady(t)
-      })
-    }
+    for (const id of deps) if (objects.ensure(id)) subscribe.push(id)
+    // An object it subscribes to is not ready yet: the task is never queued before its subscription is sent.
+    this.deps.wait(t, deps)
     if (subscribe.length) this.ch.subscribe(subscribe)
-    if (t.missing === 0) this.argsReady(t)
-  }
-
-  private argsReady(t: OwnedTask): void {
-    if (t.args instanceof Uint8Array) return this.queue(t, false) // a lone inline argument: nothing to fail
-    // A task whose argument failed fails with the same error, as in Ray.
-    for (const a of t.args) {
-      if (!('ref' in a)) continue
-      const err = this.ch.objects.read(a.ref as ObjectId)?.error
-      if (err) return this.fail(t, err)
-    }
-    this.queue(t, false)
   }
 
   private queue(t: OwnedTask, front: boolean): void {
@@ -211,11 +199,7 @@ export class TaskManager {
     if (t.phase === 'done') return // cancelled or failed meanwhile: its returns already hold their error
     if (!r.ok) return this.attemptFailed(t, r.error, r.userError)
     const s = t.template
-    if (r.returns.length !== s.numReturns)
-      return this.fail(
-        t,
-        new ValidationError(`task ${s.name} returned ${r.returns.length} value(s) but numReturns is ${s.numReturns}`).toWire(),
-      )
+    if (r.returns.length !== s.numReturns) return this.fail(t, ValidationError.returnCount(s.name, r.returns.length, s.numReturns).toWire())
     const values: OwnedValue[] = []
     for (let i = 0; i < r.returns.length; i++) {
       const objectId = objectIdOf(t.taskId as TaskId, i + 1)
@@ -239,12 +223,8 @@ export class TaskManager {
   attemptFailed(t: OwnedTask, error: WireError, userError: boolean): void {
     if (t.phase === 'done') return
     if (t.cancelled) return this.fail(t, error) // whatever ended this attempt (its node's answer, its actor's death)
-    const { maxRetries } = t
-    const { retryExceptions } = t.template
-    const left = maxRetries === -1 || t.attempt < maxRetries
-    const name = (error.data?.remoteName as string | undefined) ?? error.name
-    const retry = left && (!userError || retryExceptions === true || (Array.isArray(retryExceptions) && retryExceptions.includes(name)))
-    if (!retry) return this.fail(t, error)
+    const decision = decideRetry(t.attempt, { maxRetries: t.maxRetries, retryExceptions: t.template.retryExceptions }, error, userError)
+    if (decision.kind === 'fail') return this.fail(t, decision.error)
     this.ch.events.state(t.taskId, t.attempt, 'FAILED', { error })
     t.attempt++
     this.queue(t, true)
