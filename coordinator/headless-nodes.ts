@@ -90,8 +90,10 @@ export async function startHeadlessNode(
     if (opts.token) q.set('token', opts.token)
     if (opts.objectStoreMemory) q.set('objectStoreMemory', opts.objectStoreMemory)
     await page.goto(`${opts.address}/node?${q}`)
-    await page.waitForFunction(() => document.body.dataset.state === 'registered', undefined, { timeout: 30_000 })
-    const nodeId = (await page.evaluate(() => document.body.dataset.nodeId)) as string
+    // These run in the page (hence its `document`, typed here where the coordinator has no DOM types).
+    const body = () => (globalThis as unknown as { document: { body: { dataset: Record<string, string | undefined> } } }).document.body
+    await page.waitForFunction(() => body().dataset.state === 'registered', undefined, { timeout: 30_000 })
+    const nodeId = (await page.evaluate(() => body().dataset.nodeId)) as string
     return { index: opts.index, nodeId, context, page, close: closeAll }
   } catch (e) {
     await closeAll()

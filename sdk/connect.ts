@@ -99,7 +99,7 @@ async function joinPeerMesh(
       if (!(await installNodeWebRTC())) return undefined
     }
     const { PeerMesh } = await import('./transport/peer-mesh.ts')
-    const mesh = new PeerMesh(peerId, address, welcome.peerjsPath, welcome.iceServers as RTCIceServer[], welcome.peerjsKey)
+    const mesh = new PeerMesh(peerId, address, welcome.peerjsPath, welcome.iceServers, welcome.peerjsKey)
     let timer: ReturnType<typeof setTimeout> | undefined
     await Promise.race([mesh.start(), new Promise((_, reject) => (timer = setTimeout(() => reject(new Error('timeout')), 5000)))])
     clearTimeout(timer)

@@ -23,6 +23,8 @@ const LO = HEX.map((h) => h.charCodeAt(1))
  * each, it was 6% of a driver's time per sync round trip), 4 KiB of them barely more.
  */
 const POOL_BYTES = 4096
+/** Web Crypto: a global in browsers, workers and Node ≥ 19 alike (typed here, as this module has no platform's types). */
+const webCrypto = (globalThis as unknown as { crypto: { getRandomValues<T extends Uint8Array>(a: T): T } }).crypto
 let pool = new Uint8Array(0)
 let poolAt = 0
 /** Char codes of an id being made, one array per id length (fromCharCode takes the whole array). */
@@ -35,7 +37,7 @@ const codesByLength = new Map<number, number[]>()
  */
 function hexOf(bytes: number, suffix = ''): string {
   if (poolAt + bytes > pool.length) {
-    pool = crypto.getRandomValues(new Uint8Array(Math.max(POOL_BYTES, bytes)))
+    pool = webCrypto.getRandomValues(new Uint8Array(Math.max(POOL_BYTES, bytes)))
     poolAt = 0
   }
   const length = bytes * 2 + suffix.length

@@ -356,7 +356,7 @@ const api = {
   callActor(t: ActorCall): Promise<ExecResult> {
     return callMethod(t).then(transfer)
   },
-} satisfies ExecutorApi
+} satisfies ExecutorApi<MessagePort>
 
 /** Runs one call of this worker's actor. */
 function callMethod(t: ActorCall): Promise<ExecResult> {

@@ -6,7 +6,7 @@ import type { NodeWorkers, WorkerSlot } from './node.ts'
 
 /** One dedicated Web Worker. A worker belongs to one job from its first task on, and an actor's worker to that actor. */
 export interface PooledWorker extends WorkerSlot {
-  api: Comlink.Remote<ExecutorApi>
+  api: Comlink.Remote<ExecutorApi<MessagePort>>
   worker: Worker
   /** Frames from the coordinator for this worker's channels go here. */
   down: MessagePort
@@ -47,7 +47,7 @@ export class WorkerPool implements NodeWorkers {
   private spawn(): PooledWorker {
     const worker = new Worker(new URL('./executor.worker.ts', import.meta.url), { type: 'module', name: 'shoal-worker' })
     const id = newWorkerId()
-    const api = Comlink.wrap<ExecutorApi>(worker)
+    const api = Comlink.wrap<ExecutorApi<MessagePort>>(worker)
     const { port1: down, port2: workerDown } = new MessageChannel()
     const w: PooledWorker = { id, api, worker, down, channels: new Set(), busy: false, stopping: false }
     const lockName = `shoal-worker-${id}`
@@ -164,7 +164,7 @@ export class WorkerPool implements NodeWorkers {
   }
 
   /** A call into a worker always ends in a result: a failure to call it (it died, its reply could not cross) too. */
-  private async call(w: WorkerSlot, f: (api: Comlink.Remote<ExecutorApi>) => Promise<ExecResult>): Promise<ExecResult> {
+  private async call(w: WorkerSlot, f: (api: Comlink.Remote<ExecutorApi<MessagePort>>) => Promise<ExecResult>): Promise<ExecResult> {
     try {
       return await f((w as PooledWorker).api)
     } catch (e) {

@@ -68,8 +68,11 @@ export interface RuntimeContext {
   assignedResources: Record<string, number>
 }
 
-/** What an executor worker exposes over comlink. */
-export interface ExecutorApi {
+/**
+ * What an executor worker exposes over comlink. `Port` is the platform's MessagePort (this module has no platform's
+ * types): the page posts `PageToWorker` frames on it.
+ */
+export interface ExecutorApi<Port = unknown> {
   /**
    * Set-up, once: the node's context, the port frames from the coordinator arrive on (for `self.shoal`), the Web
    * Lock that marks the worker alive, and the page's callbacks to make room in the store and to report a task blocked
@@ -77,7 +80,7 @@ export interface ExecutorApi {
    */
   init(
     c: ExecutorContext,
-    down: MessagePort,
+    down: Port,
     lockName: string,
     reserve: (bytes: number) => Promise<void>,
     blocked: (taskId: string, blocked: boolean) => void,

@@ -12,6 +12,7 @@ import {
   encodePull,
   FRAGMENT_HEADER_BYTES,
   PEER_MESSAGE_MAX_BYTES,
+  type RTCIceServerLike,
 } from '../protocol/index.ts'
 import type { DirectLinks } from './peer-links.ts'
 
@@ -83,7 +84,7 @@ export class PeerMesh implements DirectLinks {
     readonly peerId: string,
     private readonly address: string,
     private readonly path: string,
-    private readonly iceServers: RTCIceServer[],
+    private readonly iceServers: RTCIceServerLike[],
     /** The ticket the coordinator's welcome gave for this id: the signaling server lets only it sign in as this id. */
     private readonly key = 'shoal',
   ) {}
@@ -172,7 +173,7 @@ export class PeerMesh implements DirectLinks {
   }
 
   private maxMessage(conn: DataConnection): number {
-    const sctp = (conn.peerConnection as RTCPeerConnection | undefined)?.sctp?.maxMessageSize
+    const sctp = (conn.peerConnection as { sctp?: { maxMessageSize?: number } | null } | undefined)?.sctp?.maxMessageSize
     return Math.min(PEER_MESSAGE_MAX_BYTES, typeof sctp === 'number' && sctp > 0 ? sctp : PEER_MESSAGE_MAX_BYTES)
   }
 
