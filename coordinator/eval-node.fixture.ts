@@ -5,10 +5,10 @@ import { noObjects } from '../sim/no-objects.ts'
 import { SimulatedWorkerSlots } from '../sim/worker-slots.ts'
 import type { ExecResult, ExecTask } from '../worker-page/executor.worker.ts'
 import { joinAsNode } from '../worker-page/join.ts'
-import { NodeAgent, type WorkerSlot } from '../worker-page/node.ts'
+import { NodeAgent, type WorkerSlot } from '../worker-page/node/agent.ts'
 
 /*
- * A node in the test's own process: the real NodeAgent of worker-page/node.ts on a real socket to a real coordinator,
+ * A node in the test's own process: the real NodeAgent of worker-page/node/agent.ts on a real socket to a real coordinator,
  * registered with a hello as a browser node is, with workers that really run the functions' sources. No Chromium.
  * Used by the security suite (issue 9) and the verified-task tests, where a node may also lie (`forge`).
  */

@@ -2,7 +2,7 @@ import { createHmac } from 'node:crypto'
 import { type Lease, leaseSigningText, PROTOCOL_VERSION, RELAY_OVERHEAD_BYTES, type ServerMessage } from '../sdk/protocol/index.ts'
 import { type ResourceUnits, toUnits } from '../sdk/resources.ts'
 import type { ExecResult, ExecTask } from '../worker-page/executor.worker.ts'
-import { NodeAgent, type NodeObjects, type NodeWorkers, type WorkerSlot } from '../worker-page/node.ts'
+import { NodeAgent, type NodeObjects, type NodeWorkers, type WorkerSlot } from '../worker-page/node/agent.ts'
 import type { Link, MemoryNetwork } from './network.ts'
 import { SimulatedWorkerSlots } from './worker-slots.ts'
 

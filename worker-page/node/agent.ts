@@ -1,7 +1,7 @@
-import { BoundedMap, BoundedSet } from '../sdk/bounded.ts'
-import { Deque } from '../sdk/deque.ts'
-import { TaskCancelledError, type WireError } from '../sdk/errors.ts'
-import { functionIdOf, objectIdOf, type TaskId } from '../sdk/ids.ts'
+import { BoundedMap, BoundedSet } from '../../sdk/bounded.ts'
+import { Deque } from '../../sdk/deque.ts'
+import { TaskCancelledError, type WireError } from '../../sdk/errors.ts'
+import { functionIdOf, objectIdOf, type TaskId } from '../../sdk/ids.ts'
 import {
   ACTOR_NOT_HERE,
   type Assignment,
@@ -18,16 +18,16 @@ import {
   RELAY_OVERHEAD_BYTES,
   type ServerMessage,
   type TaskResult,
-} from '../sdk/protocol/index.ts'
-import { fromUnits, type ResourceUnits } from '../sdk/resources.ts'
-import { type TaskEvent, TaskEventReporter } from '../sdk/task-event-reporter.ts'
-import type { FramedTransport } from '../sdk/transport/framed.ts'
-import { PeerLinks, type Route } from '../sdk/transport/peer-links.ts'
-import type { PeerMesh } from '../sdk/transport/peer-mesh.ts'
-import { batchBytesFor, sizeOfValues, TurnBatch } from '../sdk/turn-batch.ts'
-import type { BatchItem, ExecArg, ExecResult, ExecTask } from './executor.worker.ts'
-import { type LeaseCheck, LeaseVerifier } from './lease-verifier.ts'
-import { TenancyCheck } from './tenancy-check.ts'
+} from '../../sdk/protocol/index.ts'
+import { fromUnits, type ResourceUnits } from '../../sdk/resources.ts'
+import { type TaskEvent, TaskEventReporter } from '../../sdk/task-event-reporter.ts'
+import type { FramedTransport } from '../../sdk/transport/framed.ts'
+import { PeerLinks, type Route } from '../../sdk/transport/peer-links.ts'
+import type { PeerMesh } from '../../sdk/transport/peer-mesh.ts'
+import { batchBytesFor, sizeOfValues, TurnBatch } from '../../sdk/turn-batch.ts'
+import type { BatchItem, ExecArg, ExecResult, ExecTask } from '../executor.worker.ts'
+import { type LeaseCheck, LeaseVerifier } from '../lease-verifier.ts'
+import { TenancyCheck } from '../tenancy-check.ts'
 
 /** A worker as the node sees it. */
 export interface WorkerSlot {
