@@ -5,7 +5,8 @@ import { noObjects } from '../sim/no-objects.ts'
 import { SimulatedWorkerSlots } from '../sim/worker-slots.ts'
 import type { ExecResult, ExecTask } from '../worker-page/executor.worker.ts'
 import { joinAsNode } from '../worker-page/join.ts'
-import { NodeAgent, type WorkerSlot } from '../worker-page/node/agent.ts'
+import { NodeAgent } from '../worker-page/node/agent.ts'
+import type { WorkerSlot } from '../worker-page/node/ports.ts'
 
 /*
  * A node in the test's own process: the real NodeAgent of worker-page/node/agent.ts on a real socket to a real coordinator,

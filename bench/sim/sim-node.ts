@@ -20,7 +20,8 @@ import { ControlSocket } from '../../sdk/transport/websocket.ts'
 import { noObjects } from '../../sim/no-objects.ts'
 import { SimulatedWorkerSlots } from '../../sim/worker-slots.ts'
 import type { ExecArg, ExecResult, ExecTask } from '../../worker-page/executor.worker.ts'
-import { NodeAgent, type NodeWorkers, type WorkerSlot } from '../../worker-page/node/agent.ts'
+import { NodeAgent } from '../../worker-page/node/agent.ts'
+import type { NodeWorkers, WorkerSlot } from '../../worker-page/node/ports.ts'
 
 /** What one simulated node did (plain numbers, so a fleet adds up thousands of them cheaply). */
 export interface SimCounters {
