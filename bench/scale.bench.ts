@@ -330,7 +330,7 @@ export async function benchScale() {
   if (tput && !tput.allCorrect) throw new Error(`the throughput run got ${tput.wrongValues} wrong values back`)
   if (fleet && !fleet.run.allCorrect) throw new Error(`the fleet run got ${fleet.run.wrongValues} wrong values back`)
   const notes = [
-    'sim nodes: the real node agent (worker-page/node.ts) on a real WebSocket, with no-op workers (a task ends in the next macrotask with its first argument as its value)',
+    'sim nodes: the real node agent (worker-page/node/agent.ts) on a real WebSocket, with no-op workers (a task ends in the next macrotask with its first argument as its value)',
     'coordinator: `shoal start` in a child process per part; CPU from /proc/<pid>/stat (utime + stime), RSS from /proc/<pid>/status',
     'driver: this process, connect({ peerLinks: "relay" }) (sim nodes have no WebRTC): every push and result crosses the coordinator',
     'the fleet runs in a child process of its own; falsely DEAD = closed by the coordinator as dead while the sim node was alive and beating',

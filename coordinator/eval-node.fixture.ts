@@ -1,14 +1,15 @@
 import { decodeValue, encodeValue } from '../sdk/codec.ts'
 import { TaskError, toWireError } from '../sdk/errors.ts'
+import type { ExecResult, ExecTask } from '../sdk/protocol/index.ts'
 import { toUnits } from '../sdk/resources.ts'
 import { noObjects } from '../sim/no-objects.ts'
 import { SimulatedWorkerSlots } from '../sim/worker-slots.ts'
-import type { ExecResult, ExecTask } from '../worker-page/executor.worker.ts'
 import { joinAsNode } from '../worker-page/join.ts'
-import { NodeAgent, type WorkerSlot } from '../worker-page/node.ts'
+import { NodeAgent } from '../worker-page/node/agent.ts'
+import type { WorkerSlot } from '../worker-page/node/ports.ts'
 
 /*
- * A node in the test's own process: the real NodeAgent of worker-page/node.ts on a real socket to a real coordinator,
+ * A node in the test's own process: the real NodeAgent of worker-page/node/agent.ts on a real socket to a real coordinator,
  * registered with a hello as a browser node is, with workers that really run the functions' sources. No Chromium.
  * Used by the security suite (docs/trust.md) and the verified-task tests, where a node may also lie (`forge`).
  */

@@ -13,7 +13,7 @@ import { type CoordinatorOptions, type RunningCoordinator, startCoordinator } fr
  * A mesh open to strangers (docs/trust.md): one test per attack. Each checks that the attack is refused AND that the
  * legitimate clients' work is still right afterwards. Everything runs in this process: a real coordinator on a real
  * port, real Node drivers (`connect`), raw WebSocket attackers, and in-process nodes (the real NodeAgent of
- * worker-page/node.ts on a real socket, with workers that really run the functions' sources). No Chromium.
+ * worker-page/node/agent.ts on a real socket, with workers that really run the functions' sources). No Chromium.
  */
 
 // ---- tokens ----

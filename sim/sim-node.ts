@@ -1,8 +1,9 @@
 import { createHmac } from 'node:crypto'
+import type { ExecResult, ExecTask } from '../sdk/protocol/index.ts'
 import { type Lease, leaseSigningText, PROTOCOL_VERSION, RELAY_OVERHEAD_BYTES, type ServerMessage } from '../sdk/protocol/index.ts'
 import { type ResourceUnits, toUnits } from '../sdk/resources.ts'
-import type { ExecResult, ExecTask } from '../worker-page/executor.worker.ts'
-import { NodeAgent, type NodeObjects, type NodeWorkers, type WorkerSlot } from '../worker-page/node.ts'
+import { NodeAgent } from '../worker-page/node/agent.ts'
+import type { NodeObjects, NodeWorkers, WorkerSlot } from '../worker-page/node/ports.ts'
 import type { Link, MemoryNetwork } from './network.ts'
 import { SimulatedWorkerSlots } from './worker-slots.ts'
 

@@ -1,5 +1,5 @@
 import { newWorkerId } from '../sdk/ids.ts'
-import type { NodeWorkers, WorkerSlot } from '../worker-page/node.ts'
+import type { NodeWorkers, WorkerSlot } from '../worker-page/node/ports.ts'
 
 /**
  * The bookkeeping of a node's simulated workers, shared by the deterministic simulator (`sim/`) and the scale

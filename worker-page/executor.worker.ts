@@ -368,7 +368,4 @@ function callMethod(t: ActorCall): Promise<ExecResult> {
   })
 }
 
-// The wire's types, for the modules that still import them from here.
-export type { BatchItem, ExecArg, ExecResult, ExecTask, ExecutorApi, ExecutorContext, RuntimeContext }
-
 Comlink.expose(api)

@@ -1,7 +1,8 @@
 import { takeToken } from '../sdk/page-token.ts'
 import { parseSize } from '../sdk/size.ts'
 import { PeerMesh } from '../sdk/transport/peer-mesh.ts'
-import type { NodeActivity, NodeAgent } from './node.ts'
+import type { NodeAgent } from './node/agent.ts'
+import type { NodeActivity } from './node/ports.ts'
 import type { PlasmaStore } from './object-store/plasma-store.ts'
 import { startNode } from './start-node.ts'
 

@@ -3,7 +3,7 @@ import type { WireError } from '../sdk/errors.ts'
 import { PeerSource, pullFromAny, RelaySource } from '../sdk/object-sources.ts'
 import { type ClientMessage, type LargeArg, OBJECT_CHUNK_BYTES, type ObjectUpdate } from '../sdk/protocol/index.ts'
 import type { PeerMesh } from '../sdk/transport/peer-mesh.ts'
-import type { NodeObjects } from './node.ts'
+import type { NodeObjects } from './node/ports.ts'
 import type { PlasmaStore } from './object-store/plasma-store.ts'
 
 /**

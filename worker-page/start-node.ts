@@ -1,7 +1,7 @@
 import { toUnits } from '../sdk/resources.ts'
 import type { PeerMesh } from '../sdk/transport/peer-mesh.ts'
 import { joinAsNode } from './join.ts'
-import { NodeAgent } from './node.ts'
+import { NodeAgent } from './node/agent.ts'
 import { ObjectManager } from './object-manager.ts'
 import { holdNodeLock, removeOrphanStores } from './object-store/orphans.ts'
 import { PlasmaStore } from './object-store/plasma-store.ts'

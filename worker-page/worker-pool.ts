@@ -1,8 +1,8 @@
 import * as Comlink from 'comlink'
 import { newWorkerId } from '../sdk/ids.ts'
+import type { BatchItem, ExecResult, ExecTask, ExecutorApi, ExecutorContext } from '../sdk/protocol/index.ts'
 import { isWorkerToPage, type PageToWorker } from '../sdk/protocol/index.ts'
-import type { BatchItem, ExecResult, ExecTask, ExecutorApi, ExecutorContext } from './executor.worker.ts'
-import type { NodeWorkers, WorkerSlot } from './node.ts'
+import type { NodeWorkers, WorkerSlot } from './node/ports.ts'
 
 /** One dedicated Web Worker. A worker belongs to one job from its first task on, and an actor's worker to that actor. */
 export interface PooledWorker extends WorkerSlot {

@@ -1,5 +1,5 @@
 /**
- * A simulated node for the scale benchmark and for tests: the real node agent (worker-page/node.ts) on a real
+ * A simulated node for the scale benchmark and for tests: the real node agent (worker-page/node/agent.ts) on a real
  * WebSocket to a coordinator (the SDK's own ControlSocket, codec and protocol), with workers that run every task at
  * once as a no-op. Only the workers are simulated: the hello, the welcome, the lease checks (the node's own
  * LeaseVerifier, HMAC-SHA256 with the key of the welcome), pushes relayed by the coordinator (`peer-recv`), one task at
@@ -14,13 +14,14 @@
  */
 import { decodeValue, encodeValue } from '../../sdk/codec.ts'
 import { ConnectionError, fromWireError, type WireError } from '../../sdk/errors.ts'
+import type { ExecArg, ExecResult, ExecTask } from '../../sdk/protocol/index.ts'
 import { type ClientMessage, PROTOCOL_VERSION, RELAY_OVERHEAD_BYTES, type ServerMessage } from '../../sdk/protocol/index.ts'
 import { toUnits } from '../../sdk/resources.ts'
 import { ControlSocket } from '../../sdk/transport/websocket.ts'
 import { noObjects } from '../../sim/no-objects.ts'
 import { SimulatedWorkerSlots } from '../../sim/worker-slots.ts'
-import type { ExecArg, ExecResult, ExecTask } from '../../worker-page/executor.worker.ts'
-import { NodeAgent, type NodeWorkers, type WorkerSlot } from '../../worker-page/node.ts'
+import { NodeAgent } from '../../worker-page/node/agent.ts'
+import type { NodeWorkers, WorkerSlot } from '../../worker-page/node/ports.ts'
 
 /** What one simulated node did (plain numbers, so a fleet adds up thousands of them cheaply). */
 export interface SimCounters {

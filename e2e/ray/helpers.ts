@@ -84,7 +84,7 @@ export async function waitForCondition(fn: () => unknown | Promise<unknown>, wha
 }
 
 /** `ray.get_runtime_context()` inside a task or actor method. */
-export type { RuntimeContext } from '../../worker-page/executor.worker.ts'
+export type { RuntimeContext } from '../../sdk/protocol/index.ts'
 
 // Set-up the specs share. None of it may be called from a task or an actor method (those ship as source, alone).
 

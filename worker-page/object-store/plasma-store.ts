@@ -1,8 +1,8 @@
 import * as Comlink from 'comlink'
 import type { IDBPDatabase } from 'idb'
 import { ObjectStoreFullError } from '../../sdk/errors.ts'
+import type { SpillApi } from '../../sdk/protocol/index.ts'
 import { clearPlasma, deleteObject, openPlasma, readObject, writeObject } from './plasma-db.ts'
-import type { SpillApi } from './spill.worker.ts'
 
 /** Ray spills once the store is this full… */
 const SPILL_AT = 0.8

@@ -116,6 +116,4 @@ const api = {
   },
 } satisfies SpillApi
 
-export type { SpillApi }
-
 Comlink.expose(api)
