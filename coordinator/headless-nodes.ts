@@ -4,6 +4,9 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { type Browser, type BrowserContext, chromium, type Page } from 'playwright-core'
 
+/** What of a page's globals the functions evaluated in it use. */
+type PageGlobals = { document: { body: { dataset: Record<string, string | undefined> } } }
+
 /**
  * Flags that work with Debian's Chromium, headless and in a loopback-only network (docs/platform.md). Never add our own
  * --disable-features: it replaces Playwright's list.
@@ -90,10 +93,12 @@ export async function startHeadlessNode(
     if (opts.token) q.set('token', opts.token)
     if (opts.objectStoreMemory) q.set('objectStoreMemory', opts.objectStoreMemory)
     await page.goto(`${opts.address}/node?${q}`)
-    // These run in the page (hence its `document`, typed here where the coordinator has no DOM types).
-    const body = () => (globalThis as unknown as { document: { body: { dataset: Record<string, string | undefined> } } }).document.body
-    await page.waitForFunction(() => body().dataset.state === 'registered', undefined, { timeout: 30_000 })
-    const nodeId = (await page.evaluate(() => body().dataset.nodeId)) as string
+    // These functions are sent to the page and run there, alone (no closure): its `document` is typed in each, as the
+    // coordinator has no DOM types.
+    await page.waitForFunction(() => (globalThis as unknown as PageGlobals).document.body.dataset.state === 'registered', undefined, {
+      timeout: 30_000,
+    })
+    const nodeId = (await page.evaluate(() => (globalThis as unknown as PageGlobals).document.body.dataset.nodeId)) as string
     return { index: opts.index, nodeId, context, page, close: closeAll }
   } catch (e) {
     await closeAll()
