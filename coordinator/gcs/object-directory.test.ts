@@ -83,6 +83,31 @@ describe('object directory', () => {
     expect(d.has(id(3))).toBe(false)
   })
 
+  it('a pending return held by a borrower outlives its owner and its container, gets its value, and goes with the borrow', () => {
+    // The order seen in test_recursively_nest_ids when its `_put` task runs late: the driver publishes the pending
+    // return inside a put, the deepest task's owner borrows it, the driver lets go of both, the container is collected,
+    // and only then does the return get its value.
+    const d = new ObjectDirectory()
+    const deleted: [ObjectId, string[]][] = []
+    d.onDelete = (oid, nodes) => void deleted.push([oid, nodes])
+    const row = (oid: ObjectId) => d.rows().find((r) => r.objectId === oid)
+    const driver = sink()
+    d.create(id(5), 'job', driver)
+    d.put(id(6), 'job', driver, { data: new Uint8Array([6]), nested: [id(5)] })
+    d.pin(id(5)) // the borrow
+    d.release(id(5), driver)
+    d.release(id(6), driver)
+    expect(d.has(id(6))).toBe(false)
+    // Listed, held, and without a value yet: what the state API shows while its task runs.
+    expect(row(id(5))).toMatchObject({ size: 0, refCount: 1 })
+    d.resolve(id(5), { size: 2e6, location: 'nodeA' })
+    expect(row(id(5))).toMatchObject({ size: 2e6, refCount: 1, locations: ['nodeA'] })
+    expect(deleted).toEqual([])
+    d.unpin(id(5))
+    expect(d.has(id(5))).toBe(false)
+    expect(deleted).toEqual([[id(5), ['nodeA']]])
+  })
+
   it('an object whose last copy dies with its node is lost, and says where', () => {
     const d = new ObjectDirectory()
     const owner = sink()
