@@ -3,7 +3,7 @@ import type { JobId } from './ids.ts'
 import { Mesh } from './mesh.ts'
 import { type ConnectOptions, ConnectOptionsSchema, parseOptions } from './options.ts'
 import { newDriverPeerId } from './peer-address.ts'
-import { PROTOCOL_VERSION, type ServerMessage } from './protocol/index.ts'
+import { PROTOCOL_VERSION, type WelcomeMessage } from './protocol/index.ts'
 import type { PeerMesh } from './transport/peer-mesh.ts'
 import { ControlSocket } from './transport/websocket.ts'
 
@@ -43,13 +43,8 @@ export async function connect(options: ConnectOptions = {}): Promise<Mesh> {
 }
 
 /** Says hello and waits for the welcome (bounded: a coordinator that never answers is a ConnectionError). */
-function hello(
-  socket: ControlSocket,
-  address: string,
-  o: ConnectOptions,
-  peerId: string,
-): Promise<Extract<ServerMessage, { type: 'welcome' }>> {
-  return new Promise<Extract<ServerMessage, { type: 'welcome' }>>((resolve, reject) => {
+function hello(socket: ControlSocket, address: string, o: ConnectOptions, peerId: string): Promise<WelcomeMessage> {
+  return new Promise<WelcomeMessage>((resolve, reject) => {
     const timer = setTimeout(
       () => reject(new ConnectionError(`the coordinator at ${address} did not answer hello within ${o.timeout ?? 10_000} ms`)),
       o.timeout ?? 10_000,
@@ -84,11 +79,7 @@ function hello(
  * over WebRTC: in a page with the browser's WebRTC, in Node with node-datachannel's. Best effort: where it cannot (a
  * Web Worker has no RTCPeerConnection; a mesh that cannot be joined within 5 s) the coordinator relays instead.
  */
-async function joinPeerMesh(
-  peerId: string,
-  address: string,
-  welcome: Extract<ServerMessage, { type: 'welcome' }>,
-): Promise<PeerMesh | undefined> {
+async function joinPeerMesh(peerId: string, address: string, welcome: WelcomeMessage): Promise<PeerMesh | undefined> {
   const g = globalThis as { window?: unknown; RTCPeerConnection?: unknown; process?: { versions?: { node?: string } } }
   const inPage = !!g.window && typeof g.RTCPeerConnection === 'function'
   const inNode = !g.window && !!g.process?.versions?.node

@@ -1,15 +1,18 @@
 import { ActorCallSubmitter } from './actor-call-submitter.ts'
 import { ActorClass, type ActorHandle, ActorHandleBase, type ActorSubmitter } from './actor-handle.ts'
-import { type DecodeContext, decodeValue } from './codec.ts'
+import type { DecodeContext } from './codec.ts'
+import { ControlClient, type DriverHandlers } from './control-client.ts'
 import { DirectSubmitter } from './direct-submitter.ts'
-import { ConnectionError, fromWireError, GetTimeoutError, ObjectFreedError, ValidationError, type WireError } from './errors.ts'
+import { ConnectionError, ObjectFreedError, ValidationError } from './errors.ts'
 import { type ActorId, isPutObjectId, type JobId, type ObjectId, taskIdOfObject } from './ids.ts'
 import { ObjectRef } from './object-ref.ts'
 import { ObjectTable } from './object-table.ts'
 import { ObjectTransfer } from './object-transfer.ts'
+import { ObjectWaiter } from './object-waiter.ts'
 import { CancelOptionsSchema, GetOptionsSchema, parseOptions, WaitOptionsSchema } from './options.ts'
-import { OwnedTasks, type OwnedValue } from './owned-tasks.ts'
-import { type ClientMessage, INLINE_OBJECT_MAX_BYTES, parsePeerMessage, type ServerMessage } from './protocol/index.ts'
+import { OwnedTasks } from './owned-tasks.ts'
+import { OwnerPublication } from './owner-publication.ts'
+import { INLINE_OBJECT_MAX_BYTES, parsePeerMessage } from './protocol/index.ts'
 import { ReferenceCounter } from './reference-counter.ts'
 import { RemoteFunction } from './remote-function.ts'
 import { StateApi } from './state-api.ts'
@@ -26,8 +29,9 @@ const isClass = (f: unknown) => typeof f === 'function' && /^class[\s{]/.test(Fu
 
 /**
  * A connection to a Shoal coordinator: one job. Everything a driver does goes through it. Made by `connect` (connect.ts).
- * It is a façade over the parts of Ray's core worker: the task submitter, the reference counter, the object table
- * and the object transfer.
+ * It holds the public API and wires together the parts of Ray's core worker: the control client, the task submitter
+ * and the owner's task table, the reference counter and what of it is published, the object table, the object
+ * waiter and the object transfer.
  */
 export class Mesh implements ActorSubmitter {
   /** The state API (Ray's `ray.util.state`). */
@@ -48,20 +52,12 @@ export class Mesh implements ActorSubmitter {
   private readonly transfer: ObjectTransfer
   /** Whether this connection keeps its large puts and serves them to nodes itself (a page does). */
   private readonly servesPuts: boolean
-  /**
-   * Objects this connection owns that the coordinator knows of (their refs left this connection, or it registered
-   * them): only their releases are sent. The rest live and die here.
-   */
-  private published = new Set<ObjectId>()
-  /** Published while their task was pending: their value is published when it comes, whatever became of our refs. */
-  private publishedPending = new Set<ObjectId>()
+  /** Which owned objects the coordinator's directory knows of. */
+  private readonly publication: OwnerPublication
+  private readonly waiter: ObjectWaiter
+  private readonly control: ControlClient
   /** In a browser page: this driver's place in the peer mesh (WebRTC to and from nodes). Absent in Node. */
   private readonly peers: PeerMesh | undefined
-  private nextReqId = 1
-  private requests = new Map<number, { resolve(v: unknown): void; reject(e: Error): void }>()
-  private closedReason: string | undefined
-  /** Tasks the coordinator reported as infeasible (no node can ever fit them), for timeouts that explain themselves. */
-  private infeasible = new Map<string, string>()
   /**
    * @internal Set by a task's worker: told when a call here starts and stops waiting, so the task's CPU can be lent
    * back to its node meanwhile (as Ray does for a worker blocked in ray.get).
@@ -80,7 +76,7 @@ export class Mesh implements ActorSubmitter {
 
   /** @internal use {@link connect} */
   constructor(
-    private readonly transport: FramedTransport,
+    transport: FramedTransport,
     readonly address: string,
     readonly jobId: JobId,
     readonly namespace: string,
@@ -94,63 +90,65 @@ export class Mesh implements ActorSubmitter {
     },
   ) {
     const peers = opts.peers
+    this.control = new ControlClient(transport, this.handlers(), (reason) => {
+      const why = `the connection to the coordinator was lost: ${reason}`
+      this.shutDown(why, new ConnectionError(why))
+    })
+    const send = (m: Parameters<FramedTransport['send']>[0]) => transport.send(m)
+    this.publication = new OwnerPublication({ refs: () => this.refs, objects: this.objects, send, isOpen: () => transport.isOpen })
     this.refs = new ReferenceCounter(
       {
         release: (ids) => {
-          const objectIds = ids.filter((id) => this.published.delete(id))
-          if (objectIds.length) this.transport.send({ type: 'release', objectIds })
+          const objectIds = this.publication.released(ids)
+          if (objectIds.length) send({ type: 'release', objectIds })
         },
-        borrow: (objectIds) => this.transport.send({ type: 'borrow', objectIds }),
-        unborrow: (objectIds) => this.transport.send({ type: 'unborrow', objectIds }),
+        borrow: (objectIds) => send({ type: 'borrow', objectIds }),
+        unborrow: (objectIds) => send({ type: 'unborrow', objectIds }),
       },
       (id) => this.objects.delete(id),
     )
-    this.events = new TaskEventReporter((m) => this.transport.isOpen && this.transport.send(m))
+    this.events = new TaskEventReporter((m) => transport.isOpen && send(m))
     this.links = new PeerLinks(
       opts.peerAddress,
       peers,
-      (to, msgs) => this.transport.send({ type: 'peer-send', to, msgs }),
+      (to, msgs) => send({ type: 'peer-send', to, msgs }),
       opts.relayOnly,
-      () => batchBytesFor(this.transport.maxFrameBytes),
+      () => batchBytesFor(transport.maxFrameBytes),
     )
     this.links.onMessage = (from, raw, route) => this.onPeerMessage(from, raw, route)
     this.tasks = new OwnedTasks({
       objects: this.objects,
       refs: this.refs,
       events: this.events,
-      subscribe: (objectIds) => this.transport.send({ type: 'subscribe', objectIds }),
-      resolvedOwned: (values) => this.resolvedOwned(values),
-      registered: (ids) => this.registered(ids),
+      subscribe: (objectIds) => send({ type: 'subscribe', objectIds }),
+      resolvedOwned: (values) => this.publication.resolvedOwned(values),
+      registered: (ids) => this.publication.registered(ids),
     })
     this.submitter = new TaskSubmitter({
       jobId,
       namespace,
-      send: (m) => this.transport.send(m),
-      assertOpen: () => this.assertOpen(),
+      send,
+      assertOpen: () => this.control.assertOpen(),
       own: (id) => this.refs.own(id),
       expect: (id) => this.objects.expect(id),
       submitOwned: (spec, rejected, keepAlive) => this.tasks.submit(spec, rejected, keepAlive),
-      escape: (ids) => this.escape(ids),
-      inDirectory: (ids) => {
-        for (const id of ids) this.published.add(id)
-      },
+      escape: (ids) => this.publication.escape(ids),
+      inDirectory: (ids) => this.publication.add(ids),
       putArgument: (data, nested) => this.putEncoded(data, nested, false).ref,
       parentTaskId: () => this.parentTaskId,
-      maxFrameBytes: () => this.transport.maxFrameBytes,
+      maxFrameBytes: () => transport.maxFrameBytes,
     })
     this.direct = new DirectSubmitter(
       {
         namespace,
         objects: this.objects,
         links: this.links,
-        send: (m) => this.transport.send(m),
+        send,
         functionDef: (id) => this.submitter.functionDef(id),
-        pushBudget: () => batchBytesFor(this.transport.maxFrameBytes),
+        pushBudget: () => batchBytesFor(transport.maxFrameBytes),
         markInfeasible: (taskIds, message) => {
-          for (const t of taskIds) {
-            this.infeasible.set(t, message)
-            this.events.state(t, this.tasks.get(t)?.attempt ?? 0, 'PENDING_NODE_ASSIGNMENT', { infeasible: true })
-          }
+          this.waiter.noteInfeasible(taskIds, message)
+          for (const t of taskIds) this.events.state(t, this.tasks.get(t)?.attempt ?? 0, 'PENDING_NODE_ASSIGNMENT', { infeasible: true })
         },
       },
       this.tasks,
@@ -163,22 +161,34 @@ export class Mesh implements ActorSubmitter {
         links: this.links,
         requestLease: (actorId) => {
           this.submitter.flush()
-          this.transport.send({ type: 'actor-lease-request', actorId })
+          send({ type: 'actor-lease-request', actorId })
         },
-        pushBudget: () => batchBytesFor(this.transport.maxFrameBytes),
+        pushBudget: () => batchBytesFor(transport.maxFrameBytes),
       },
       this.tasks,
     )
     this.tasks.actorCalls = this.actorCalls
     // A page keeps its large puts and serves them itself; a Node driver hands them to the coordinator (it may exit).
     this.servesPuts = !!peers && typeof (globalThis as { window?: unknown }).window !== 'undefined'
-    this.transfer = new ObjectTransfer(
-      this.objects,
-      { send: (m) => this.transport.send(m), request: (m) => this.request(m) },
-      peers,
-      this.servesPuts,
-    )
-    this.state = new StateApi((query) => this.request({ type: 'state', reqId: 0, query }))
+    this.transfer = new ObjectTransfer(this.objects, { send, request: (m) => this.control.request(m) }, peers, this.servesPuts)
+    this.waiter = new ObjectWaiter({
+      objects: this.objects,
+      transfer: this.transfer,
+      decodeCtx: this.decodeCtx,
+      subscribe: (objectIds) => {
+        this.control.assertOpen()
+        send({ type: 'subscribe', objectIds })
+      },
+      flush: () => this.submitter.flush(),
+      blockingHooks: () => this.blockingHooks,
+      whereIs: (taskId) => this.tasks.whereIs(taskId),
+    })
+    this.control.beforeRequest = (msg) => {
+      this.submitter.flush()
+      // What this connection's tasks did so far is in the answer to a state query.
+      if (msg.type === 'state') this.events.flush()
+    }
+    this.state = new StateApi((query) => this.control.request({ type: 'state', reqId: 0, query }))
     this.peers = peers
     transport.manifest = (m) => TaskSubmitter.manifestOf(m) ?? (m.type === 'object-chunk' || m.type === 'put' ? [m.objectId] : undefined)
     transport.onTooLarge = (m, bytes) =>
@@ -186,8 +196,6 @@ export class Mesh implements ActorSubmitter {
         transport.manifest(m) ?? [],
         `it is ${bytes} bytes in one message, over the coordinator's ${transport.maxFrameBytes}-byte limit: pass large values with put()`,
       )
-    transport.onMessage = (m) => this.onMessage(m)
-    transport.onClose = (reason) => this.onClosed(reason)
   }
 
   /** Bytes of large objects moved peer to peer and through the coordinator's relay (diagnostics). */
@@ -229,21 +237,11 @@ export class Mesh implements ActorSubmitter {
   async get(refs: ObjectRef | readonly ObjectRef[], opts?: { timeout?: number | null }): Promise<unknown> {
     const { timeout } = parseOptions(GetOptionsSchema, opts, 'get')
     const single = !Array.isArray(refs)
-    const list = this.checkRefs(single ? [refs as ObjectRef] : (refs as ObjectRef[]), 'get')
-    const deadline = timeout != null ? performance.now() + timeout : undefined
-    const ids = list.map((r) => r.id)
-    // Ready, or failed: a failure anywhere ends the wait (Ray raises the first error without waiting for the rest).
-    const done = await this.waitUntil(ids, ids.length, deadline, true, 'ready')
-    const failed = ids.find((id) => this.objects.read(id)?.error)
-    if (failed) throw fromWireError(this.objects.read(failed)?.error as WireError)
-    if (done < ids.length) throw this.timeoutError(timeout ?? 0, ids)
-    // Large objects' bytes come here now (from a node over WebRTC, or relayed by the coordinator).
-    this.transfer.fetch(ids)
-    const fetched = await this.waitUntil(ids, ids.length, deadline, true, 'bytes')
-    const lost = ids.find((id) => this.objects.read(id)?.error)
-    if (lost) throw fromWireError(this.objects.read(lost)?.error as WireError)
-    if (fetched < ids.length) throw this.timeoutError(timeout ?? 0, ids)
-    const values = ids.map((id) => this.valueOf(id))
+    const list = this.waiter.check(single ? [refs as ObjectRef] : (refs as ObjectRef[]), 'get')
+    const values = await this.waiter.values(
+      list.map((r) => r.id),
+      timeout,
+    )
     return single ? values[0] : values
   }
 
@@ -257,22 +255,19 @@ export class Mesh implements ActorSubmitter {
     opts?: { numReturns?: number; timeout?: number | null; fetchLocal?: boolean },
   ): Promise<{ ready: T[]; notReady: T[] }> {
     const o = parseOptions(WaitOptionsSchema, opts, 'wait')
-    const list = this.checkRefs(refs, 'wait')
+    const list = this.waiter.check(refs, 'wait')
     if (!list.length) return { ready: [], notReady: [] }
     const n = o.numReturns ?? 1
     if (n > list.length) throw new ValidationError(`wait: numReturns (${n}) is more than the ${list.length} refs given`)
     if (new Set(list.map((r) => r.id)).size !== list.length) throw new ValidationError('wait: the refs must be distinct')
-    const deadline = o.timeout != null ? performance.now() + o.timeout : undefined
-    await this.waitUntil(
+    await this.waiter.ready(
       list.map((r) => r.id),
       n,
-      deadline,
-      false,
-      'ready',
+      o.timeout,
     )
     const ready: T[] = []
     const notReady: T[] = []
-    for (const r of list) (this.objects.isReady(r.id) && ready.length < n ? ready : notReady).push(r)
+    for (const r of list) (this.waiter.isReady(r.id) && ready.length < n ? ready : notReady).push(r)
     return { ready, notReady }
   }
 
@@ -283,7 +278,7 @@ export class Mesh implements ActorSubmitter {
    */
   async *asCompleted<T>(refs: ObjectRef<T>[], opts?: { timeout?: number | null }): AsyncGenerator<[ObjectRef<T>, T]> {
     const { timeout } = parseOptions(GetOptionsSchema, opts, 'asCompleted')
-    let left = this.checkRefs(refs, 'asCompleted')
+    let left = this.waiter.check(refs, 'asCompleted')
     const deadline = timeout != null ? performance.now() + timeout : undefined
     while (left.length) {
       const { ready } = await this.wait(left, {
@@ -291,13 +286,13 @@ export class Mesh implements ActorSubmitter {
         timeout: deadline !== undefined ? Math.max(0, deadline - performance.now()) : null,
       })
       if (!ready.length)
-        throw this.timeoutError(
+        throw this.waiter.timeoutError(
           timeout ?? 0,
           left.map((r) => r.id),
         )
       // Everything already ready is yielded in one pass, in the order it was given.
-      const done = left.filter((r) => this.objects.isReady(r.id))
-      left = left.filter((r) => !this.objects.isReady(r.id))
+      const done = left.filter((r) => this.waiter.isReady(r.id))
+      left = left.filter((r) => !this.waiter.isReady(r.id))
       for (const r of done) {
         const remaining = deadline !== undefined ? Math.max(0, deadline - performance.now()) : null
         yield [r, (await this.get(r, { timeout: remaining })) as T]
@@ -311,7 +306,7 @@ export class Mesh implements ActorSubmitter {
    * const modelRef = await mesh.put(weights)
    */
   async put<T>(value: T): Promise<ObjectRef<T>> {
-    this.assertOpen()
+    this.control.assertOpen()
     const nested: ObjectId[] = []
     const data = encodePut(value, nested)
     if (data.byteLength > INLINE_OBJECT_MAX_BYTES) {
@@ -321,9 +316,9 @@ export class Mesh implements ActorSubmitter {
     }
     const id = this.submitter.newPutId()
     const ref = this.refs.own<T>(id)
-    this.escape(nested)
-    this.published.add(id)
-    await this.request({ type: 'put', reqId: 0, objectId: id, data, ...(nested.length && { nestedRefs: nested }) })
+    this.publication.escape(nested)
+    this.publication.add([id])
+    await this.control.request({ type: 'put', reqId: 0, objectId: id, data, ...(nested.length && { nestedRefs: nested }) })
     this.objects.expect(id)
     this.objects.resolve(id, { data })
     return ref
@@ -333,8 +328,8 @@ export class Mesh implements ActorSubmitter {
   private putEncoded(data: Uint8Array, nested: ObjectId[], confirm: boolean): { ref: ObjectRef; done: Promise<unknown> } {
     const id = this.submitter.newPutId()
     const ref = this.refs.own(id)
-    this.escape(nested)
-    this.published.add(id)
+    this.publication.escape(nested)
+    this.publication.add([id])
     this.objects.expect(id)
     this.objects.resolve(id, { data }) // our own copy: a local get needs no fetch
     // Nodes pull it from this page, or (Node) from wherever the coordinator places it.
@@ -353,7 +348,7 @@ export class Mesh implements ActorSubmitter {
     const list = Array.isArray(refs) ? (refs as ObjectRef[]) : [refs as ObjectRef]
     for (const r of list) if (!(r instanceof ObjectRef)) throw new ValidationError('free: expected ObjectRefs')
     if (!list.length) return
-    await this.request({ type: 'free', reqId: 0, objectIds: list.map((r) => r.id) })
+    await this.control.request({ type: 'free', reqId: 0, objectIds: list.map((r) => r.id) })
     for (const r of list) this.objects.fail(r.id, new ObjectFreedError(r.id).toWire())
   }
 
@@ -367,8 +362,8 @@ export class Mesh implements ActorSubmitter {
     if (!(ref instanceof ObjectRef)) throw new ValidationError('cancel: expected an ObjectRef')
     // A task this connection owns is cancelled here; any other (an actor call, another owner's task) by its owner.
     if (this.tasks.cancel(taskIdOfObject(ref.id), o.force ?? false)) return
-    this.checkRefs([ref], 'cancel')
-    await this.request({ type: 'cancel', reqId: 0, objectId: ref.id, force: o.force ?? false, recursive: o.recursive ?? true })
+    this.waiter.check([ref], 'cancel')
+    await this.control.request({ type: 'cancel', reqId: 0, objectId: ref.id, force: o.force ?? false, recursive: o.recursive ?? true })
   }
 
   /** A handle to the named actor, from any connection. Rejects with ValidationError if there is none. */
@@ -376,12 +371,7 @@ export class Mesh implements ActorSubmitter {
     if (typeof name !== 'string' || !name) throw new ValidationError('getActor: name must be a non-empty string')
     const namespace = opts?.namespace ?? this.namespace
     if (typeof namespace !== 'string' || !namespace) throw new ValidationError('getActor: namespace must be a non-empty string')
-    const w = (await this.request({ type: 'get-actor', reqId: 0, name, namespace })) as {
-      actorId: ActorId
-      className: string
-      methods: string[]
-      handleId: string
-    }
+    const w = await this.control.request({ type: 'get-actor', reqId: 0, name, namespace })
     // The handle counts like any other: a non-detached actor lives while some handle to it does.
     return this.decodeCtx.bindActorHandle?.(w) as ActorHandle<T>
   }
@@ -389,18 +379,18 @@ export class Mesh implements ActorSubmitter {
   /** Kills an actor at once: its pending and future calls reject with ActorDiedError. */
   async kill(handle: ActorHandleBase, opts?: { noRestart?: boolean }): Promise<void> {
     if (!(handle instanceof ActorHandleBase)) throw new ValidationError('kill: expected an actor handle')
-    await this.request({ type: 'kill-actor', reqId: 0, actorId: handle.actorId, noRestart: opts?.noRestart ?? true })
+    await this.control.request({ type: 'kill-actor', reqId: 0, actorId: handle.actorId, noRestart: opts?.noRestart ?? true })
   }
 
   /** Ends the job: its pending tasks are cancelled and its non-detached actors killed. */
   async close(): Promise<void> {
-    if (this.closedReason) return
+    if (this.control.closedReason) return
     this.submitter.flush()
     this.refs.flush()
     this.events.flush()
     this.shutDown('closed by the driver', new ConnectionError('the connection was closed'))
     this.peers?.stop()
-    this.transport.close()
+    this.control.transport.close()
   }
 
   /** @internal Sends everything queued now: a task's worker does this before it reports the task's result. */
@@ -410,7 +400,7 @@ export class Mesh implements ActorSubmitter {
     this.actorCalls.flush()
     this.refs.flush()
     this.links.flush()
-    this.transport.flush()
+    this.control.transport.flush()
   }
 
   /**
@@ -418,7 +408,7 @@ export class Mesh implements ActorSubmitter {
    * of, for its result to release after the coordinator has taken what the result holds.
    */
   endScope(): ObjectId[] {
-    return this.refs.endScope().filter((id) => this.published.delete(id))
+    return this.publication.released(this.refs.endScope())
   }
 
   /** @internal How many leases this connection holds now (tests). */
@@ -439,47 +429,9 @@ export class Mesh implements ActorSubmitter {
     return { ...this.links.stats }
   }
 
-  /**
-   * @internal Refs to these objects leave this connection (inside a value, or with a task the coordinator runs):
-   * those it owns and the coordinator does not know of yet are published, so whoever finds the refs can use them
-   * (Ray's owner answers borrowers itself; here the coordinator's directory does, for the objects that escape).
-   */
+  /** @internal Refs to these objects leave this connection: see OwnerPublication.escape. */
   escape(ids: readonly ObjectId[]): void {
-    const objects: Extract<ClientMessage, { type: 'publish' }>['objects'] = []
-    for (const id of ids) {
-      if (!this.refs.isOwned(id) || this.published.has(id)) continue
-      this.published.add(id)
-      const e = this.objects.peek(id)
-      if (e?.data) objects.push({ objectId: id, data: e.data })
-      else if (e?.error) objects.push({ objectId: id, error: e.error })
-      else {
-        objects.push({ objectId: id })
-        this.publishedPending.add(id)
-      }
-    }
-    if (objects.length) this.transport.send({ type: 'publish', objects })
-  }
-
-  /** Owned objects got their value or error here: those published while pending are published again with it. */
-  private resolvedOwned(values: readonly OwnedValue[]): void {
-    const objects: Extract<ClientMessage, { type: 'publish' }>['objects'] = []
-    for (const v of values) {
-      if (!this.publishedPending.delete(v.objectId)) continue
-      if (v.data) objects.push({ objectId: v.objectId, data: v.data })
-      else if (v.error) objects.push({ objectId: v.objectId, error: v.error })
-    }
-    if (objects.length && this.transport.isOpen) this.transport.send({ type: 'publish', objects })
-  }
-
-  /** The coordinator entered these returns in its directory (owned by us): released at once if no ref is left. */
-  private registered(ids: readonly ObjectId[]): void {
-    const gone: ObjectId[] = []
-    for (const id of ids) {
-      this.publishedPending.delete(id)
-      if (this.refs.holds(id)) this.published.add(id)
-      else gone.push(id)
-    }
-    if (gone.length && this.transport.isOpen) this.transport.send({ type: 'release', objectIds: gone })
+    this.publication.escape(ids)
   }
 
   private onPeerMessage(from: string, raw: unknown, route: Route): void {
@@ -505,73 +457,6 @@ export class Mesh implements ActorSubmitter {
 
   // ---- internals ----
 
-  private checkRefs<T extends ObjectRef>(refs: readonly T[], where: string): T[] {
-    if (!Array.isArray(refs)) throw new ValidationError(`${where}: expected an ObjectRef or an array of ObjectRefs`)
-    const subscribe: ObjectId[] = []
-    for (const r of refs) {
-      if (!(r instanceof ObjectRef)) throw new ValidationError(`${where}: expected ObjectRefs; got ${r === null ? 'null' : typeof r}`)
-      if (this.objects.ensure(r.id)) subscribe.push(r.id)
-    }
-    if (subscribe.length) {
-      this.assertOpen()
-      this.transport.send({ type: 'subscribe', objectIds: subscribe })
-    }
-    return refs as T[]
-  }
-
-  /**
-   * Waits on the object table (ObjectTable.waitFor) after sending what this turn submitted; while it waits, a task's
-   * CPU is lent back to its node.
-   */
-  private waitUntil(
-    ids: readonly ObjectId[],
-    need: number,
-    deadline: number | undefined,
-    failFast: boolean,
-    what: 'ready' | 'bytes',
-  ): Promise<number> {
-    const wait = this.objects.waitFor(ids, need, deadline, failFast, what)
-    if (typeof wait === 'number') return Promise.resolve(wait)
-    this.submitter.flush()
-    const hooks = this.blockingHooks
-    if (!hooks) return wait
-    hooks.enter()
-    return wait.finally(() => hooks.leave())
-  }
-
-  private timeoutError(timeout: number, ids: readonly ObjectId[]): GetTimeoutError {
-    const pending = ids.filter((id) => !this.objects.read(id))
-    const why = [...new Set(pending.flatMap((id) => this.infeasible.get(taskIdOfObject(id)) ?? []))]
-    // Else, where the first pending task this connection owns is in its life (waiting, queued, or at which node).
-    for (const id of why.length ? [] : pending) {
-      const where = this.tasks.whereIs(taskIdOfObject(id))
-      if (where) {
-        why.push(where)
-        break
-      }
-    }
-    return new GetTimeoutError(timeout, pending.length, why.length ? why.join('; ') : undefined)
-  }
-
-  private valueOf(id: ObjectId): unknown {
-    const e = this.objects.read(id)
-    if (!e) throw new ConnectionError(`object ${id} is not available on this connection`)
-    if (e.error) throw fromWireError(e.error)
-    return decodeValue(e.data as Uint8Array, this.decodeCtx)
-  }
-
-  private request(msg: Extract<ClientMessage, { reqId?: number }>): Promise<unknown> {
-    this.assertOpen()
-    this.submitter.flush()
-    // What this connection's tasks did so far is in the answer to a state query.
-    if (msg.type === 'state') this.events.flush()
-    const reqId = this.nextReqId++
-    return new Promise((resolve, reject) => {
-      this.requests.set(reqId, { resolve, reject })
-      this.transport.send({ ...msg, reqId } as ClientMessage)
-    })
-  }
-
   /** The coordinator refused messages that would have made these objects: they fail here, with its reason. */
   private failCarried(ids: readonly string[], why: string): void {
     for (const id of ids) {
@@ -591,85 +476,44 @@ export class Mesh implements ActorSubmitter {
     }
   }
 
-  private onMessage(msg: ServerMessage): void {
-    switch (msg.type) {
-      case 'objects':
+  /** What this driver does with each message the coordinator sends it. */
+  private handlers(): DriverHandlers {
+    return {
+      objects: (msg) => {
         for (const o of msg.objects) {
           this.objects.resolve(o.objectId as ObjectId, o)
           if (o.error) this.transfer.onRelayFailed(o.objectId as ObjectId, o.error.message)
         }
-        return
-      case 'object-chunk':
-        this.transfer.onChunk(msg.objectId as ObjectId, msg.offset, msg.total, msg.data)
-        return
-      case 'reply': {
-        const r = this.requests.get(msg.reqId)
-        if (!r) return
-        this.requests.delete(msg.reqId)
-        if (msg.ok) r.resolve(msg.value)
-        else r.reject(fromWireError(msg.error))
-        return
-      }
-      case 'error':
+      },
+      'object-chunk': (msg) => this.transfer.onChunk(msg.objectId as ObjectId, msg.offset, msg.total, msg.data),
+      error: (msg) => {
         if (msg.frame !== undefined) {
-          const carried = this.transport.refusedFrame(msg.frame)
+          const carried = this.control.transport.refusedFrame(msg.frame)
           if (carried.length) return this.failCarried(carried, msg.error.message)
         }
         console.error(`[shoal] the coordinator reported: ${msg.error.message}`)
-        return
-      case 'warning':
-        for (const t of msg.taskIds) this.infeasible.set(t, msg.message)
+      },
+      warning: (msg) => {
+        this.waiter.noteInfeasible(msg.taskIds, msg.message)
         if (msg.shapeId) this.direct.onInfeasible(msg.shapeId, msg.message)
         console.warn(`[shoal] ${msg.message}`)
-        return
-      case 'peer-recv':
-        this.links.receiveRelayed(msg.from, msg.msgs)
-        return
-      case 'lease-granted':
-        this.direct.onGranted(msg.shapeId, msg.lease)
-        return
-      case 'lease-failed':
-        this.direct.onFailed(msg.shapeId, msg.error.message)
-        return
-      case 'lease-revoked':
-        this.direct.onRevoked(msg.leaseIds, msg.nodeId)
-        return
-      case 'lease-reclaim':
-        this.direct.onReclaim(msg.leaseIds)
-        return
-      case 'cancel-owned':
-        this.tasks.cancel(msg.taskId, msg.force)
-        return
-      case 'actor-state':
-        this.actorCalls.onActorState(msg)
-        return
-      case 'delete-objects':
-        this.transfer.dropServed(msg.objectIds)
-        return
-      case 'upload-object':
-        void this.transfer.upload(msg.objectId as ObjectId, () => this.transport.bufferedAmount).catch(() => {})
-        return
-      case 'welcome':
-      case 'assign':
-      case 'kill-actor':
-      case 'relay-down':
-      case 'retire-workers':
-      case 'lease-ended':
-        return // node-only messages; a driver ignores them
-      default:
-        msg satisfies never
+      },
+      'peer-recv': (msg) => this.links.receiveRelayed(msg.from, msg.msgs),
+      'lease-granted': (msg) => this.direct.onGranted(msg.shapeId, msg.lease),
+      'lease-failed': (msg) => this.direct.onFailed(msg.shapeId, msg.error.message),
+      'lease-revoked': (msg) => this.direct.onRevoked(msg.leaseIds, msg.nodeId),
+      'lease-reclaim': (msg) => this.direct.onReclaim(msg.leaseIds),
+      'cancel-owned': (msg) => void this.tasks.cancel(msg.taskId, msg.force),
+      'actor-state': (msg) => this.actorCalls.onActorState(msg),
+      'delete-objects': (msg) => this.transfer.dropServed(msg.objectIds),
+      'upload-object': (msg) =>
+        void this.transfer.upload(msg.objectId as ObjectId, () => this.control.transport.bufferedAmount).catch(() => {}),
     }
-  }
-
-  private onClosed(reason: string): void {
-    if (this.closedReason) return
-    const why = `the connection to the coordinator was lost: ${reason}`
-    this.shutDown(why, new ConnectionError(why))
   }
 
   /** Closed either way (by the driver, or lost): nothing more goes out, and everything waiting ends with `err`. */
   private shutDown(reason: string, err: ConnectionError): void {
-    this.closedReason = reason
+    if (!this.control.shutDown(reason, err)) return
     this.refs.close()
     this.direct.close()
     this.actorCalls.close()
@@ -677,11 +521,5 @@ export class Mesh implements ActorSubmitter {
     this.events.close()
     this.transfer.close(reason)
     this.objects.failAll(err.toWire())
-    for (const r of this.requests.values()) r.reject(err)
-    this.requests.clear()
-  }
-
-  private assertOpen(): void {
-    if (this.closedReason) throw new ConnectionError(`this connection is closed (${this.closedReason})`)
   }
 }

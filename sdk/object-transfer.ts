@@ -3,13 +3,13 @@ import { ObjectLostError } from './errors.ts'
 import type { ObjectId } from './ids.ts'
 import { PeerSource, pullFromAny, RelaySource } from './object-sources.ts'
 import type { ObjectTable } from './object-table.ts'
-import { type ClientMessage, OBJECT_CHUNK_BYTES } from './protocol/index.ts'
+import { type ClientMessage, OBJECT_CHUNK_BYTES, type RequestMessage } from './protocol/index.ts'
 import type { PeerMesh } from './transport/peer-mesh.ts'
 
 /** What moving large objects needs from the connection. */
 export interface TransferChannel {
   send(msg: ClientMessage): void
-  request(msg: Extract<ClientMessage, { reqId?: number }>): Promise<unknown>
+  request(msg: RequestMessage): Promise<unknown>
 }
 
 /**

@@ -68,7 +68,7 @@ describe('big submissions', () => {
   it("a frame the coordinator refuses fails exactly the refs it carried, with the coordinator's reason", async () => {
     const { mesh, driver, settle } = await world()
     // A client that thinks the limit is larger (an older SDK, a coordinator that lowered it): its frame is refused.
-    const transport = (mesh as unknown as { transport: FramedTransport }).transport
+    const transport = (mesh as unknown as { control: { transport: FramedTransport } }).control.transport
     transport.maxFrameBytes = 64 * LIMIT
     const f = mesh.remote(noop).options({ numCpus: 0 })
     const arg = new Uint8Array(90 * 1024)

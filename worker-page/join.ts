@@ -1,8 +1,14 @@
 import { ConnectionError, fromWireError } from '../sdk/errors.ts'
-import { type ClientMessageOf, PROTOCOL_VERSION, RELAY_OVERHEAD_BYTES, type ServerMessage } from '../sdk/protocol/index.ts'
+import {
+  type ClientMessageOf,
+  PROTOCOL_VERSION,
+  RELAY_OVERHEAD_BYTES,
+  type ServerMessage,
+  type WelcomeMessage,
+} from '../sdk/protocol/index.ts'
 import { ControlSocket } from '../sdk/transport/websocket.ts'
 
-export type Welcome = Extract<ServerMessage, { type: 'welcome' }>
+export type Welcome = WelcomeMessage
 
 /**
  * Opens a node's control socket and says hello: resolves with the welcome, or rejects with the coordinator's refusal.

@@ -15,7 +15,7 @@
 import { decodeValue, encodeValue } from '../../sdk/codec.ts'
 import { ConnectionError, fromWireError, type WireError } from '../../sdk/errors.ts'
 import type { ExecArg, ExecResult, ExecTask } from '../../sdk/protocol/index.ts'
-import { type ClientMessage, PROTOCOL_VERSION, RELAY_OVERHEAD_BYTES, type ServerMessage } from '../../sdk/protocol/index.ts'
+import { type ClientMessage, PROTOCOL_VERSION, RELAY_OVERHEAD_BYTES, type WelcomeMessage } from '../../sdk/protocol/index.ts'
 import { toUnits } from '../../sdk/resources.ts'
 import { ControlSocket } from '../../sdk/transport/websocket.ts'
 import { noObjects } from '../../sim/no-objects.ts'
@@ -81,7 +81,7 @@ export interface SimNodeOptions {
   onError?: (node: SimNode, message: string) => void
 }
 
-type Welcome = Extract<ServerMessage, { type: 'welcome' }>
+type Welcome = WelcomeMessage
 
 const NULL_BYTES = encodeValue(null, 'null').slice()
 

@@ -324,46 +324,45 @@ export interface ObjectUpdate {
 }
 
 /** Every message the coordinator sends. */
-export type ServerMessage =
-  | {
-      type: 'welcome'
-      reqId: number
-      jobId?: string
-      nodeId?: string
-      namespace: string
-      peerjsPath: string
-      iceServers: RTCIceServerLike[]
-      /** The largest frame the coordinator accepts from this client. */
-      maxFrameBytes: number
-      /** To a node: the key the coordinator signs its leases with (HMAC-SHA256, hex). */
-      leaseKey?: string
-      /** The ticket to sign in to the PeerJS signaling server as this connection's peer id (its node id or `peerId`). */
-      peerjsKey?: string
-    }
+/** The coordinator's welcome: answers a hello (see ClientMessage `hello`). */
+export interface WelcomeMessage {
+  type: 'welcome'
+  reqId: number
+  jobId?: string
+  nodeId?: string
+  namespace: string
+  peerjsPath: string
+  iceServers: RTCIceServerLike[]
+  /** The largest frame the coordinator accepts from this client. */
+  maxFrameBytes: number
+  /** To a node: the key the coordinator signs its leases with (HMAC-SHA256, hex). */
+  leaseKey?: string
+  /** The ticket to sign in to the PeerJS signaling server as this connection's peer id (its node id or `peerId`). */
+  peerjsKey?: string
+}
+
+/** What the coordinator sends to any connection, driver or node. */
+export type ToAnyone =
+  | WelcomeMessage
   | { type: 'reply'; reqId: number; ok: true; value: unknown }
   | { type: 'reply'; reqId: number; ok: false; error: WireError }
   | { type: 'objects'; objects: ObjectUpdate[] }
   /** A frame or message was refused. `frame` counts binary frames on this channel from 1, as the sender does. */
   | { type: 'error'; error: WireError; frame?: number }
-  /** Something the driver should know and print once (a task no node can ever fit, as Ray warns). */
-  | { type: 'warning'; message: string; taskIds: string[]; shapeId?: string }
-  /** A frame for one of a node's workers (see `relay-up`). */
-  | { type: 'relay-down'; channel: string; frame: Uint8Array }
-  | { type: 'assign'; tasks: Assignment[]; functions: FunctionDef[] }
-  | { type: 'kill-actor'; actorId: string }
   /** A chunk of a large object: to a driver that fetched it, or to a node asked to store it. */
   | { type: 'object-chunk'; objectId: string; offset: number; total: number; data: Uint8Array }
-  /** To a node: send the bytes of this object back as `object-chunk` messages. */
+  /** To a node, or a browser driver serving its puts: send the bytes of this object back as `object-chunk` messages. */
   | { type: 'upload-object'; objectId: string }
-  /**
-   * To a node: the job ended. Its idle workers that own nothing go (Ray kills a finished job's workers, but not one
-   * that owns objects still in use); `channels` names workers that own nothing any more, whatever their job.
-   */
-  | { type: 'retire-workers'; jobId?: string; channels: string[] }
   /** To a node (or a browser driver serving its puts): nothing refers to these objects any more; delete them. */
   | { type: 'delete-objects'; objectIds: string[] }
   /** Peer messages from `from`, relayed (the coordinator vouches for `from`). */
   | { type: 'peer-recv'; from: string; msgs: unknown[] }
+
+/** What the coordinator sends only to drivers: owners of tasks and leases, callers of actors. */
+export type DriverBound =
+  | ToAnyone
+  /** Something the driver should know and print once (a task no node can ever fit, as Ray warns). */
+  | { type: 'warning'; message: string; taskIds: string[]; shapeId?: string }
   /** To an owner: a lease it asked for. */
   | { type: 'lease-granted'; shapeId: string; lease: Lease }
   /** To an owner: leases of this shape can never be granted (hard affinity to a node that is gone or too small). */
@@ -374,13 +373,57 @@ export type ServerMessage =
   | { type: 'cancel-owned'; taskId: string; force: boolean }
   /** To an owner: others wait for these leases' resources; return them once their tasks in flight are done. */
   | { type: 'lease-reclaim'; leaseIds: string[] }
-  /** To a node: these leases ended (returned, or their owner died: then `kill` stops what still runs under them). */
-  | { type: 'lease-ended'; leaseIds: string[]; kill: boolean }
   /**
    * To a caller of an actor (`actorId` as it asked, maybe a getIfExists alias): the actor is alive (with an actor
    * lease to call it under), restarting (calls in flight went with the old incarnation), or dead (why, in `error`).
    */
   | ActorStateMessage
+
+/** What the coordinator sends only to nodes. */
+export type NodeBound =
+  | ToAnyone
+  /** A frame for one of a node's workers (see `relay-up`). */
+  | { type: 'relay-down'; channel: string; frame: Uint8Array }
+  | { type: 'assign'; tasks: Assignment[]; functions: FunctionDef[] }
+  | { type: 'kill-actor'; actorId: string }
+  /**
+   * The job ended. Its idle workers that own nothing go (Ray kills a finished job's workers, but not one that owns
+   * objects still in use); `channels` names workers that own nothing any more, whatever their job.
+   */
+  | { type: 'retire-workers'; jobId?: string; channels: string[] }
+  /** These leases ended (returned, or their owner died: then `kill` stops what still runs under them). */
+  | { type: 'lease-ended'; leaseIds: string[]; kill: boolean }
+
+/** Every message the coordinator sends. */
+export type ServerMessage = DriverBound | NodeBound
+
+/** A named actor, as `get-actor` finds it: enough to make a handle (`handleId` counts the handle's lifetime). */
+export interface ActorLookup {
+  actorId: string
+  className: string
+  methods: string[]
+  handleId?: string
+}
+
+/**
+ * What an ok reply carries, per request type. `state` answers with the rows of the resource asked (typed per
+ * resource by the state API); `hello` is answered by `welcome`, not a reply.
+ */
+export interface Replies {
+  hello: never
+  put: null
+  'put-remote': null
+  'object-chunk': null
+  free: null
+  cancel: null
+  'kill-actor': null
+  'get-actor': ActorLookup
+  state: unknown
+  'may-use': string[]
+}
+/** A client message that asks for a reply (it carries a `reqId`; `object-chunk` does on a put's last chunk). */
+export type RequestMessage = Extract<ClientMessage, { type: keyof Replies }>
+export type ReplyTo<M extends RequestMessage> = Replies[M['type']]
 
 export type ActorStateMessage =
   | { type: 'actor-state'; actorId: string; state: 'ALIVE'; lease: Lease; maxTaskRetries: number }

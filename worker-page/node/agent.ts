@@ -1,6 +1,7 @@
 import {
   type Assignment,
   type ClientMessage,
+  type NodeBound,
   type PeerMessageOf,
   parsePeerMessage,
   RELAY_OVERHEAD_BYTES,
@@ -142,8 +143,12 @@ export class NodeAgent {
     if (this.transport.isOpen) this.transport.send(msg)
   }
 
-  /** Handles one message from the coordinator. */
-  onMessage(msg: ServerMessage): void {
+  /**
+   * Handles one message from the coordinator. A node is sent only NodeBound messages (DriverBound ones go to drivers
+   * only); anything else is ignored.
+   */
+  onMessage(m: ServerMessage): void {
+    const msg = m as NodeBound
     switch (msg.type) {
       case 'welcome':
         if (msg.leaseKey) this.admission.keyFrom(msg.leaseKey)
@@ -188,14 +193,6 @@ export class NodeAgent {
         return
       case 'reply':
         this.tenancy.onReply(msg.reqId, msg.ok, msg.ok ? msg.value : undefined)
-        return
-      case 'warning':
-      case 'lease-granted':
-      case 'lease-failed':
-      case 'lease-revoked':
-      case 'lease-reclaim':
-      case 'cancel-owned':
-      case 'actor-state':
         return
       default:
         msg satisfies never
