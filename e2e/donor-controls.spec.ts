@@ -125,7 +125,7 @@ describe('donor controls on /node', () => {
 
     // Tasks running on A when its donor leaves, and more waiting (soft affinity: they may go elsewhere).
     const onA = mesh.remote(span).options({ schedulingStrategy: { nodeId: a.nodeId, soft: true } })
-    const refs = Array.from({ length: 8 }, () => onA.remote(1200))
+    const refs = Array.from({ length: 8 }, () => onA.remote(3000))
     await eventually(
       async () =>
         (
