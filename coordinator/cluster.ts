@@ -14,6 +14,7 @@ import { ObjectDirectory } from './gcs/object-directory.ts'
 import { MAX_TASK_ROWS, TaskEvents } from './gcs/task-events.ts'
 import { LeaseManager, type LeaseRequest } from './lease-manager.ts'
 import { type MessageRoutes, messageRoutes, type RouteContext, routeMessage } from './message-routes.ts'
+import { NodeControls } from './node-controls.ts'
 import { ObjectRequests } from './object-requests.ts'
 import { ObjectTransfers } from './object-transfers.ts'
 import { PeerRelay } from './peer-relay.ts'
@@ -80,6 +81,8 @@ export class Cluster implements MessageHandler, RouteContext {
   readonly objectRequests: ObjectRequests
   readonly taskRequests: TaskRequests
   readonly state: StateReader
+  /** What nodes' donors decide on their /node page: CPUs, pause, leave. */
+  readonly nodeControls: NodeControls
   private readonly routes: MessageRoutes
   private monitor: ReturnType<typeof setInterval> | undefined
   readonly log: (line: string) => void
@@ -120,6 +123,7 @@ export class Cluster implements MessageHandler, RouteContext {
         else this.tasks.infeasible(x as TaskRecord, yes)
       },
       waiting: (x) => this.leases.waiting(x, isLease(x) ? x.owner : undefined),
+      resting: (nodeId) => this.nodeControls.resting(nodeId),
     })
     this.leases = new LeaseManager({ nodes: this.nodes, scheduler: this.scheduler, nodeSession })
     this.tasks = new PlacedTasks({
@@ -164,6 +168,17 @@ export class Cluster implements MessageHandler, RouteContext {
     })
     this.taskRequests = new TaskRequests(this)
     this.fate = new FateSharing(this)
+    this.nodeControls = new NodeControls({
+      nodes: this.nodes,
+      leases: this.leases,
+      tasks: this.tasks,
+      objects: this.objects,
+      scheduler: this.scheduler,
+      nodeSession,
+      nodeDied: (nodeId, reason) => this.fate.nodeDied(nodeId, reason),
+      log: this.log,
+      ...(opts.now && { now: opts.now }),
+    })
     this.admission = new Admission(this, opts)
     this.state = new StateReader(this)
     this.routes = messageRoutes(this)
@@ -206,6 +221,7 @@ export class Cluster implements MessageHandler, RouteContext {
   close(): void {
     this.closed = true
     if (this.monitor) clearInterval(this.monitor)
+    this.nodeControls.close()
   }
 
   /**

@@ -4,7 +4,7 @@ import { TaskUnschedulableError, ValidationError } from '../sdk/errors.ts'
 import { randomHex } from '../sdk/ids.ts'
 import { type ClientMessageOf, type Lease, leaseSigningText } from '../sdk/protocol/index.ts'
 import { allocate, quantityProblem, type ResourceUnits, release, toUnits } from '../sdk/resources.ts'
-import type { NodeRecord, NodeTable } from './gcs/nodes.ts'
+import { type NodeRecord, type NodeTable, takesWork } from './gcs/nodes.ts'
 import { infeasibleWarning } from './scheduler/policy.ts'
 import type { Schedulable, Scheduler } from './scheduler/scheduler.ts'
 import type { Session } from './session.ts'
@@ -268,7 +268,7 @@ export class LeaseManager {
   }
 
   /**
-   * The node was quarantined: every lease on it is asked back from its owner (returned once what runs under it ends),
+   * The node was quarantined, paused or is leaving: every lease on it is asked back from its owner (returned once what runs under it ends),
    * and no new one is granted there.
    */
   askBackOn(nodeId: string): void {
@@ -280,6 +280,34 @@ export class LeaseManager {
       ids.push(rec.lease.leaseId)
     }
     for (const [owner, leaseIds] of asked) owner.send({ type: 'lease-reclaim', leaseIds })
+  }
+
+  /**
+   * The node's donor gave it fewer CPUs: leases on it are asked back, newest first, until what stays fits the new total
+   * (each returns once what runs under it ends). Running work is not stopped; it just is not followed by more there.
+   */
+  askBackBeyondTotal(node: NodeRecord): void {
+    let short = -(node.available.CPU ?? 0)
+    if (short <= 0) return
+    const asked = new Map<Session, string[]>()
+    // Those asked back already free their CPUs when they end: they count toward what is missing.
+    const onNode = [...(this.byNode.get(node.nodeId) ?? [])]
+    for (const rec of onNode) if (!this.reclaimable.has(rec.lease.leaseId) && !rec.blocked) short -= rec.lease.units.CPU ?? 0
+    for (const rec of onNode.reverse()) {
+      if (short <= 0) break
+      if (!this.reclaimable.has(rec.lease.leaseId)) continue
+      this.reclaimable.delete(rec.lease.leaseId)
+      if (!rec.blocked) short -= rec.lease.units.CPU ?? 0
+      let ids = asked.get(rec.owner)
+      if (!ids) asked.set(rec.owner, (ids = []))
+      ids.push(rec.lease.leaseId)
+    }
+    for (const [owner, leaseIds] of asked) owner.send({ type: 'lease-reclaim', leaseIds })
+  }
+
+  /** How many leases are out on this node now. */
+  countOn(nodeId: string): number {
+    return this.byNode.get(nodeId)?.size ?? 0
   }
 
   /** An owner went away: its requests go, and its leases end with what runs under them (fate sharing). */
@@ -337,7 +365,7 @@ function index<K, V>(map: Map<K, Set<V>>, key: K, value: V): void {
 /** Whether giving back `rec` would let `req` be placed on its node. */
 function couldServe(req: Schedulable, rec: LeaseRecord, node: NodeRecord): boolean {
   if (typeof req.strategy === 'object' && req.strategy.nodeId !== node.nodeId) return false
-  if (node.quarantined || (node.trust === 'volunteer' && !req.volunteers)) return false
+  if (!takesWork(node) || (node.trust === 'volunteer' && !req.volunteers)) return false
   for (const k in req.resources) {
     const need = req.resources[k] as number
     if (need > (node.total[k] ?? 0)) return false

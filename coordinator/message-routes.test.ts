@@ -68,6 +68,8 @@ describe('message routes', () => {
         'heartbeat',
         'lease-blocked',
         'may-use',
+        'node-drain',
+        'node-update',
         'objects-spilled',
         'objects-stored',
         'relay-close',
@@ -91,7 +93,7 @@ describe('message routes', () => {
         refused++
       }
     }
-    expect(refused).toBe(21)
+    expect(refused).toBe(23)
     expect(handled).not.toHaveBeenCalled()
   })
 

@@ -8,6 +8,7 @@ import type { FunctionTable } from './gcs/functions.ts'
 import type { NodeTable } from './gcs/nodes.ts'
 import type { ObjectDirectory } from './gcs/object-directory.ts'
 import type { LeaseManager } from './lease-manager.ts'
+import type { NodeControls } from './node-controls.ts'
 import type { ObjectRequests } from './object-requests.ts'
 import type { ObjectTransfers } from './object-transfers.ts'
 import type { PeerRelay } from './peer-relay.ts'
@@ -48,6 +49,7 @@ export interface RouteContext extends MessageHandler {
   readonly actors: ActorManager
   readonly relay: PeerRelay
   readonly state: StateReader
+  readonly nodeControls: NodeControls
   disconnected(s: Session): void
   log(line: string): void
 }
@@ -173,6 +175,9 @@ export function messageRoutes(c: RouteContext): MessageRoutes {
       from: nodes,
       handle: (s, msg) => c.nodes.heartbeat(s.nodeId as string, msg.running, msg.workers, msg.storeUsed, msg.storeSpilled),
     },
+    // The donor's controls on its /node page: about the sending node only.
+    'node-update': { from: nodes, handle: (s, msg) => c.nodeControls.update(s, msg) },
+    'node-drain': { from: nodes, handle: (s, msg) => c.nodeControls.drain(s, msg) },
     'peer-send': { from: anyone, handle: (s, msg) => c.relay.send(s, msg) },
     // A frame from one of a node's workers goes through the same edge checks as a socket's, on a channel session of
     // its own (made by its first frame), so the worker's messages are ordered with the node's.

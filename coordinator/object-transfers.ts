@@ -114,7 +114,7 @@ export class ObjectTransfers {
     if (!entry?.buffer || this.placing.has(id)) return
     const node = this.deps.nodes
       .alive()
-      .filter((n) => this.deps.nodeSession(n.nodeId))
+      .filter((n) => !n.draining && this.deps.nodeSession(n.nodeId))
       .sort((a, b) => b.objectStoreMemory - b.objectStoreUsed - (a.objectStoreMemory - a.objectStoreUsed))[0]
     if (!node) return // kept here until a node joins
     this.placing.set(id, node.nodeId)

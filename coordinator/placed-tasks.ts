@@ -95,6 +95,11 @@ export class PlacedTasks implements ActorTaskOps {
     return false
   }
 
+  /** How many tasks the coordinator placed on `nodeId` are there now (actors' creations, verified replicas). */
+  countOn(nodeId: string): number {
+    return this.byNode.get(nodeId)?.size ?? 0
+  }
+
   /**
    * Accepts one task spec from a driver. A bad spec fails its own returns and nothing else; a spec too broken to name
    * its task is told to `unnamed` (the caller answers a message's worth of those once).

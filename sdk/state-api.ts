@@ -51,6 +51,10 @@ export interface NodeRow {
   trust: 'trusted' | 'volunteer'
   /** Why it gets no more work (a verified task's replicas outvoted its result), or null. */
   quarantined: string | null
+  /** Its donor paused it (the /node page): it stays ALIVE, what runs there finishes, nothing new is placed there. */
+  paused: boolean
+  /** Its donor is leaving (a drain): nothing new is placed there; it goes once its work and objects are handed over. */
+  draining: boolean
 }
 export interface JobRow {
   jobId: string
@@ -130,6 +134,8 @@ export const STATE_COLUMNS = {
     'workers',
     'trust',
     'quarantined',
+    'paused',
+    'draining',
   ] satisfies (keyof NodeRow)[],
   jobs: ['jobId', 'tenant', 'state', 'startTime', 'endTime', 'namespace'] satisfies (keyof JobRow)[],
   actors: [

@@ -92,6 +92,17 @@ export class ObjectManager implements NodeObjects {
     for (const u of updates) if (u.error) this.relay.onFailed(u.objectId, (u.error as WireError).message)
   }
 
+  /** Pulls these objects here and reports them stored (a leaving node's, whose holder the coordinator replaces). */
+  copyHere(objects: LargeArg[]): void {
+    for (const a of objects) {
+      if (this.store.has(a.ref)) {
+        this.send({ type: 'objects-stored', objects: [{ objectId: a.ref as never, size: a.size }] })
+        continue
+      }
+      void this.ensureLocal(a).catch((e: Error) => console.warn(`[shoal node] could not copy ${a.ref.slice(0, 12)} here: ${e.message}`))
+    }
+  }
+
   /** The node left the cluster: pulls under way fail. */
   close(why: string): void {
     this.relay.close(why)

@@ -14,6 +14,8 @@ export interface NodeConfig {
   name?: string
   objectStoreMemory: number
   resources?: Record<string, number>
+  /** Join paused (its donor paused it before a reload): no work is placed here until resumed. */
+  paused?: boolean
 }
 
 /** A node in this browser tab, registered and running: its agent, its store, and what the coordinator said. */
@@ -34,11 +36,17 @@ export interface StartedNode {
  * object manager and the worker pool, then the agent that runs tasks on them.
  */
 export async function startNode(config: NodeConfig): Promise<StartedNode> {
-  const { address, cpus, token, name, objectStoreMemory, resources } = config
+  const { address, cpus, token, name, objectStoreMemory, resources, paused } = config
   // Work that comes with the welcome waits in `early` until the store and pool exist.
   const { socket, welcome, early } = await joinAsNode(address, {
     ...(token && { token }),
-    node: { resources: { CPU: cpus, ...resources }, objectStoreMemory, ...(name && { name }), userAgent: navigator.userAgent },
+    node: {
+      resources: { CPU: cpus, ...resources },
+      objectStoreMemory,
+      ...(name && { name }),
+      ...(paused && { paused }),
+      userAgent: navigator.userAgent,
+    },
   })
   const nodeId = welcome.nodeId as string
   // This node's lock first: from then on no other tab of the profile takes its store for an orphan.
@@ -64,6 +72,7 @@ export async function startNode(config: NodeConfig): Promise<StartedNode> {
   )
   agent = new NodeAgent(nodeId, socket, pool, objects, toUnits({ CPU: cpus, ...resources }), {
     ...(welcome.leaseKey && { leaseKey: welcome.leaseKey }),
+    ...(paused && { paused }),
   })
   store.onSpilled = (ids, spilled, line) => {
     agent?.send({ type: 'objects-spilled', objectIds: ids as never[], spilled, ...(line && { log: line }) })

@@ -31,7 +31,7 @@ export class WorkerPool implements NodeWorkers {
 
   constructor(
     private readonly ctx: Omit<ExecutorContext, 'workerId'>,
-    private readonly prewarm: number,
+    private prewarm: number,
     /** Makes room in the plasma store before a worker writes a large result into it. */
     private readonly reserve: (bytes: number) => Promise<void>,
     /** A task in a worker started or stopped waiting in get/wait. */
@@ -192,6 +192,19 @@ export class WorkerPool implements NodeWorkers {
     this.workers = this.workers.filter((x) => x !== p)
     if (p.channels.size) this.onChannelsClosed([...p.channels])
     p.channels.clear()
+  }
+
+  /**
+   * The node gives `cpus` now: that many workers are kept ready. Fewer: idle workers that hold nothing stop now (busy
+   * ones and actors' finish what they do; acquire replaces rather than adds past the count). More: new ones start.
+   */
+  resize(cpus: number): void {
+    this.prewarm = Math.max(1, Math.ceil(cpus))
+    for (const w of [...this.workers]) {
+      if (this.workers.length <= this.prewarm) break
+      if (!w.busy && !w.actorId && !w.channels.size) this.terminate(w)
+    }
+    while (this.workers.filter((w) => !w.actorId).length < this.prewarm) this.spawn()
   }
 
   terminateAll(): void {

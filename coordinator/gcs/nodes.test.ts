@@ -22,3 +22,35 @@ describe('node table heartbeats', () => {
     expect(nodes.silentSince(5000).map((n) => n.nodeId)).toEqual([quiet.nodeId, chatty.nodeId])
   })
 })
+
+describe("a donor's controls in the node table", () => {
+  it('paused and leaving nodes stay alive and listed, and no work is placed on them', () => {
+    const nodes = new NodeTable()
+    const a = nodes.add({ resources: { CPU: 2 }, objectStoreMemory: 1 })
+    const b = nodes.add({ resources: { CPU: 2 }, objectStoreMemory: 1 })
+    expect(nodes.placeableFor(false)).toEqual([a, b])
+    expect(nodes.setPaused(a.nodeId, true)).toBe(true)
+    expect(nodes.setPaused(a.nodeId, true)).toBe(false)
+    expect(nodes.placeableFor(false)).toEqual([b])
+    expect(nodes.setDraining(b.nodeId)).toBe(true)
+    expect(nodes.placeableFor(true)).toEqual([])
+    expect(nodes.alive()).toEqual([a, b])
+    expect(nodes.rows().map((r) => [r.state, r.paused, r.draining])).toEqual([
+      ['ALIVE', true, false],
+      ['ALIVE', false, true],
+    ])
+    nodes.setPaused(a.nodeId, false)
+    expect(nodes.placeableFor(false)).toEqual([a])
+  })
+
+  it('a new CPU total changes what is free by the difference: below zero while running work holds more', () => {
+    const nodes = new NodeTable()
+    const a = nodes.add({ resources: { CPU: 4 }, objectStoreMemory: 1 })
+    a.available.CPU = 10_000 // three of four CPUs in use
+    expect(nodes.setCpu(a.nodeId, 10_000)).toBe(-30_000)
+    expect(a.available.CPU).toBe(-20_000)
+    expect(nodes.setCpu(a.nodeId, 60_000)).toBe(50_000)
+    expect([a.total.CPU, a.available.CPU]).toEqual([60_000, 30_000])
+    expect(nodes.setCpu(a.nodeId, 60_000)).toBe(0)
+  })
+})

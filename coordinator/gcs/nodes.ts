@@ -28,6 +28,10 @@ export interface NodeRecord {
   trust: NodeTrust
   /** Why it gets no more work (it returned a result the other replicas outvoted), or null. */
   quarantined: string | null
+  /** Its donor paused it (the /node page): what runs there finishes, nothing new is placed there. */
+  paused: boolean
+  /** Its donor is leaving (a drain, as Ray's drain-node): nothing new is placed there, and it goes once drained. */
+  draining: boolean
 }
 
 export type NodeTrust = 'trusted' | 'volunteer'
@@ -49,7 +53,10 @@ export class NodeTable {
   /** `now` is the clock heartbeats are judged by (the simulator gives its own). */
   constructor(private readonly now: () => number = Date.now) {}
 
-  add(info: { resources: Resources; objectStoreMemory: number; name?: string }, trust: NodeTrust = 'trusted'): NodeRecord {
+  add(
+    info: { resources: Resources; objectStoreMemory: number; name?: string; paused?: boolean },
+    trust: NodeTrust = 'trusted',
+  ): NodeRecord {
     const now = this.now()
     const units = toUnits(info.resources)
     const rec: NodeRecord = {
@@ -70,6 +77,8 @@ export class NodeTable {
       workers: 0,
       trust,
       quarantined: null,
+      paused: info.paused ?? false,
+      draining: false,
     }
     this.nodes.set(rec.nodeId, rec)
     this.changed()
@@ -89,16 +98,15 @@ export class NodeTable {
     return this.aliveList
   }
 
-  /** The nodes work may go to: alive, not quarantined, and trusted unless the work allows volunteers. */
+  /** The nodes work may go to: alive, taking work, and trusted unless the work allows volunteers. */
   placeableFor(volunteers: boolean): readonly NodeRecord[] {
     if (!this.placeable) {
-      const any = this.alive().filter((n) => !n.quarantined)
+      const any = this.alive().filter(takesWork)
       this.placeable = { any, trusted: any.filter((n) => n.trust === 'trusted') }
     }
     return volunteers ? this.placeable.any : this.placeable.trusted
   }
 
-  /** The node gets no more work (it stays connected and listed, with the reason). Returns false if it already was. */
   /** An admin lifted the node's quarantine: it may get work again. Returns false if it was not quarantined. */
   release(id: string): boolean {
     const n = this.nodes.get(id as NodeId)
@@ -108,12 +116,45 @@ export class NodeTable {
     return true
   }
 
+  /** The node gets no more work (it stays connected and listed, with the reason). Returns false if it already was. */
   quarantine(id: string, reason: string): boolean {
     const n = this.nodes.get(id as NodeId)
     if (!n || n.quarantined) return false
     n.quarantined = reason
     this.changed()
     return true
+  }
+
+  /** Its donor paused or resumed it. Returns whether that changed anything. */
+  setPaused(id: string, paused: boolean): boolean {
+    const n = this.nodes.get(id as NodeId)
+    if (n?.state !== 'ALIVE' || n.paused === paused) return false
+    n.paused = paused
+    this.changed()
+    return true
+  }
+
+  /** Its donor leaves: it takes no more work from now on (there is no way back: a drained node leaves). */
+  setDraining(id: string): boolean {
+    const n = this.nodes.get(id as NodeId)
+    if (n?.state !== 'ALIVE' || n.draining) return false
+    n.draining = true
+    this.changed()
+    return true
+  }
+
+  /**
+   * Its donor gives `units` of CPU now. What is free changes by the difference: below zero while running work holds
+   * more than the new total, so nothing new fits there until enough of it ends. Returns the change.
+   */
+  setCpu(id: string, units: number): number {
+    const n = this.nodes.get(id as NodeId)
+    if (n?.state !== 'ALIVE') return 0
+    const delta = units - (n.total.CPU ?? 0)
+    if (!delta) return 0
+    n.total.CPU = units
+    n.available.CPU = (n.available.CPU ?? 0) + delta
+    return delta
   }
 
   private changed(): void {
@@ -172,6 +213,11 @@ export class NodeTable {
       workers: n.workers,
       trust: n.trust,
       quarantined: n.quarantined,
+      paused: n.paused,
+      draining: n.draining,
     }))
   }
 }
+
+/** Whether new work may be placed on an alive node: not quarantined, paused or leaving. */
+export const takesWork = (n: NodeRecord): boolean => !n.quarantined && !n.paused && !n.draining

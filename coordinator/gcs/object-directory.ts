@@ -216,6 +216,19 @@ export class ObjectDirectory {
     return lost
   }
 
+  /**
+   * Large objects whose only copy is on `nodeId` (and not in the coordinator's memory either): what a leaving node
+   * must hand over. Every object listed here is still needed by someone (an unneeded one is collected at once).
+   */
+  onlyOn(nodeId: string): { objectId: ObjectId; size: number }[] {
+    const out: { objectId: ObjectId; size: number }[] = []
+    for (const id of this.byLocation.get(nodeId) ?? []) {
+      const e = this.objects.get(id)
+      if (e && !e.error && !e.buffer && e.locations?.size === 1 && e.locations.has(nodeId)) out.push({ objectId: id, size: e.size ?? 0 })
+    }
+    return out
+  }
+
   /** Large objects waiting only in the coordinator's memory (to place on a node when one is alive). */
   buffered(): ObjectId[] {
     const out: ObjectId[] = []

@@ -34,6 +34,8 @@ export interface SchedulerHooks<T extends Schedulable> {
   infeasible(item: T, infeasible: boolean): void
   /** The head of a queue cannot be placed now (resources busy): others may be asked to give some back. */
   waiting?(item: T): void
+  /** Whether this alive node takes no work for now but will again (its donor paused it): hard affinity to it waits. */
+  resting?(nodeId: string): boolean
 }
 
 /**
@@ -111,6 +113,8 @@ export class Scheduler<T extends Schedulable> {
       let placed = false
       while (q.length) {
         const item = q.peek() as T
+        const s = item.strategy
+        if (typeof s === 'object' && !s.soft && this.hooks.resting?.(s.nodeId)) break
         const nodes = this.hooks.nodes(item)
         const p: Placement = pickNode(item.resources, item.strategy, nodes, this.policy, item.preferNode)
         if (p.kind === 'retryable') {

@@ -17,7 +17,21 @@ export class NodesView {
         className: 'mono',
         cell: (n) => ({ text: n.name ? `${shortId(n.nodeId)} ${n.name}` : shortId(n.nodeId), title: n.nodeId }),
       },
-      { id: 'state', header: 'State', cell: (n) => ({ text: n.state, badge: true }) },
+      // A donor's pause or leave (the /node page) keeps the node ALIVE: said beside its state.
+      {
+        id: 'state',
+        header: 'State',
+        cell: (n) =>
+          n.state === 'ALIVE' && (n.draining || n.paused)
+            ? {
+                text: `ALIVE · ${n.draining ? 'leaving' : 'paused'}`,
+                badge: 'yellow' as const,
+                title: n.draining
+                  ? 'its donor is leaving: no new work; it goes once its work and objects are handed over'
+                  : 'paused by its donor: what runs there finishes, no new work is placed there',
+              }
+            : { text: n.state, badge: true },
+      },
       // A quarantined node returned a minority result for a verified task: it stays listed, and gets no more work.
       {
         id: 'trust',

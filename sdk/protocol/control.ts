@@ -41,6 +41,11 @@ export const MAX_FRAME_BYTES = 64 * 1024 * 1024
 export const RELAY_OVERHEAD_BYTES = 64 * 1024
 /** A `submit` message holds at most this many task specs (the SDK sends at most 2,000). */
 export const MAX_TASKS_PER_SUBMIT = 10_000
+/** Most CPUs a node may say it gives (hello's resources are the first word; `node-update` the later ones). */
+export const MAX_NODE_CPUS = 1024
+/** A drain's deadline is at most this long (an hour): the coordinator keeps the node's work waiting meanwhile. */
+export const MAX_DRAIN_DEADLINE_MS = 3_600_000
+
 /** Ray's max_direct_call_object_size: values up to this travel inline in control messages. */
 export const INLINE_OBJECT_MAX_BYTES = 100 * 1024
 /** Large objects cross the control socket (driver puts and gets, relays) in chunks of this size. */
@@ -128,6 +133,8 @@ const NodeInfoSchema = v.strictObject({
   objectStoreMemory: v.pipe(v.number(), v.minValue(0)),
   name: v.optional(v.string()),
   userAgent: v.optional(v.string()),
+  /** Its donor paused it before it (re)joined (kept in the tab's storage): no work is placed there until resumed. */
+  paused: v.optional(v.boolean()),
 })
 
 /**
@@ -281,6 +288,23 @@ export const ClientMessageSchema = v.variant('type', [
    * actor's life (an actor lease for each incarnation that is alive) until the actor is dead.
    */
   v.strictObject({ type: v.literal('actor-lease-request'), actorId: hex(32) }),
+  /**
+   * A node's donor changed what it gives (the /node page's controls): its CPUs, or paused (running work finishes, no
+   * new work is placed there). Only about the sending node itself.
+   */
+  v.strictObject({
+    type: v.literal('node-update'),
+    cpus: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(MAX_NODE_CPUS))),
+    paused: v.optional(v.boolean()),
+  }),
+  /**
+   * The node's donor leaves (Ray's drain-node): no new work; running work finishes (or is handed back at the
+   * deadline); objects only this node holds that are still needed are copied to another node; then `drained`.
+   */
+  v.strictObject({
+    type: v.literal('node-drain'),
+    deadlineMs: v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(MAX_DRAIN_DEADLINE_MS)),
+  }),
   /** Peer messages for `to`, through the coordinator (no direct channel, or they must stay in order with this socket). */
   v.strictObject({ type: v.literal('peer-send'), to: PeerAddressSchema, msgs: v.pipe(v.array(v.unknown()), v.maxLength(100_000)) }),
 ])
@@ -393,6 +417,13 @@ export type NodeBound =
   | { type: 'retire-workers'; jobId?: string; channels: string[] }
   /** These leases ended (returned, or their owner died: then `kill` stops what still runs under them). */
   | { type: 'lease-ended'; leaseIds: string[]; kill: boolean }
+  /** Copy these objects here (pull them from where they are): their only holder is leaving. */
+  | { type: 'pull-objects'; objects: LargeArg[] }
+  /**
+   * The drain this node asked for is done: every object someone needs has another copy (`lost` counts those that could
+   * not be copied before the deadline). The coordinator closes the connection next.
+   */
+  | { type: 'drained'; lost: number }
 
 /** Every message the coordinator sends. */
 export type ServerMessage = DriverBound | NodeBound

@@ -406,6 +406,11 @@ export class PeerMesh implements DirectLinks {
     }
   }
 
+  /** The peers this one has an open link to now (the node page's live view). */
+  get openPeers(): string[] {
+    return [...this.links.keys()]
+  }
+
   /**
    * Closes every open link at once, as a network drop would, dropping what is in flight on them (debugging, tests):
    * links open again on the next send. Returns how many closed.

@@ -297,9 +297,9 @@ export class ActorHost {
   private actorResults(a: HostedActor, run: ActorRun, from: number, results: readonly ExecResult[]): void {
     const elapsed = performance.now() - run.started
     eachNewResult(run, run.calls, from, results, (call, r) => {
-      this.runs.stats.running--
       this.runs.storeReturns(call.t.taskId, r)
       a.callMs = r.ms ?? elapsed
+      this.runs.ended(call.t.taskId, a.callMs)
       this.runs.reportPushed(call.caller, call.t, r, a.callMs, a.worker.id)
     })
   }

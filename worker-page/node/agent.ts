@@ -7,7 +7,7 @@ import {
   RELAY_OVERHEAD_BYTES,
   type ServerMessage,
 } from '../../sdk/protocol/index.ts'
-import type { ResourceUnits } from '../../sdk/resources.ts'
+import { fromUnits, type ResourceUnits, toUnits } from '../../sdk/resources.ts'
 import { TaskEventReporter } from '../../sdk/task-event-reporter.ts'
 import type { FramedTransport } from '../../sdk/transport/framed.ts'
 import { PeerLinks, type Route } from '../../sdk/transport/peer-links.ts'
@@ -22,7 +22,7 @@ import { Functions } from './functions.ts'
 import { LeaseRunner } from './lease-runner.ts'
 import type { NodeActivity, NodeObjects, NodeWorkers } from './ports.ts'
 import { systemError } from './pushed.ts'
-import { WorkerRuns } from './worker-runs.ts'
+import { type RunningTask, WorkerRuns } from './worker-runs.ts'
 
 /**
  * The node (Ray's raylet and its leased workers): runs the tasks owners push to it under leases the coordinator
@@ -47,6 +47,10 @@ export class NodeAgent {
   private readonly actors: ActorHost
   private heartbeat: ReturnType<typeof setInterval> | undefined
   private stopped = false
+  private readonly runs: WorkerRuns
+  private isPaused = false
+  private leaving: Promise<{ lost: number }> | undefined
+  private drained: { resolve(r: { lost: number }): void; reject(e: Error): void } | undefined
 
   constructor(
     readonly nodeId: string,
@@ -54,8 +58,9 @@ export class NodeAgent {
     private readonly workers: NodeWorkers,
     private readonly objects: NodeObjects,
     readonly total: ResourceUnits,
-    opts: { heartbeatMs?: number; leaseKey?: string; peers?: PeerMesh; verifier?: LeaseCheck } = {},
+    opts: { heartbeatMs?: number; leaseKey?: string; peers?: PeerMesh; verifier?: LeaseCheck; paused?: boolean } = {},
   ) {
+    this.isPaused = opts.paused ?? false
     const heartbeatMs = opts.heartbeatMs ?? 1000
     const send = (msg: ClientMessage) => this.send(msg)
     this.events = new TaskEventReporter(send)
@@ -76,6 +81,7 @@ export class NodeAgent {
       toPeer,
     )
     const runs = new WorkerRuns(nodeId, workers, objects, this.events, this.tenancy, this.stats, (a) => this.onActivity(a), toPeer)
+    this.runs = runs
     this.assigned = new AssignedRuns(runs, send, () => batchBytesFor(this.transport.maxFrameBytes))
     this.leases = new LeaseRunner(runs, this.admission, this.functions, send)
     this.actors = new ActorHost(runs, this.admission, this.assigned, send)
@@ -123,6 +129,54 @@ export class NodeAgent {
     })
   }
 
+  /** What runs here now and what this node gave so far (the page's live view). */
+  get live(): { running: RunningTask[]; cpuMs: number } {
+    const now = performance.now()
+    let cpuMs = this.runs.cpuMs
+    for (const r of this.runs.runningNow.values()) cpuMs += now - r.since
+    return { running: [...this.runs.runningNow.values()], cpuMs }
+  }
+
+  /** The CPUs this node gives now. */
+  get cpus(): number {
+    return fromUnits({ CPU: this.total.CPU ?? 0 }).CPU ?? 0
+  }
+
+  /** Whether its donor paused it (no new work comes; what runs finishes). */
+  get paused(): boolean {
+    return this.isPaused
+  }
+
+  /**
+   * Its donor gives this many CPUs now (a whole number, at least 1): the coordinator takes the new total (work beyond
+   * it finishes, nothing new goes past it) and the worker pool follows.
+   */
+  setCpus(cpus: number): void {
+    if (!Number.isInteger(cpus) || cpus < 1) throw new RangeError(`CPUs must be a whole number of at least 1; got ${cpus}`)
+    this.total.CPU = toUnits({ CPU: cpus }).CPU as number
+    this.workers.resize?.(cpus)
+    this.send({ type: 'node-update', cpus })
+  }
+
+  /** Paused: what runs here finishes, and the coordinator places nothing new here until resumed. */
+  setPaused(paused: boolean): void {
+    this.isPaused = paused
+    this.send({ type: 'node-update', paused })
+  }
+
+  /**
+   * Leaves gracefully (Ray's drain-node): no new work; what runs finishes, or is handed back at `deadlineMs`; the
+   * objects only this node holds that someone needs are copied to another node first. Resolves once the coordinator
+   * says it is drained (with how many objects it could not copy in time), when the node stops.
+   */
+  leave(deadlineMs: number): Promise<{ lost: number }> {
+    this.leaving ??= new Promise((resolve, reject) => {
+      this.drained = { resolve, reject }
+      this.send({ type: 'node-drain', deadlineMs })
+    })
+    return this.leaving
+  }
+
   /** Leaves the cluster: workers stop, and owners retry their tasks elsewhere. */
   stop(reason = 'stopped'): void {
     if (this.stopped) return
@@ -136,6 +190,7 @@ export class NodeAgent {
     this.objects.close(`the node left the cluster: ${reason}`)
     if (this.transport.isOpen) this.transport.close()
     this.onActivity({ kind: 'disconnected', text: `disconnected: ${reason}` })
+    this.drained?.reject(new Error(`the node was disconnected before it was drained: ${reason}`))
     this.onClose(reason)
   }
 
@@ -190,6 +245,18 @@ export class NodeAgent {
         return
       case 'objects':
         this.objects.onObjects(msg.objects)
+        return
+      case 'pull-objects':
+        this.objects.copyHere?.(msg.objects)
+        return
+      case 'drained':
+        this.onActivity({
+          kind: 'disconnected',
+          text: `drained${msg.lost ? `: ${msg.lost} object(s) could not be copied in time` : ': every object handed over'}`,
+        })
+        this.drained?.resolve({ lost: msg.lost })
+        this.drained = undefined
+        this.stop('left the cluster (drained)')
         return
       case 'reply':
         this.tenancy.onReply(msg.reqId, msg.ok, msg.ok ? msg.value : undefined)

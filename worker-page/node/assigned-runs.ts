@@ -63,7 +63,7 @@ export class AssignedRuns {
   /** An assigned task that ran ended: counted, shown, and its result sent. */
   finished(t: Assignment, r: ExecResult): void {
     this.runs.storeReturns(t.taskId, r)
-    this.runs.stats.running--
+    this.runs.ended(t.taskId)
     if (r.ok) this.runs.stats.finished++
     else this.runs.stats.failed++
     this.report(t, r)

@@ -213,8 +213,8 @@ export class LeaseRunner {
     if (!r) return
     eachNewResult(r, r.batch, from, results, (b, x) => {
       this.runningLeased.delete(b.taskId)
-      this.runs.stats.running--
       const ms = x.ms ?? elapsed
+      this.runs.ended(b.taskId, ms)
       this.fnMs.set(b.functionId, ms)
       if (r.cancelled?.has(b.taskId)) return // its owner already failed it
       this.runs.storeReturns(b.taskId, x)
@@ -238,7 +238,7 @@ export class LeaseRunner {
       this.send({ type: 'lease-blocked', leaseId: run.lease.leaseId, blocked: false })
     }
     if (stop) this.runs.stop(r.worker, unreported.length)
-    else this.runs.stats.running -= unreported.length
+    else for (const t of unreported) this.runs.ended(t.taskId)
     if (!failure) return
     for (const t of unreported) {
       const message = r.cancelled?.has(t.taskId) ? undefined : failure(t)

@@ -18,6 +18,8 @@ export interface NodeWorkers {
   release(w: WorkerSlot): void
   terminate(w: WorkerSlot): void
   terminateAll(): void
+  /** The node gives this many CPUs now: the pool keeps that many workers ready (idle ones beyond it stop). */
+  resize?(cpus: number): void
   /**
    * Idle workers stop: those of an ended job that own nothing (no channel), and those whose channels are named (they
    * owned something, and no longer do). Their channels close.
@@ -56,6 +58,11 @@ export interface NodeObjects {
   onObjects(updates: ObjectUpdate[]): void
   upload(id: string): Promise<void>
   delete(ids: string[]): Promise<void>
+  /**
+   * The coordinator asks this node to hold a copy of these objects (their only holder is leaving): each is pulled and
+   * reported stored. Optional: a node with no store of its own (the simulator's) never gets the request.
+   */
+  copyHere?(objects: LargeArg[]): void
   /** The node left the cluster: pulls under way fail (their tasks are retried elsewhere by their owners). */
   close(why: string): void
 }

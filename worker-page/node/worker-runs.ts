@@ -1,4 +1,4 @@
-import { objectIdOf, type TaskId } from '../../sdk/ids.ts'
+import { jobIdOfTask, objectIdOf, type TaskId } from '../../sdk/ids.ts'
 import type { BatchItem, ExecArg, ExecResult } from '../../sdk/protocol/index.ts'
 import { type LargeArg, type Lease, leavesObjects, type PeerMessage, type TaskResult } from '../../sdk/protocol/index.ts'
 import type { TaskEvent, TaskEventReporter } from '../../sdk/task-event-reporter.ts'
@@ -13,6 +13,15 @@ export interface RunStats {
   running: number
   finished: number
   failed: number
+}
+
+/** A task running on this node now, as its page shows it. */
+export interface RunningTask {
+  name: string
+  jobId: string
+  /** performance.now() when it started. */
+  since: number
+  workerId: string
 }
 
 /** A pushed task's results, one batch per way back (straight to its owner, or through the coordinator). */
@@ -31,6 +40,11 @@ export const workerDied = (taskId: string, message: string): ExecResult => ({
  * store, its result sent back, a worker stopped. The one home of each.
  */
 export class WorkerRuns {
+  /** What runs now, by task id (the page's live view). */
+  readonly runningNow = new Map<string, RunningTask>()
+  /** Milliseconds of task time this node gave, in all (the tasks' own measure where they have one). */
+  cpuMs = 0
+
   constructor(
     readonly nodeId: string,
     readonly workers: NodeWorkers,
@@ -49,6 +63,7 @@ export class WorkerRuns {
    */
   started(t: { taskId: string; attempt: number; name: string }, w: WorkerSlot, task?: TaskEvent['task']): void {
     this.stats.running++
+    this.runningNow.set(t.taskId, { name: t.name, jobId: jobIdOfTask(t.taskId as TaskId), since: performance.now(), workerId: w.id })
     this.events.state(t.taskId, t.attempt, 'RUNNING', { workerId: w.id as never, nodeId: this.nodeId as never, ...(task && { task }) })
     this.activity({ kind: 'task-start', text: `${t.name} started on worker ${w.id.slice(0, 8)}` })
   }
@@ -156,9 +171,24 @@ export class WorkerRuns {
     to.results[needsCoordinator ? 'relay' : 'direct'].push(result)
   }
 
+  /** A task that started here ended (`ms`: how long it ran by its own measure, where it has one). */
+  ended(taskId: string, ms?: number): void {
+    this.stats.running--
+    const r = this.runningNow.get(taskId)
+    if (!r) return
+    this.runningNow.delete(taskId)
+    this.cpuMs += ms ?? performance.now() - r.since
+  }
+
   /** Stops worker `w` with `unfinished` of its tasks not answered: they no longer run (what it owned shares its fate). */
   stop(w: WorkerSlot, unfinished: number): void {
     this.stats.running -= unfinished
+    const now = performance.now()
+    for (const [id, r] of this.runningNow) {
+      if (r.workerId !== w.id) continue
+      this.runningNow.delete(id)
+      this.cpuMs += now - r.since
+    }
     this.workers.terminate(w)
   }
 }

@@ -45,3 +45,27 @@ export async function deleteObjects(db: IDBPDatabase, ids: string[]): Promise<vo
 export async function clearPlasma(db: IDBPDatabase): Promise<void> {
   await db.clear(STORE)
 }
+
+/**
+ * Deletes a node's whole store from this browser: its IndexedDB database and its OPFS spill directory (the donor's
+ * "Clear stored data"). The page's own connection to the database is closed first: an open one would block the delete.
+ */
+export async function deleteNodeStorage(nodeId: string): Promise<void> {
+  const db = cache.get(nodeId)
+  cache.delete(nodeId)
+  if (db) (await db).close()
+  await new Promise<void>((resolve, reject) => {
+    const req = indexedDB.deleteDatabase(plasmaDbName(nodeId))
+    req.onsuccess = () => resolve()
+    req.onerror = () => reject(req.error ?? new Error('the database could not be deleted'))
+    // Another connection (a worker not stopped yet) holds it: the delete completes once that one closes.
+    req.onblocked = () => {}
+  })
+  try {
+    const root = await navigator.storage.getDirectory()
+    await root.removeEntry(spillDirName(nodeId), { recursive: true })
+  } catch (e) {
+    // None there (it never spilled), or no OPFS here: nothing to delete.
+    if ((e as DOMException).name !== 'NotFoundError' && (e as DOMException).name !== 'SecurityError') throw e
+  }
+}

@@ -2,7 +2,7 @@ import * as Comlink from 'comlink'
 import type { IDBPDatabase } from 'idb'
 import { ObjectStoreFullError } from '../../sdk/errors.ts'
 import type { SpillApi } from '../../sdk/protocol/index.ts'
-import { clearPlasma, deleteObject, openPlasma, readObject, writeObject } from './plasma-db.ts'
+import { clearPlasma, deleteNodeStorage, deleteObject, openPlasma, readObject, writeObject } from './plasma-db.ts'
 
 /** Ray spills once the store is this full… */
 const SPILL_AT = 0.8
@@ -26,6 +26,7 @@ interface Entry {
 export class PlasmaStore {
   private index = new Map<string, Entry>()
   private spiller: Comlink.Remote<SpillApi>
+  private readonly spillWorker: Worker
   private spilling: Promise<void> | undefined
   /** Restores in progress: concurrent readers of one spilled object share one restore. */
   private restoring = new Map<string, Promise<void>>()
@@ -46,6 +47,7 @@ export class PlasmaStore {
     readonly capacity: number,
   ) {
     const worker = new Worker(new URL('./spill.worker.ts', import.meta.url), { type: 'module', name: 'shoal-spill' })
+    this.spillWorker = worker
     this.spiller = Comlink.wrap<SpillApi>(worker)
     void this.spiller.init(nodeId)
   }
@@ -54,6 +56,20 @@ export class PlasmaStore {
     const db = await openPlasma(nodeId)
     await clearPlasma(db)
     return new PlasmaStore(db, nodeId, capacity)
+  }
+
+  /**
+   * Deletes everything this store holds in this browser (IndexedDB and OPFS) and stops its spill worker, whose sync
+   * access handles would keep the OPFS files. Only for a node that left: the store cannot be used after.
+   */
+  async destroy(): Promise<void> {
+    this.spillWorker.terminate()
+    this.index.clear()
+    this.hot.clear()
+    this.hotBytes = 0
+    this.used = 0
+    this.spilledBytes = 0
+    await deleteNodeStorage(this.nodeId)
   }
 
   has(id: string): boolean {
