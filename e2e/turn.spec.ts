@@ -1,8 +1,8 @@
 import type { Page } from 'playwright-core'
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
+import { startTurnServer, type TurnServer } from '../coordinator/local-turn-server.ts'
 import type { Mesh } from '../sdk/index.ts'
 import { startCluster, type TestCluster } from './fixtures/cluster.ts'
-import { startTurnServer, type TurnServer } from './fixtures/coturn.ts'
 
 // Item 2 of "donate a tab from anywhere": every data channel forced through a real TURN server (Debian's coturn in
 // shared-secret mode, credentials minted by the coordinator), and what happens when the secret is wrong.

@@ -449,6 +449,17 @@ export class PeerMesh implements DirectLinks {
   }
 
   /**
+   * Links opened from now on follow `policy` (`relay`: through TURN only); open ones stay as they are (closeLinks
+   * switches them now). The benchmark compares one transfer both ways between the same two pages with it.
+   */
+  setIceTransportPolicy(policy: IceTransportPolicy): void {
+    this.iceTransportPolicy = policy
+    // PeerJS reads its options' config for every new RTCPeerConnection.
+    const config = (this.peer?.options as { config?: { iceTransportPolicy?: IceTransportPolicy } } | undefined)?.config
+    if (config) config.iceTransportPolicy = policy
+  }
+
+  /**
    * Closes every open link at once, as a network drop would, dropping what is in flight on them (debugging, tests):
    * links open again on the next send. Returns how many closed.
    */
