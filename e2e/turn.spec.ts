@@ -123,6 +123,25 @@ describe('relay-only through coturn', () => {
     // …and the Node driver's too (node-datachannel), under its peer id `d-…`.
     expect(log).toMatch(/username=<\d+:d-[0-9a-f]+>/)
   })
+  it('a page driver takes the same TURN credentials and policy from its welcome', async () => {
+    const page = await cluster.driverPage()
+    const out = await page.evaluate<{ results: number[]; direct: number; relay: number }>(`(async () => {
+      const { connect } = await import(location.origin + '/sdk.js')
+      const mesh = await connect()
+      const square = mesh.remote(function square(x) { return x * x })
+      const results = await mesh.get(Array.from({ length: 10 }, (_, i) => square.remote(i)))
+      const { direct, relay } = mesh.peerStats
+      await mesh.close()
+      return { results, direct, relay }
+    })()`)
+    expect(out.results).toEqual(Array.from({ length: 10 }, (_, i) => i * i))
+    expect(out.direct).toBeGreaterThan(0)
+    expect(out.relay).toBe(0)
+    // Its peer id (`d-…`) allocated on coturn: with the relay policy nothing else could carry its channels.
+    const drivers = new Set((await turn.log()).match(/username=<\d+:d-[0-9a-f]+>/g))
+    expect(drivers.size).toBeGreaterThanOrEqual(2)
+    await page.context().close()
+  })
 })
 
 describe('a wrong TURN secret', () => {
