@@ -1,6 +1,6 @@
 /**
  * `npm run bench [-- part…]`: the benchmarks, each beside its baseline measured in the same run; writes
- * bench/results/<part>.json. Parts: tasks, tasks-page, actors, objects, verify, scale (default: all). Kept out of the
+ * bench/results/<part>.json. Parts: tasks, tasks-page, actors, objects, verify, turn, scale (default: all). Kept out of the
  * `shoal` command so the coordinator never imports bench/.
  */
 import { runBench } from './run.ts'

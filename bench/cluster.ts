@@ -7,11 +7,11 @@ import { launchChromium, startHeadlessNodes } from '../coordinator/headless-node
  * A benchmark cluster: the coordinator in its own process (so the driver measuring it does not share its thread)
  * and headless nodes; plus a baseline page in the same browser.
  */
-export async function benchCluster(nodes: number, cpus: number, objectStoreMemory?: string) {
+export async function benchCluster(nodes: number, cpus: number, objectStoreMemory?: string, coordinatorArgs: string[] = []) {
   const port = 20000 + Math.floor(Math.random() * 20000)
   const url = `http://127.0.0.1:${port}`
   const cli = fileURLToPath(new URL('../coordinator/shoal.mjs', import.meta.url))
-  const coordinator: ChildProcess = spawn(process.execPath, [cli, 'start', '--port', String(port)], {
+  const coordinator: ChildProcess = spawn(process.execPath, [cli, 'start', '--port', String(port), ...coordinatorArgs], {
     stdio: ['ignore', 'pipe', 'inherit'],
   })
   await new Promise<void>((resolve, reject) => {

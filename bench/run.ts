@@ -1,15 +1,17 @@
 import { mkdir, writeFile } from 'node:fs/promises'
 import { cpus as osCpus } from 'node:os'
 import { fileURLToPath } from 'node:url'
+import { startTurnServer } from '../coordinator/local-turn-server.ts'
 import { benchActors } from './actors.bench.ts'
 import { benchCluster } from './cluster.ts'
 import { benchObjects } from './objects.bench.ts'
 import { benchScale } from './scale.bench.ts'
 import { benchTasks } from './tasks.bench.ts'
 import { benchTasksFromPage } from './tasks-page.bench.ts'
+import { benchTurn } from './turn.bench.ts'
 import { benchVerify } from './verify.bench.ts'
 
-const PARTS = ['tasks', 'tasks-page', 'actors', 'objects', 'verify', 'scale'] as const
+const PARTS = ['tasks', 'tasks-page', 'actors', 'objects', 'verify', 'turn', 'scale'] as const
 /**
  * The cluster each part runs on: [nodes, CPUs per node]: the shapes the README's figures were measured on (a browser
  * driver on 2 × 2, a Node driver on 3 × 4).
@@ -20,6 +22,7 @@ const SHAPES: Record<Exclude<Part, 'scale'>, [number, number]> = {
   actors: [3, 4],
   objects: [2, 2],
   verify: [3, 4],
+  turn: [2, 2],
 }
 type Part = (typeof PARTS)[number]
 
@@ -40,7 +43,19 @@ export async function runBench(parts: string[]): Promise<void> {
       continue
     }
     const [nodes, cpusPerNode] = SHAPES[part]
-    const c = await benchCluster(nodes, cpusPerNode, part === 'objects' ? '2GiB' : undefined)
+    // The TURN part: coturn on loopback beside the coordinator, which mints its credentials (policy `all`: the
+    // benchmark switches the pages' policy itself).
+    const secret = 'shoal-bench-turn-secret'
+    const turn = part === 'turn' ? await startTurnServer(secret) : undefined
+    const c = await benchCluster(
+      nodes,
+      cpusPerNode,
+      part === 'objects' || part === 'turn' ? '2GiB' : undefined,
+      turn ? ['--ice-server', turn.url, '--turn-secret', secret] : [],
+    ).catch(async (e) => {
+      await turn?.stop()
+      throw e
+    })
     try {
       const result =
         part === 'tasks'
@@ -51,11 +66,14 @@ export async function runBench(parts: string[]): Promise<void> {
               ? await benchActors(c, cpusPerNode)
               : part === 'verify'
                 ? await benchVerify(c, cpusPerNode)
-                : await benchObjects(c)
+                : part === 'turn'
+                  ? await benchTurn(c)
+                  : await benchObjects(c)
       await writeFile(`${dir}${part}.json`, `${JSON.stringify({ machine, ...result }, null, 2)}\n`)
       console.log(`  → bench/results/${part}.json`)
     } finally {
       await c.stop()
+      await turn?.stop()
     }
   }
 }

@@ -1,11 +1,12 @@
 import { ConnectionError, ValidationError } from '../sdk/errors.ts'
-import type { ClientMessageOf, RTCIceServerLike } from '../sdk/protocol/index.ts'
+import type { ClientMessageOf } from '../sdk/protocol/index.ts'
 import { MAX_FRAME_BYTES, PROTOCOL_VERSION } from '../sdk/protocol/index.ts'
 import { fromUnits } from '../sdk/resources.ts'
 import type { ActorManager } from './actor-manager.ts'
 import { type Credentials, DEFAULT_TENANT } from './auth.ts'
 import type { JobTable } from './gcs/jobs.ts'
 import type { NodeTable } from './gcs/nodes.ts'
+import { IceConfig } from './ice.ts'
 import type { LeaseManager } from './lease-manager.ts'
 import type { ObjectTransfers } from './object-transfers.ts'
 import type { PlacedTasks } from './placed-tasks.ts'
@@ -16,10 +17,13 @@ import type { SessionRegistry } from './sessions.ts'
 export interface AdmissionOptions {
   /** Let nodes without a token join as volunteers (they run only work whose options say `volunteers: true`). */
   volunteers?: boolean
-  iceServers?: RTCIceServerLike[]
+  /** STUN/TURN servers, TURN credentials and the transport policy every welcome carries. */
+  ice?: IceConfig
   peerjsPath?: string
   maxFrameBytes?: number
 }
+
+const NO_ICE = new IceConfig()
 
 export interface AdmissionDeps {
   credentials: Credentials
@@ -56,13 +60,16 @@ export class Admission {
     if (s.carrier && (msg.role !== 'driver' || !msg.attachJob))
       throw new ConnectionError("a node's worker channel may only join a job it runs work of (role 'driver' with attachJob)")
     if (!s.carrier && !this.admit(s, msg)) return
-    const base = {
+    const ice = this.opts.ice ?? NO_ICE
+    const base = (participant: string | undefined) => ({
       type: 'welcome' as const,
       reqId: msg.reqId,
       peerjsPath: this.opts.peerjsPath ?? '/peerjs',
-      iceServers: this.opts.iceServers ?? [],
+      // TURN credentials are minted for the peer id that signs in with them (a worker's channel joins no mesh).
+      iceServers: participant ? ice.serversFor(participant) : [],
+      iceTransportPolicy: ice.transportPolicy,
       maxFrameBytes: this.opts.maxFrameBytes ?? MAX_FRAME_BYTES,
-    }
+    })
     if (msg.role === 'node') {
       if (!msg.node) throw new ValidationError('a node must describe its resources in hello')
       const rec = this.deps.nodes.add(msg.node, s.trust ?? 'trusted')
@@ -73,7 +80,7 @@ export class Admission {
         `[coordinator] ${s.trust === 'volunteer' ? 'volunteer ' : ''}node ${rec.nodeId.slice(0, 8)} joined: ${JSON.stringify(fromUnits(rec.total))}${rec.name ? ` (${rec.name})` : ''}`,
       )
       const peerjsKey = credentials.ticketFor(rec.nodeId)
-      s.send({ ...base, nodeId: rec.nodeId, namespace: '', leaseKey: this.deps.leases.keyFor(rec.nodeId), peerjsKey })
+      s.send({ ...base(rec.nodeId), nodeId: rec.nodeId, namespace: '', leaseKey: this.deps.leases.keyFor(rec.nodeId), peerjsKey })
       this.deps.scheduler.nodesChanged()
       this.deps.transfers.onNodeJoined()
       return
@@ -101,7 +108,7 @@ export class Admission {
       s.isJobRoot = true
     }
     if (msg.peerId && !s.carrier) sessions.addPeer(msg.peerId, s)
-    s.send({ ...base, jobId: s.jobId, namespace: s.namespace, ...(s.peerId && { peerjsKey: credentials.ticketFor(s.peerId) }) })
+    s.send({ ...base(s.peerId), jobId: s.jobId, namespace: s.namespace, ...(s.peerId && { peerjsKey: credentials.ticketFor(s.peerId) }) })
   }
 
   /**

@@ -4,6 +4,7 @@ import { formatBytes } from '../sdk/size.ts'
 import { Credentials } from './auth.ts'
 import { runDemo } from './demo.ts'
 import { startHeadlessNodes } from './headless-nodes.ts'
+import { checkIceOptions, type IceOptions } from './ice.ts'
 import { type RunningCoordinator, startCoordinator } from './server.ts'
 import { DEFAULT_STORE } from './store/open-store.ts'
 
@@ -120,15 +121,62 @@ function accessOf(o: AccessOptions) {
   }
 }
 
+/** STUN/TURN for the participants' data channels (coordinator/ice.ts checks them at start-up). */
+interface IceFlags {
+  iceServer?: string[]
+  turnSecret?: string
+  turnTtl?: number
+  iceTransportPolicy?: 'all' | 'relay'
+}
+const iceFlags = (c: Command) =>
+  c
+    .option(
+      '--ice-server <url>',
+      'a STUN or TURN server for data channels: stun:HOST[:PORT], turn:HOST[:PORT][?transport=udp|tcp], turns:… (repeat for more)',
+      (v: string, all: string[] = []) => [...all, v],
+    )
+    .addOption(
+      new Option(
+        '--turn-secret <secret>',
+        "the TURN server's shared secret (coturn's static-auth-secret): credentials are minted per participant",
+      ).env('SHOAL_TURN_SECRET'),
+    )
+    .option('--turn-ttl <seconds>', 'how long minted TURN credentials stay valid (default 86400)', positiveNumber('--turn-ttl'))
+    .addOption(new Option('--ice-transport-policy <policy>', 'relay: every data channel through TURN').choices(['all', 'relay']))
+
+/** The ICE flags as the coordinator takes them, checked here so a bad one is reported as the flag it is. */
+function iceOf(o: IceFlags): { ice: IceOptions } {
+  const ice: IceOptions = {
+    ...(o.iceServer && { servers: o.iceServer }),
+    ...(o.turnSecret !== undefined && { turnSecret: o.turnSecret }),
+    ...(o.turnTtl !== undefined && { turnTtlSeconds: o.turnTtl }),
+    ...(o.iceTransportPolicy && { transportPolicy: o.iceTransportPolicy }),
+  }
+  checkIceOptions(ice)
+  return { ice }
+}
+
 accessOptions(
-  program
-    .command('start')
-    .description('run the coordinator (Hono on one port: /node, /dashboard, /sdk.js, /api, /ws, /peerjs)')
-    .option('-p, --port <port>', 'port', port, 8265)
-    .option('--host <host>', 'interface to listen on (without tokens: loopback only)', '127.0.0.1')
-    .addOption(storeOption()),
-).action(async (o: { port: number; host: string; store: string } & AccessOptions) => {
-  const c = await startCoordinator({ port: o.port, host: o.host, store: o.store, ...accessOf(o) })
+  iceFlags(
+    program
+      .command('start')
+      .description('run the coordinator (Hono on one port: /node, /dashboard, /sdk.js, /api, /ws, /peerjs)')
+      .option('-p, --port <port>', 'port', port, 8265)
+      .option('--host <host>', 'interface to listen on (without tokens: loopback only)', '127.0.0.1')
+      .option('--tls-cert <file>', 'serve https/wss: the certificate (chain) as PEM (with --tls-key)')
+      .option('--tls-key <file>', "the certificate's private key as PEM")
+      .addOption(storeOption()),
+  ),
+).action(async (o: { port: number; host: string; store: string; tlsCert?: string; tlsKey?: string } & AccessOptions & IceFlags) => {
+  if (!o.tlsCert !== !o.tlsKey) throw new InvalidArgumentError('give both --tls-cert and --tls-key, or neither')
+  const c = await startCoordinator({
+    port: o.port,
+    host: o.host,
+    store: o.store,
+    ...accessOf(o),
+    ...iceOf(o),
+    ...(o.tlsCert && o.tlsKey && { tls: { cert: o.tlsCert, key: o.tlsKey } }),
+  })
   console.log(`control store: ${c.store}`)
   printUrls(c.url)
   keepRunning(c.close)
@@ -148,42 +196,42 @@ program
     keepRunning(h.close)
   })
 
-program
-  .command('up')
-  .description('the quick start: coordinator + local headless nodes (+ the demo job), left running')
-  .option('-p, --port <port>', 'port', port, 8265)
-  .option('-n, --nodes <n>', 'headless nodes', positiveNumber('--nodes'), 3)
-  .option('-c, --cpus <n>', 'CPUs per node', positiveNumber('--cpus'), 4)
-  .option('--demo', "run the seed's 30 × 1 s tasks once the nodes are up")
-  .addOption(tokenOption())
-  .addOption(storeOption())
-  .action(async (o: { port: number; nodes: number; cpus: number; demo?: boolean; token?: string; store: string }) => {
-    let coordinator: RunningCoordinator | undefined
-    try {
-      coordinator = await startCoordinator({ port: o.port, store: o.store, ...(o.token && { token: o.token }), log: () => {} })
-    } catch (e) {
-      throw new Error(
-        `cannot start the coordinator on port ${o.port}: ${(e as Error).message} (is another coordinator running? use --port)`,
-      )
-    }
-    const c = coordinator
-    console.log(`coordinator up on ${c.url} (control store: ${c.store}); starting ${o.nodes} headless node(s)…`)
-    const h = await startHeadlessNodes({
-      address: c.url,
-      nodes: o.nodes,
-      cpus: o.cpus,
-      ...(o.token && { token: o.token }),
-      onConsole: (i, type, text) => type === 'error' && console.error(`[node ${i}] ${text}`),
-    })
-    console.log(`${h.nodes.length} node(s) registered`)
-    if (o.demo) await runDemo(c.url, { tasks: 30, seconds: 1, ...(o.token && { token: o.token }) })
-    printUrls(c.url)
-    console.log('\nPress Ctrl+C to stop.')
-    keepRunning(async () => {
-      await h.close()
-      await c.close()
-    })
+iceFlags(
+  program
+    .command('up')
+    .description('the quick start: coordinator + local headless nodes (+ the demo job), left running')
+    .option('-p, --port <port>', 'port', port, 8265)
+    .option('-n, --nodes <n>', 'headless nodes', positiveNumber('--nodes'), 3)
+    .option('-c, --cpus <n>', 'CPUs per node', positiveNumber('--cpus'), 4)
+    .option('--demo', "run the seed's 30 × 1 s tasks once the nodes are up")
+    .addOption(tokenOption())
+    .addOption(storeOption()),
+).action(async (o: { port: number; nodes: number; cpus: number; demo?: boolean; token?: string; store: string } & IceFlags) => {
+  let coordinator: RunningCoordinator | undefined
+  const ice = iceOf(o)
+  try {
+    coordinator = await startCoordinator({ port: o.port, store: o.store, ...(o.token && { token: o.token }), ...ice, log: () => {} })
+  } catch (e) {
+    throw new Error(`cannot start the coordinator on port ${o.port}: ${(e as Error).message} (is another coordinator running? use --port)`)
+  }
+  const c = coordinator
+  console.log(`coordinator up on ${c.url} (control store: ${c.store}); starting ${o.nodes} headless node(s)…`)
+  const h = await startHeadlessNodes({
+    address: c.url,
+    nodes: o.nodes,
+    cpus: o.cpus,
+    ...(o.token && { token: o.token }),
+    onConsole: (i, type, text) => type === 'error' && console.error(`[node ${i}] ${text}`),
   })
+  console.log(`${h.nodes.length} node(s) registered`)
+  if (o.demo) await runDemo(c.url, { tasks: 30, seconds: 1, ...(o.token && { token: o.token }) })
+  printUrls(c.url)
+  console.log('\nPress Ctrl+C to stop.')
+  keepRunning(async () => {
+    await h.close()
+    await c.close()
+  })
+})
 
 program
   .command('demo')

@@ -1,6 +1,6 @@
 import { ShoalError } from '../sdk/errors.ts'
 import type { ClientMessage, StateQuery } from '../sdk/protocol/index.ts'
-import { MAX_FRAME_BYTES, RELAY_OVERHEAD_BYTES, type RTCIceServerLike } from '../sdk/protocol/index.ts'
+import { MAX_FRAME_BYTES, RELAY_OVERHEAD_BYTES } from '../sdk/protocol/index.ts'
 import type { TaskRow } from '../sdk/state-api.ts'
 import { ActorManager } from './actor-manager.ts'
 import { Admission } from './admission.ts'
@@ -12,6 +12,7 @@ import { JobTable } from './gcs/jobs.ts'
 import { NodeTable } from './gcs/nodes.ts'
 import { ObjectDirectory } from './gcs/object-directory.ts'
 import { MAX_TASK_ROWS, TaskEvents } from './gcs/task-events.ts'
+import type { IceConfig } from './ice.ts'
 import { LeaseManager, type LeaseRequest } from './lease-manager.ts'
 import { type MessageRoutes, messageRoutes, type RouteContext, routeMessage } from './message-routes.ts'
 import { NodeControls } from './node-controls.ts'
@@ -37,7 +38,8 @@ export interface ClusterOptions {
   volunteers?: boolean
   /** A node silent for this long is declared dead. */
   heartbeatTimeoutMs?: number
-  iceServers?: RTCIceServerLike[]
+  /** STUN/TURN servers, TURN credentials and the transport policy every welcome carries. */
+  ice?: IceConfig
   peerjsPath?: string
   /** Largest frame a driver may send (a node's may be larger by RELAY_OVERHEAD_BYTES, to carry its workers'). */
   maxFrameBytes?: number

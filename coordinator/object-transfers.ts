@@ -25,6 +25,8 @@ export class ObjectTransfers {
     ObjectId,
     { from: string; fromSession: Session; to: Set<Session>; tried: Set<string>; started: boolean; later: Set<Session> }
   >()
+  /** Bytes of objects relayed from a holder to others that had no data channel to it (diagnostics, /metrics). */
+  relayedBytes = 0
   /** Where each buffered object is being placed, so a second placement is not started. */
   private placing = new Map<ObjectId, string>()
 
@@ -182,6 +184,7 @@ export class ObjectTransfers {
     const relay = this.relays.get(id)
     if (!relay) return
     relay.started = true
+    this.relayedBytes += m.data.byteLength * relay.to.size
     for (const s of relay.to) s.send({ type: 'object-chunk', objectId: id, offset: m.offset, total: m.total, data: m.data })
     if (m.offset + m.data.byteLength < m.total) return
     this.relays.delete(id)

@@ -21,6 +21,12 @@ import type { Session } from './session.ts'
  * for their owner, before the owner sees them; then what the task's worker let go at its end is released.
  */
 export class PeerRelay {
+  /**
+   * Peer messages relayed that a data channel could have carried (diagnostics, /metrics): not results that leave
+   * objects, which come here by design so the directory knows of them before their owner does.
+   */
+  relayedMessages = 0
+
   constructor(
     private readonly deps: {
       objects: ObjectDirectory
@@ -40,6 +46,8 @@ export class PeerRelay {
     const to = this.deps.sessionAt(msg.to)
     if (from.role === 'node') return this.fromNode(from, fromAddress, msg.to, to, msg.msgs)
     if (!isNodeAddress(msg.to)) throw new ValidationError('peer messages from a driver or task go to nodes only')
+    // A task's connection on a node has no data channel of its own: its messages always come this way.
+    if (!from.carrier) this.relayedMessages += msg.msgs.length
     if (to && !to.closed) to.send({ type: 'peer-recv', from: fromAddress, msgs: msg.msgs })
   }
 
@@ -60,6 +68,7 @@ export class PeerRelay {
         if (results.registered || results.results.some(leavesObjects))
           throw new ValidationError('a resent result may not leave objects (those go through the coordinator first)')
         if (deliverable) out.push(resent.resent)
+        this.relayedMessages++
         continue
       }
       if (deliverable && lease && to) {
@@ -72,7 +81,10 @@ export class PeerRelay {
           this.register(to, lease.lease.jobId, node.nodeId as string, msg)
           out.push(msg)
         }
-        if (plain.length) out.push({ type: 'results', leaseId: results.leaseId, results: plain })
+        if (plain.length) {
+          out.push({ type: 'results', leaseId: results.leaseId, results: plain })
+          this.relayedMessages++
+        }
       } else this.discard(node, results.results)
       // What the tasks' workers let go at their end goes only now, after their results took what they contain.
       for (const r of results.results) if (r.scope) this.deps.endScope(node, r.scope)

@@ -1,11 +1,14 @@
+import { readFileSync } from 'node:fs'
+import { createServer as createHttpsServer } from 'node:https'
 import type { AddressInfo } from 'node:net'
 import { fileURLToPath } from 'node:url'
 import { serve } from '@hono/node-server'
 import { createNodeWebSocket } from '@hono/node-ws'
 import { Hono } from 'hono'
-import { MAX_FRAME_BYTES, type RTCIceServerLike } from '../sdk/protocol/index.ts'
+import { MAX_FRAME_BYTES } from '../sdk/protocol/index.ts'
 import { type Credentials, exposureProblem } from './auth.ts'
 import { Cluster } from './cluster.ts'
+import { IceConfig, type IceOptions } from './ice.ts'
 import { requireLocalHost, requireOrigin, requireToken } from './routes/access.ts'
 import { metrics, stateApi } from './routes/api.ts'
 import { mountPeerSignaling } from './routes/peerjs.ts'
@@ -31,7 +34,10 @@ export interface CoordinatorOptions {
   /** Bytes of replies a client may leave unread before it is closed with 4008 (default 256 MiB). */
   maxUnreadBytes?: number
   heartbeatTimeoutMs?: number
-  iceServers?: RTCIceServerLike[]
+  /** STUN/TURN for the participants' data channels (`--ice-server`, `--turn-secret`, `--ice-transport-policy`). */
+  ice?: IceOptions
+  /** Serve https/wss on the one port: PEM files of the certificate (chain) and its key (`--tls-cert`, `--tls-key`). */
+  tls?: { cert: string; key: string }
   /**
    * The control store: `memory` (the default here: tests and throwaway clusters), a directory (the embedded LMDB
    * store; the CLI's default is `.shoal/`), or `redis://HOST:PORT[/DB]`.
@@ -56,6 +62,9 @@ export interface RunningCoordinator {
  * `/ws`, `/peerjs`, `/metrics`), so a single address is all a node, driver or browser needs.
  */
 export async function startCoordinator(opts: CoordinatorOptions = {}): Promise<RunningCoordinator> {
+  // Flags are checked before anything opens: a bad URL or an unreadable certificate is a start-up error.
+  const ice = new IceConfig(opts.ice)
+  const tls = opts.tls && readTls(opts.tls)
   const store = await openStore(opts.store ?? 'memory')
   const cluster = new Cluster({
     store,
@@ -64,7 +73,7 @@ export async function startCoordinator(opts: CoordinatorOptions = {}): Promise<R
     ...(opts.volunteers && { volunteers: true }),
     ...(opts.maxFrameBytes !== undefined && { maxFrameBytes: opts.maxFrameBytes }),
     ...(opts.heartbeatTimeoutMs !== undefined && { heartbeatTimeoutMs: opts.heartbeatTimeoutMs }),
-    iceServers: opts.iceServers ?? [],
+    ice,
     peerjsPath: '/peerjs',
     ...(opts.log && { log: opts.log }),
   })
@@ -102,7 +111,8 @@ export async function startCoordinator(opts: CoordinatorOptions = {}): Promise<R
   mountStatic(app, opts.distDir ?? fileURLToPath(new URL('../dist/', import.meta.url)))
 
   const server = await new Promise<ReturnType<typeof serve>>((resolve, reject) => {
-    const s = serve({ fetch: app.fetch, port: opts.port ?? 8265, hostname: host }, () => resolve(s))
+    const listen = { fetch: app.fetch, port: opts.port ?? 8265, hostname: host }
+    const s = serve(tls ? { ...listen, createServer: createHttpsServer, serverOptions: tls } : listen, () => resolve(s))
     s.once('error', reject)
   }).catch(async (e) => {
     cluster.close()
@@ -113,7 +123,7 @@ export async function startCoordinator(opts: CoordinatorOptions = {}): Promise<R
   const port = (server.address() as AddressInfo).port
   let closing: Promise<void> | undefined
   return {
-    url: `http://${host.includes(':') ? `[${host}]` : host}:${port}`,
+    url: `${tls ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${port}`,
     port,
     cluster,
     store: store.description,
@@ -130,4 +140,19 @@ export async function startCoordinator(opts: CoordinatorOptions = {}): Promise<R
         await store.close()
       })()),
   }
+}
+
+/** The PEM files of `--tls-cert` and `--tls-key`, read once, with an error that names the file. */
+function readTls(files: { cert: string; key: string }): { cert: Buffer; key: Buffer } {
+  const read = (what: string, path: string) => {
+    let pem: Buffer
+    try {
+      pem = readFileSync(path)
+    } catch (e) {
+      throw new Error(`cannot read the TLS ${what} ${path}: ${(e as Error).message}`)
+    }
+    if (!pem.includes('-----BEGIN ')) throw new Error(`the TLS ${what} ${path} is not a PEM file`)
+    return pem
+  }
+  return { cert: read('certificate', files.cert), key: read('key', files.key) }
 }

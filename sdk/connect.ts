@@ -90,7 +90,7 @@ async function joinPeerMesh(peerId: string, address: string, welcome: WelcomeMes
       if (!(await installNodeWebRTC())) return undefined
     }
     const { PeerMesh } = await import('./transport/peer-mesh.ts')
-    const mesh = new PeerMesh(peerId, address, welcome.peerjsPath, welcome.iceServers, welcome.peerjsKey)
+    const mesh = new PeerMesh(peerId, address, welcome.peerjsPath, welcome.iceServers, welcome.peerjsKey, welcome.iceTransportPolicy)
     let timer: ReturnType<typeof setTimeout> | undefined
     await Promise.race([mesh.start(), new Promise((_, reject) => (timer = setTimeout(() => reject(new Error('timeout')), 5000)))])
     clearTimeout(timer)

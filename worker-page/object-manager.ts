@@ -16,6 +16,8 @@ export class ObjectManager implements NodeObjects {
   /** Objects the coordinator places here, arriving in chunks. */
   private placements = new Map<string, Assembly>()
   private readonly relay: RelaySource
+  /** Bytes of large arguments pulled from peers over WebRTC and through the coordinator's relay (diagnostics). */
+  readonly transferStats = { peerBytes: 0, relayBytes: 0 }
 
   constructor(
     private readonly store: PlasmaStore,
@@ -63,7 +65,8 @@ export class ObjectManager implements NodeObjects {
     this.store.admit(a.size)
     const peers = this.peers()
     const peer = peers && new PeerSource(peers)
-    const { bytes } = await pullFromAny(a.ref, a.locations, { peer, relay: this.relay, self: this.selfId })
+    const { bytes, via } = await pullFromAny(a.ref, a.locations, { peer, relay: this.relay, self: this.selfId })
+    this.transferStats[via === 'peer' ? 'peerBytes' : 'relayBytes'] += bytes.byteLength
     await this.keep(a.ref, bytes)
   }
 

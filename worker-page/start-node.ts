@@ -1,3 +1,4 @@
+import type { IceTransportPolicy, RTCIceServerLike } from '../sdk/protocol/index.ts'
 import { toUnits } from '../sdk/resources.ts'
 import type { PeerMesh } from '../sdk/transport/peer-mesh.ts'
 import { joinAsNode } from './join.ts'
@@ -23,11 +24,17 @@ export interface StartedNode {
   agent: NodeAgent
   store: PlasmaStore
   objects: ObjectManager
-  iceServers: { urls: string | string[]; username?: string; credential?: string }[]
+  /** STUN/TURN for this node's data channels, TURN with credentials minted for this node alone. */
+  iceServers: RTCIceServerLike[]
+  /** The welcome's policy: `relay` sends every channel through TURN (`attachPeers` gives it to the mesh). */
+  iceTransportPolicy: IceTransportPolicy
   peerjsPath: string
   /** This node's ticket for the signaling server (its id's, from the welcome). */
   peerjsKey: string | undefined
-  /** Once the page has joined the peer mesh: pulls use it, and peers read this node's objects through it. */
+  /**
+   * The page's peer mesh, before it starts: pulls use it, peers read this node's objects through it, and its channels
+   * follow the welcome's ICE transport policy.
+   */
   attachPeers(peers: PeerMesh): void
 }
 
@@ -88,10 +95,12 @@ export async function startNode(config: NodeConfig): Promise<StartedNode> {
     store,
     objects,
     iceServers: welcome.iceServers,
+    iceTransportPolicy: welcome.iceTransportPolicy,
     peerjsPath: welcome.peerjsPath,
     peerjsKey: welcome.peerjsKey,
     attachPeers(p) {
       peerMesh = p
+      p.iceTransportPolicy = welcome.iceTransportPolicy
       p.source = (id) => store.read(id)
       agent?.attachPeers(p)
     },

@@ -74,6 +74,11 @@ export function metrics(cluster: Cluster, viewer: Viewer): string {
       `shoal_tasks_pending ${s.tasks.pending}`,
       '# TYPE shoal_objects gauge',
       `shoal_objects ${s.objects}`,
+      // What data channels did not carry: with STUN/TURN working these stay near 0 (the relay is the VPS's bandwidth).
+      '# TYPE shoal_relayed_peer_messages_total counter',
+      `shoal_relayed_peer_messages_total ${cluster.relay.relayedMessages}`,
+      '# TYPE shoal_relayed_object_bytes_total counter',
+      `shoal_relayed_object_bytes_total ${cluster.transfers.relayedBytes}`,
     )
   const tenants = [...cluster.tenantGauges()].filter(([t]) => viewer.admin || t === viewer.tenant)
   lines.push(

@@ -356,7 +356,10 @@ export interface WelcomeMessage {
   nodeId?: string
   namespace: string
   peerjsPath: string
+  /** STUN/TURN servers for this participant's data channels (TURN with credentials minted for it alone). */
   iceServers: RTCIceServerLike[]
+  /** `relay`: every data channel goes through TURN (`shoal start --ice-transport-policy relay`). */
+  iceTransportPolicy: IceTransportPolicy
   /** The largest frame the coordinator accepts from this client. */
   maxFrameBytes: number
   /** To a node: the key the coordinator signs its leases with (HMAC-SHA256, hex). */
@@ -460,6 +463,9 @@ export type ActorStateMessage =
   | { type: 'actor-state'; actorId: string; state: 'ALIVE'; lease: Lease; maxTaskRetries: number }
   | { type: 'actor-state'; actorId: string; state: 'RESTARTING'; reason: string; maxTaskRetries: number }
   | { type: 'actor-state'; actorId: string; state: 'DEAD'; error: WireError }
+
+/** RTCConfiguration's iceTransportPolicy. */
+export type IceTransportPolicy = 'all' | 'relay'
 
 export interface RTCIceServerLike {
   urls: string | string[]

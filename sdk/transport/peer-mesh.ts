@@ -11,9 +11,11 @@ import {
   encodePing,
   encodePull,
   FRAGMENT_HEADER_BYTES,
+  type IceTransportPolicy,
   PEER_MESSAGE_MAX_BYTES,
   type RTCIceServerLike,
 } from '../protocol/index.ts'
+import { IceWatch } from './ice-watch.ts'
 import type { DirectLinks } from './peer-links.ts'
 
 /**
@@ -58,7 +60,8 @@ interface Link {
 /**
  * This participant's place in the PeerJS mesh (the data plane): a node (peer id = node id) or a driver (a `d-…` id),
  * in a page or in Node (over node-datachannel, see node-webrtc.ts). Signaling goes through the coordinator's
- * `/peerjs`, no public STUN/TURN. Connections are reliable (PeerJS defaults to UNORDERED) and raw. Over them go
+ * `/peerjs`; STUN/TURN are what the coordinator's welcome says (none by default: PeerJS's public servers are never
+ * used). Connections are reliable (PeerJS defaults to UNORDERED) and raw. Over them go
  * peer frames (the peer wire, in order per link) and pulls of large objects.
  */
 export class PeerMesh implements DirectLinks {
@@ -79,6 +82,12 @@ export class PeerMesh implements DirectLinks {
   onFrame: (from: string, frame: Uint8Array) => void = () => {}
   /** The link to `peer` closed: what was sent on it may not have arrived. */
   onLinkDown: (peer: string) => void = () => {}
+  /**
+   * Said once per participant, the first time ICE keeps a data channel from opening (its peers are then reached
+   * through the coordinator's relay: slower, and the coordinator's bandwidth).
+   */
+  onWarning: (message: string) => void = (m) => console.warn(m)
+  private warned = false
 
   constructor(
     readonly peerId: string,
@@ -87,6 +96,8 @@ export class PeerMesh implements DirectLinks {
     private readonly iceServers: RTCIceServerLike[],
     /** The ticket the coordinator's welcome gave for this id: the signaling server lets only it sign in as this id. */
     private readonly key = 'shoal',
+    /** `relay`: every channel through TURN (the welcome's policy; a node page's is set before `start`). */
+    public iceTransportPolicy: IceTransportPolicy = 'all',
   ) {}
 
   start(): Promise<void> {
@@ -97,11 +108,14 @@ export class PeerMesh implements DirectLinks {
       path: this.path,
       key: this.key,
       secure: url.protocol === 'https:',
-      config: { iceServers: this.iceServers },
+      config: { iceServers: this.iceServers, iceTransportPolicy: this.iceTransportPolicy },
       debug: 0,
     })
     this.peer = peer
-    peer.on('connection', (conn) => this.adopt(conn))
+    peer.on('connection', (conn) => {
+      this.watchIce(conn, () => conn.open)
+      this.adopt(conn)
+    })
     return new Promise((resolve, reject) => {
       peer.once('open', () => resolve())
       peer.once('error', (e) => reject(new Error(`PeerJS: ${e.type}: ${e.message}`)))
@@ -116,11 +130,14 @@ export class PeerMesh implements DirectLinks {
     if (!peer || this.stopped) return Promise.reject(new Error('the peer mesh is not started'))
     c = new Promise<DataConnection>((resolve, reject) => {
       const conn = peer.connect(peerId, { reliable: true, serialization: 'raw' })
+      const ice = this.watchIce(conn)
       const fail = (why: string) => {
         clearTimeout(timer)
         peer.off('error', onError)
         conn.close()
-        reject(new Error(why))
+        const iceFailure = ice?.failure()
+        if (iceFailure) this.warnOnce(peerId, iceFailure)
+        reject(new Error(iceFailure ? `${why} (${iceFailure})` : why))
       }
       const timer = setTimeout(() => fail(`no link to ${peerId} opened within ${CONNECT_TIMEOUT_MS / 1000} s`), CONNECT_TIMEOUT_MS)
       const onError = (e: { type?: string; message?: string }) => {
@@ -141,6 +158,31 @@ export class PeerMesh implements DirectLinks {
     this.pool.set(peerId, c)
     this.evict()
     return c
+  }
+
+  /**
+   * Watches ICE on a connection. An incoming one (`opened` given) that has not opened within CONNECT_TIMEOUT_MS
+   * warns here; an outgoing one's caller asks the watch when it gives up.
+   */
+  private watchIce(conn: DataConnection, opened?: () => boolean): IceWatch | undefined {
+    const pc = conn.peerConnection as unknown as ConstructorParameters<typeof IceWatch>[0] | undefined
+    if (!pc || typeof pc.addEventListener !== 'function') return undefined
+    const watch = new IceWatch(pc, this.iceTransportPolicy)
+    if (opened)
+      setTimeout(() => {
+        const failure = !opened() && !this.stopped ? watch.failure() : undefined
+        if (failure) this.warnOnce(conn.peer, failure)
+      }, CONNECT_TIMEOUT_MS)
+    return watch
+  }
+
+  private warnOnce(peerId: string, iceFailure: string): void {
+    if (this.warned || this.stopped) return
+    this.warned = true
+    this.onWarning(
+      `[shoal] no data channel to ${peerId} opened: ${iceFailure}. Peer messages and objects go through the coordinator's relay ` +
+        "(slower, and on the coordinator's bandwidth): check the coordinator's --ice-server and --turn-secret. (Said once.)",
+    )
   }
 
   /** Whether a link to this peer is open now (a frame sent to it goes out at once). */
@@ -409,6 +451,17 @@ export class PeerMesh implements DirectLinks {
   /** The peers this one has an open link to now (the node page's live view). */
   get openPeers(): string[] {
     return [...this.links.keys()]
+  }
+
+  /**
+   * Links opened from now on follow `policy` (`relay`: through TURN only); open ones stay as they are (closeLinks
+   * switches them now). The benchmark compares one transfer both ways between the same two pages with it.
+   */
+  setIceTransportPolicy(policy: IceTransportPolicy): void {
+    this.iceTransportPolicy = policy
+    // PeerJS reads its options' config for every new RTCPeerConnection.
+    const config = (this.peer?.options as { config?: { iceTransportPolicy?: IceTransportPolicy } } | undefined)?.config
+    if (config) config.iceTransportPolicy = policy
   }
 
   /**
