@@ -1,6 +1,6 @@
 import { connect, type Mesh } from '../sdk/index.ts'
 import type { BenchCluster } from './cluster.ts'
-import { BOUNDED, fmt, repeat } from './stats.ts'
+import { BOUNDED, fmt, ratio, repeat } from './stats.ts'
 
 const SYNC_CALLS = 400
 const ASYNC_CALLS = 4000
@@ -66,7 +66,6 @@ export async function benchActors(c: BenchCluster, cpusPerNode: number) {
   }
   for (const m of meshes) await m.close()
 
-  const ratio = (a: number, b: number) => Number((a / b).toFixed(3))
   const result = {
     cluster: { nodes: c.nodes.length, cpusPerNode, drivers: n },
     ours,

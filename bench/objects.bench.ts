@@ -2,12 +2,11 @@ import { WebSocketServer } from 'ws'
 import { decodeFrame, encodeFrame } from '../sdk/codec.ts'
 import { connect } from '../sdk/index.ts'
 import type { BenchCluster } from './cluster.ts'
-import { BOUNDED, fmt, median, repeat } from './stats.ts'
+import { BOUNDED, fmt, median, ratio, repeat } from './stats.ts'
 
 const MiB = 1024 * 1024
 const RUNS = 5
 const TRANSFER = 64 * MiB
-const ratio = (a: number, b: number) => Number((a / b).toFixed(3))
 
 // Page code is passed as strings: a bundler or tsx must not rewrite it (helpers like __name do not exist there).
 const RANDOM_ID = `() => Array.from(crypto.getRandomValues(new Uint8Array(28)), (b) => b.toString(16).padStart(2, '0')).join('')`

@@ -12,6 +12,9 @@ export async function repeat(runs: number, fn: () => Promise<number>): Promise<{
   return { median: median(out), runs: out.map((x) => Math.round(x)) }
 }
 
+/** a / b to 3 decimals: how every bench line states a figure against its same-run baseline. */
+export const ratio = (a: number, b: number) => Number((a / b).toFixed(3))
+
 export const fmt = (n: number) => Math.round(n).toLocaleString('en-US')
 
 /** Every wait of a benchmark is bounded: a benchmark fails with a clear error, it never hangs. */

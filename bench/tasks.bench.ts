@@ -1,7 +1,7 @@
 import { connect } from '../sdk/index.ts'
 import type { PeerMesh } from '../sdk/transport/peer-mesh.ts'
 import type { BenchCluster } from './cluster.ts'
-import { BOUNDED, fmt, repeat } from './stats.ts'
+import { BOUNDED, fmt, ratio, repeat } from './stats.ts'
 
 const ASYNC_TASKS = 4000
 const SYNC_TRIPS = 400
@@ -67,7 +67,6 @@ export async function benchTasks(c: BenchCluster, cpusPerNode: number) {
   const peerMessages = mesh.peerStats
   await mesh.close()
 
-  const ratio = (a: number, b: number) => Number((a / b).toFixed(3))
   const result = {
     cluster: { nodes: c.nodes.length, cpusPerNode },
     ours,

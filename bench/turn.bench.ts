@@ -1,10 +1,9 @@
 import type { BenchCluster } from './cluster.ts'
-import { fmt, median } from './stats.ts'
+import { fmt, median, ratio } from './stats.ts'
 
 const MiB = 1024 * 1024
 const RUNS = 5
 const TRANSFER = 32 * MiB
-const ratio = (a: number, b: number) => Number((a / b).toFixed(3))
 
 type Mode = 'all' | 'relay'
 type NodePage = BenchCluster['nodes'][number]['page']

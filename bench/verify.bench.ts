@@ -1,6 +1,6 @@
 import { connect } from '../sdk/index.ts'
 import type { BenchCluster } from './cluster.ts'
-import { BOUNDED, fmt, repeat } from './stats.ts'
+import { BOUNDED, fmt, ratio, repeat } from './stats.ts'
 
 const ASYNC_TASKS = 2000
 const SYNC_TASKS = 200
@@ -39,7 +39,6 @@ export async function benchVerify(c: BenchCluster, cpusPerNode: number) {
   }
   const baseline = { plainAsyncPerSec: await repeat(RUNS, () => burst(plain)), plainSyncPerSec: await repeat(RUNS, () => loop(plain)) }
   await mesh.close()
-  const ratio = (a: number, b: number) => Number((a / b).toFixed(3))
   const result = {
     cluster: { nodes: c.nodes.length, cpusPerNode, replicas: 2 },
     ours,

@@ -2,10 +2,10 @@ import { decodeValue, encodeValue } from '../sdk/codec.ts'
 import { TaskError, toWireError } from '../sdk/errors.ts'
 import type { ExecResult, ExecTask } from '../sdk/protocol/index.ts'
 import { toUnits } from '../sdk/resources.ts'
-import { noObjects } from '../sim/no-objects.ts'
 import { SimulatedWorkerSlots } from '../sim/worker-slots.ts'
 import { joinAsNode } from '../worker-page/join.ts'
 import { NodeAgent } from '../worker-page/node/agent.ts'
+import { noObjects } from '../worker-page/node/no-objects.ts'
 import type { WorkerSlot } from '../worker-page/node/ports.ts'
 
 /*

@@ -3,7 +3,7 @@ import WebSocket from 'ws'
 import { decodeFrames, encodeFrame, encodeValue } from '../sdk/codec.ts'
 import { functionIdOf, type JobId, newPutObjectId, newTaskId, type ObjectId, randomHex } from '../sdk/ids.ts'
 import { connect, type Mesh, ObjectRef } from '../sdk/index.ts'
-import { PROTOCOL_VERSION, type ServerMessage } from '../sdk/protocol/index.ts'
+import { ClientMessageSchema, PROTOCOL_VERSION, type ServerMessage } from '../sdk/protocol/index.ts'
 import { Rng } from '../sim/rng.ts'
 import { TEST_TOKENS, testCredentials } from './credentials.fixture.ts'
 import { EvalNode } from './eval-node.fixture.ts'
@@ -940,41 +940,8 @@ describe('7. denial of service: one client’s flood costs others nothing, and g
 
 // ---- 8. fuzz ----
 
-const CLIENT_TYPES = [
-  'hello',
-  'register-functions',
-  'submit',
-  'put',
-  'subscribe',
-  'release',
-  'free',
-  'borrow',
-  'unborrow',
-  'cancel',
-  'state',
-  'get-actor',
-  'kill-actor',
-  'heartbeat',
-  'object-chunk',
-  'put-remote',
-  'fetch-objects',
-  'objects-stored',
-  'objects-spilled',
-  'upload-failed',
-  'task-events',
-  'task-results',
-  'actor-died',
-  'relay-up',
-  'relay-close',
-  'publish',
-  'lease-request',
-  'lease-cancel',
-  'lease-return',
-  'lease-blocked',
-  'actor-lease-request',
-  'peer-send',
-  'may-use',
-] as const
+/** Every message type a client may send, read from the schema the edge validates with (new types are fuzzed too). */
+const CLIENT_TYPES = ClientMessageSchema.options.map((o) => o.entries.type.literal)
 
 /** Ids the fuzzers aim at: the legitimate job's own (they must not be able to touch them), and random ones. */
 interface Targets {

@@ -1,5 +1,5 @@
 import { ConnectionError, fromWireError } from './errors.ts'
-import type { ClientMessage, DriverBound, ReplyTo, RequestMessage } from './protocol/index.ts'
+import type { DriverBound, ReplyTo, RequestMessage } from './protocol/index.ts'
 import type { FramedTransport } from './transport/framed.ts'
 
 /** What a driver does with each message the coordinator sends it (replies are the client's own). */
@@ -37,14 +37,6 @@ export class ControlClient {
     return this.closed
   }
 
-  get isOpen(): boolean {
-    return this.transport.isOpen
-  }
-
-  send(msg: ClientMessage): void {
-    this.transport.send(msg)
-  }
-
   /** Sends `msg` with a fresh `reqId`; resolves with the reply's value, or rejects with its error. */
   request<M extends RequestMessage>(msg: M): Promise<ReplyTo<M>> {
     this.assertOpen()
@@ -78,7 +70,7 @@ export class ControlClient {
       else r.reject(fromWireError(msg.error))
       return
     }
-    if (msg.type === 'welcome') return
+    if (msg.type === 'welcome') return // answered during the handshake (connect.ts)
     const handle = this.handlers[msg.type] as ((m: DriverBound) => void) | undefined
     handle?.(msg)
   }

@@ -27,6 +27,15 @@ const POOL_BYTES = 4096
 const webCrypto = (globalThis as unknown as { crypto: { getRandomValues<T extends Uint8Array>(a: T): T } }).crypto
 let pool = new Uint8Array(0)
 let poolAt = 0
+
+/**
+ * @internal Forgets the random bytes drawn so far: the next id draws afresh (the simulation does this before a seeded
+ * run, so what an earlier run left in the pool does not make this run's ids).
+ */
+export function resetRandomPool(): void {
+  pool = new Uint8Array(0)
+  poolAt = 0
+}
 /** Char codes of an id being made, one array per id length (fromCharCode takes the whole array). */
 const codesByLength = new Map<number, number[]>()
 

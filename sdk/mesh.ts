@@ -95,7 +95,6 @@ export class Mesh implements ActorSubmitter {
       this.shutDown(why, new ConnectionError(why))
     })
     const send = (m: Parameters<FramedTransport['send']>[0]) => transport.send(m)
-    this.publication = new OwnerPublication({ refs: () => this.refs, objects: this.objects, send, isOpen: () => transport.isOpen })
     this.refs = new ReferenceCounter(
       {
         release: (ids) => {
@@ -107,6 +106,8 @@ export class Mesh implements ActorSubmitter {
       },
       (id) => this.objects.delete(id),
     )
+    // The counter's callbacks read the publication only when they fire, after this constructor.
+    this.publication = new OwnerPublication({ refs: this.refs, objects: this.objects, send, isOpen: () => transport.isOpen })
     this.events = new TaskEventReporter((m) => transport.isOpen && send(m))
     this.links = new PeerLinks(
       opts.peerAddress,

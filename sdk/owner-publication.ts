@@ -19,7 +19,7 @@ export class OwnerPublication {
 
   constructor(
     private readonly deps: {
-      refs: () => ReferenceCounter
+      refs: ReferenceCounter
       objects: ObjectTable
       send(msg: ClientMessage): void
       isOpen(): boolean
@@ -38,7 +38,7 @@ export class OwnerPublication {
 
   /** Refs to these objects leave this connection: those owned here and not yet published are published now. */
   escape(ids: readonly ObjectId[]): void {
-    const refs = this.deps.refs()
+    const refs = this.deps.refs
     const objects: Published = []
     for (const id of ids) {
       if (!refs.isOwned(id) || this.published.has(id)) continue
@@ -67,7 +67,7 @@ export class OwnerPublication {
 
   /** The coordinator entered these returns in its directory (owned by us): released at once if no ref is left. */
   registered(ids: readonly ObjectId[]): void {
-    const refs = this.deps.refs()
+    const refs = this.deps.refs
     const gone: ObjectId[] = []
     for (const id of ids) {
       this.pending.delete(id)

@@ -23,3 +23,6 @@ export function takeToken(): string | undefined {
     return fromUrl || undefined
   }
 }
+
+/** `text` with `token` cut out (a page shows or logs messages that may quote the URL it was opened with). */
+export const redact = (text: string, token: string | undefined): string => (token ? text.split(token).join('…') : text)

@@ -1,5 +1,5 @@
 import type { ClientMessage, TaskState } from './protocol/index.ts'
-import { TASK_STATES } from './protocol/index.ts'
+import { MAX_TASK_EVENTS_PER_MESSAGE, TASK_STATES } from './protocol/index.ts'
 
 export type TaskEvent = Extract<ClientMessage, { type: 'task-events' }>['events'][number]
 /** What an event may carry beyond its task, attempt, state and time. */
@@ -7,8 +7,6 @@ type Extra = Partial<Omit<TaskEvent, 'taskId' | 'attempt' | 'state' | 'time'>>
 
 /** Events wait at most this long before they are sent (the state API is at most this late, plus a round trip). */
 const FLUSH_MS = 100
-/** A message holds at most this many events. */
-const MAX_EVENTS = 5000
 /** At most this many go each FLUSH_MS (200,000/s); the rest wait for the next (Ray's task_events_send_batch_size). */
 const MAX_PER_FLUSH = 20_000
 /**
@@ -159,7 +157,7 @@ export class TaskEventReporter {
     let left = max
     while (left > 0 && (this.events.length || this.dropped)) {
       const events: TaskEvent[] = []
-      while (events.length < MAX_EVENTS && events.length < left && this.events.length) events.push(this.events.shift())
+      while (events.length < MAX_TASK_EVENTS_PER_MESSAGE && events.length < left && this.events.length) events.push(this.events.shift())
       left -= Math.max(1, events.length)
       const dropped = this.dropped
       this.dropped = 0

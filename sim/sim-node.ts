@@ -3,6 +3,7 @@ import type { ExecResult, ExecTask } from '../sdk/protocol/index.ts'
 import { type Lease, leaseSigningText, PROTOCOL_VERSION, RELAY_OVERHEAD_BYTES, type ServerMessage } from '../sdk/protocol/index.ts'
 import { type ResourceUnits, toUnits } from '../sdk/resources.ts'
 import { NodeAgent } from '../worker-page/node/agent.ts'
+import { noObjects } from '../worker-page/node/no-objects.ts'
 import type { NodeObjects, NodeWorkers, WorkerSlot } from '../worker-page/node/ports.ts'
 import type { Link, MemoryNetwork } from './network.ts'
 import { SimulatedWorkerSlots } from './worker-slots.ts'
@@ -73,22 +74,6 @@ class SimWorkers extends SimulatedWorkerSlots implements NodeWorkers {
   }
 }
 
-/** Simulated nodes hold no large objects: every value in the simulation is small and travels inline. */
-const noObjects: NodeObjects = {
-  used: 0,
-  spilledBytes: 0,
-  acquire: async () => {
-    throw new Error('the simulation has no large objects')
-  },
-  release: () => {},
-  stored: () => {},
-  onChunk: () => {},
-  onObjects: () => {},
-  upload: async () => {},
-  delete: async () => {},
-  close: () => {},
-}
-
 /**
  * A node of the simulated cluster: the real NodeAgent, speaking the real protocol over a simulated connection, with
  * simulated workers. It registers with a hello, as a browser node does.
@@ -125,7 +110,14 @@ export class SimNode {
       const verifier = {
         verify: (l: Lease) => l.nodeId === nodeId && createHmac('sha256', key).update(leaseSigningText(l)).digest('hex') === l.sig,
       }
-      const agent = new NodeAgent(this.nodeId, transport, this.workers, noObjects, this.total, { heartbeatMs: 0, verifier })
+      const agent = new NodeAgent(
+        this.nodeId,
+        transport,
+        this.workers,
+        noObjects('a simulated node', () => undefined),
+        this.total,
+        { heartbeatMs: 0, verifier },
+      )
       this.agent = agent
       transport.onMessage = (msg) => {
         this.onReceive(msg)

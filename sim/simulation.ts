@@ -2,7 +2,7 @@ import { Cluster } from '../coordinator/cluster.ts'
 import type { ActorHandleBase } from '../sdk/actor-handle.ts'
 import { encodeValue } from '../sdk/codec.ts'
 import { TaskError, type WireError } from '../sdk/errors.ts'
-import { randomHex } from '../sdk/ids.ts'
+import { resetRandomPool } from '../sdk/ids.ts'
 import type { ExecResult } from '../sdk/protocol/index.ts'
 import { RESOURCE_UNITS, type ResourceUnits, toUnits } from '../sdk/resources.ts'
 import { MemoryNetwork } from './network.ts'
@@ -32,8 +32,6 @@ interface TaskInfo {
 }
 
 const HEARTBEAT_MS = 1000
-/** The size of sdk/ids.ts's pool of random bytes: asking that many at once uses up whatever is left of it. */
-const ID_POOL_BYTES = 4096
 const STEP_MS = 50
 const TASK_SOURCE = function simTask(x: unknown) {
   return x
@@ -118,10 +116,9 @@ export class Simulation {
     Error.stackTraceLimit = 0
     const crypto = globalThis.crypto
     const original = crypto.getRandomValues
-    // Ids are cut from a pool of random bytes (sdk/ids.ts, 4 KiB at a time) that outlives a run: what the run before
-    // left in it would make this one's ids, and the moment it draws from the seed. Used up now (with real bytes, before
-    // the seed is the source), the pool's first refill comes from this seed, whatever ran before in this process.
-    randomHex(ID_POOL_BYTES)
+    // Ids are cut from a pool of random bytes (sdk/ids.ts) that outlives a run: what the run before left in it would
+    // make this one's ids. Emptied now, the pool's first refill comes from this seed, whatever ran before in this process.
+    resetRandomPool()
     Object.defineProperty(crypto, 'getRandomValues', {
       configurable: true,
       value: <T extends ArrayBufferView | null>(a: T): T => {

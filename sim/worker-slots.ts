@@ -57,10 +57,6 @@ export abstract class SimulatedWorkerSlots<S extends WorkerSlot = WorkerSlot>
     for (const w of [...this.slots]) if (w.jobId === jobId && !w.busy && !w.actorId) this.terminate(w)
   }
 
-  byTask(taskId: string): WorkerSlot | undefined {
-    return this.slots.find((w) => w.taskId === taskId)
-  }
-
   deliver(): void {
     // No `self.shoal` in a simulated task: no worker channel ever carries a frame.
   }

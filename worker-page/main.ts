@@ -1,4 +1,4 @@
-import { takeToken } from '../sdk/page-token.ts'
+import { redact, takeToken } from '../sdk/page-token.ts'
 import { parseSize } from '../sdk/size.ts'
 import { PeerMesh } from '../sdk/transport/peer-mesh.ts'
 import { type DonorSettings, loadSettings, maxCpusFor, saveSettings, throttleReason, watchBattery } from './donor-settings.ts'
@@ -23,7 +23,6 @@ const log = $('log')
 const LOG_LINES = 200
 let pendingLog: { at: Date; text: string }[] = []
 /** Nothing the page shows carries the token's value, whatever echoes it (an error message, a task's failure). */
-const redact = (text: string): string => (token ? text.split(token).join('…') : text)
 /** Activity is buffered and drawn a few times a second: two DOM writes per task would cost more than a no-op task. */
 function activity(a: NodeActivity | { kind: string; text: string }): void {
   pendingLog.push({ at: new Date(), text: a.text })
@@ -36,7 +35,7 @@ function drawLog(): void {
     const li = document.createElement('li')
     const t = document.createElement('time')
     t.textContent = e.at.toLocaleTimeString()
-    li.append(t, redact(e.text))
+    li.append(t, redact(e.text, token))
     frag.append(li)
   }
   pendingLog = []
@@ -137,7 +136,7 @@ function refused(reason: string): void {
   document.body.dataset.state = 'disconnected'
   $('state').textContent = 'refused'
   const notice = $('notice')
-  notice.textContent = `Not admitted: ${redact(reason)}. Reopen this page with ?token=<your token> to join.`
+  notice.textContent = `Not admitted: ${redact(reason, token)}. Reopen this page with ?token=<your token> to join.`
   notice.hidden = false
   activity({ kind: 'disconnected', text: `refused: ${reason}` })
 }
@@ -262,7 +261,7 @@ function drawLive(): void {
   const now = performance.now()
   const rows = live.running.slice(0, RUNNING_ROWS).map((r) => {
     const tr = document.createElement('tr')
-    for (const text of [redact(r.name), r.jobId, formatSeconds((now - r.since) / 1000)]) {
+    for (const text of [redact(r.name, token), r.jobId, formatSeconds((now - r.since) / 1000)]) {
       const td = document.createElement('td')
       td.textContent = text
       tr.append(td)

@@ -129,10 +129,6 @@ export class WorkerPool implements NodeWorkers {
     return w
   }
 
-  byTask(taskId: string): WorkerSlot | undefined {
-    return this.workers.find((w) => w.taskId === taskId)
-  }
-
   run(w: WorkerSlot, t: ExecTask & { source: string; funcName: string }): Promise<ExecResult> {
     return this.call(w, (api) => api.run(t))
   }

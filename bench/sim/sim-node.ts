@@ -18,9 +18,9 @@ import type { ExecArg, ExecResult, ExecTask } from '../../sdk/protocol/index.ts'
 import { type ClientMessage, PROTOCOL_VERSION, RELAY_OVERHEAD_BYTES, type WelcomeMessage } from '../../sdk/protocol/index.ts'
 import { toUnits } from '../../sdk/resources.ts'
 import { ControlSocket } from '../../sdk/transport/websocket.ts'
-import { noObjects } from '../../sim/no-objects.ts'
 import { SimulatedWorkerSlots } from '../../sim/worker-slots.ts'
 import { NodeAgent } from '../../worker-page/node/agent.ts'
+import { noObjects } from '../../worker-page/node/no-objects.ts'
 import type { NodeWorkers, WorkerSlot } from '../../worker-page/node/ports.ts'
 
 /** What one simulated node did (plain numbers, so a fleet adds up thousands of them cheaply). */

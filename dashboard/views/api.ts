@@ -1,3 +1,5 @@
+import { redact } from '../../sdk/page-token.ts'
+
 /** The coordinator answered, but not with what we asked for: the section shows why, the banner stays down. */
 export class HttpError extends Error {
   override readonly name: string = 'HttpError'
@@ -39,8 +41,6 @@ export async function getJson<T>(path: string, signal: AbortSignal, token?: stri
   }
   return (await res.json()) as T
 }
-
-const redact = (text: string, token: string | undefined): string => (token ? text.split(token).join('…') : text)
 
 /** Distinguishes "the coordinator is not there" from "it is there and said no". */
 export const isUnreachable = (err: unknown): boolean => !(err instanceof HttpError) && !(err instanceof SyntaxError)

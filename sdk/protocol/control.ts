@@ -137,6 +137,9 @@ const NodeInfoSchema = v.strictObject({
   paused: v.optional(v.boolean()),
 })
 
+/** A `task-events` message holds at most this many events (the reporter cuts its messages under it). */
+export const MAX_TASK_EVENTS_PER_MESSAGE = 5000
+
 /**
  * One state change of one task attempt. Its owner reports its life (created, waiting, pushed, finished, failed, with
  * what it is on the first event); the node that runs it reports RUNNING.
@@ -241,7 +244,7 @@ export const ClientMessageSchema = v.variant('type', [
   /** `dropped`: events the sender's bounded buffer let go since its last message (Ray counts them too). */
   v.strictObject({
     type: v.literal('task-events'),
-    events: v.pipe(v.array(TaskEventSchema), v.maxLength(5000)),
+    events: v.pipe(v.array(TaskEventSchema), v.maxLength(MAX_TASK_EVENTS_PER_MESSAGE)),
     dropped: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(Number.MAX_SAFE_INTEGER))),
   }),
   v.strictObject({ type: v.literal('task-results'), results: v.array(TaskResultSchema) }),

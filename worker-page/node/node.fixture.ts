@@ -16,6 +16,7 @@ import type { LeaseCheck } from '../lease-verifier.ts'
 import { TenancyCheck } from '../tenancy-check.ts'
 import { LeaseAdmission } from './admission.ts'
 import { Functions } from './functions.ts'
+import { noObjects } from './no-objects.ts'
 import type { NodeObjects, NodeWorkers, WorkerSlot } from './ports.ts'
 import { WorkerRuns } from './worker-runs.ts'
 
@@ -91,9 +92,6 @@ export class FakeWorkers implements NodeWorkers {
     for (const w of [...this.slots]) this.terminate(w)
   }
   retire(): void {}
-  byTask(taskId: string): WorkerSlot | undefined {
-    return this.slots.find((w) => w.taskId === taskId)
-  }
   run(w: WorkerSlot, t: ExecTask): Promise<ExecResult> {
     return new Promise((resolve) => this.hand(w, 'run', [t], (r) => resolve(r?.[0] ?? ok())))
   }
@@ -122,18 +120,7 @@ export class FakeWorkers implements NodeWorkers {
 /** A task's value as its worker returns it; `ms`: how long it ran (by default too long for batches; see batch-policy.ts). */
 export const ok = (ms = 10): ExecResult => ({ ok: true, returns: [new Uint8Array([1])], ms })
 
-export const objects: NodeObjects = {
-  used: 0,
-  spilledBytes: 0,
-  acquire: async () => {},
-  release: () => {},
-  stored: () => {},
-  onChunk: () => {},
-  onObjects: () => {},
-  upload: async () => {},
-  delete: async () => {},
-  close: () => {},
-}
+export const objects: NodeObjects = noObjects('the test node', () => undefined)
 
 export const fn = (name: string): FunctionDef => {
   const source = `function ${name}() { return 1 }`

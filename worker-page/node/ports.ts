@@ -25,7 +25,6 @@ export interface NodeWorkers {
    * owned something, and no longer do). Their channels close.
    */
   retire(jobId: string | undefined, channels: readonly string[]): void
-  byTask(taskId: string): WorkerSlot | undefined
   run(w: WorkerSlot, t: ExecTask & { source: string; funcName: string }): Promise<ExecResult>
   /**
    * Several short tasks in one message (optional: without it every task goes alone). The first results may come

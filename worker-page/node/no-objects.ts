@@ -1,5 +1,5 @@
-import type { NodeAgent } from '../worker-page/node/agent.ts'
-import type { NodeObjects } from '../worker-page/node/ports.ts'
+import type { NodeAgent } from './agent.ts'
+import type { NodeObjects } from './ports.ts'
 
 /**
  * The object store of a node that holds no objects (a simulated node, a test's in-process node): a large argument
